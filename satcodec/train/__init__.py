@@ -1,0 +1,18 @@
+"""The shared trainer: one loop for the codec and the research modules."""
+
+from satcodec.train.checkpoint import load_checkpoint, save_checkpoint
+from satcodec.train.optimizers import available_optimizers, build_optimizer, register_optimizer
+from satcodec.train.schedules import lr_factor
+from satcodec.train.trainer import TrainConfig, Trainer, epoch_batches
+
+__all__ = [
+    "TrainConfig",
+    "Trainer",
+    "available_optimizers",
+    "build_optimizer",
+    "epoch_batches",
+    "load_checkpoint",
+    "lr_factor",
+    "register_optimizer",
+    "save_checkpoint",
+]

@@ -1,0 +1,83 @@
+"""Building blocks of the reduced-complexity transforms: GDN variants and sub-pixel upsampling."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _NonNegative(nn.Module):
+    """Reparameterise a non-negative parameter as p = max(v, bound)^2 - pedestal (Ballé 2018).
+
+    Keeps β and γ of GDN positive without clipping gradients to zero at the boundary.
+    """
+
+    pedestal = 2.0**-18
+
+    def __init__(self, init: torch.Tensor, minimum: float = 0.0) -> None:
+        super().__init__()
+        self.bound = (minimum + self.pedestal) ** 0.5
+        self.value = nn.Parameter(torch.sqrt(torch.clamp(init + self.pedestal, min=self.pedestal)))
+
+    def forward(self) -> torch.Tensor:
+        return torch.clamp(self.value, min=self.bound) ** 2 - self.pedestal
+
+
+class GDN(nn.Module):
+    """Generalised divisive normalisation (Ballé et al. 2016) and its variants.
+
+    ``simplified=True`` is the form of Johnston et al. (2019): y = x / (β + Σ γ|x|), no square,
+    no square root; it is cheaper on board and trains as well (see bench/activation_choice).
+    ``inverse=True`` multiplies instead of dividing (IGDN, used in the synthesis).
+    """
+
+    def __init__(self, channels: int, inverse: bool = False, simplified: bool = True) -> None:
+        super().__init__()
+        self.channels = channels
+        self.inverse = inverse
+        self.simplified = simplified
+        self.beta = _NonNegative(torch.ones(channels), minimum=1e-6)
+        self.gamma = _NonNegative(0.1 * torch.eye(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gamma = self.gamma().view(self.channels, self.channels, 1, 1)
+        beta = self.beta()
+        if self.simplified:
+            norm = F.conv2d(torch.abs(x), gamma, beta)
+        else:
+            norm = torch.sqrt(F.conv2d(x * x, gamma, beta))
+        return x * norm if self.inverse else x / norm
+
+
+def activation(kind: str, channels: int, inverse: bool) -> nn.Module:
+    """Return the activation named ``kind`` ("sgdn", "gdn" or "relu")."""
+    if kind == "sgdn":
+        return GDN(channels, inverse=inverse, simplified=True)
+    if kind == "gdn":
+        return GDN(channels, inverse=inverse, simplified=False)
+    if kind == "relu":
+        return nn.ReLU()
+    raise ValueError(f"unknown activation {kind!r} (expected sgdn, gdn or relu)")
+
+
+def conv_down(in_ch: int, out_ch: int, kernel: int = 5) -> nn.Conv2d:
+    """Stride-2 convolution with 'same'-style padding (halves height and width)."""
+    return nn.Conv2d(in_ch, out_ch, kernel, stride=2, padding=kernel // 2)
+
+
+class SubPixelUp(nn.Module):
+    """Upsample by 2 with a convolution to 4x channels then PixelShuffle.
+
+    Chosen over ConvTranspose2d because int8 runtimes (onnxruntime QDQ) accelerate plain
+    convolutions but not transposed ones; a 3x3 sub-pixel conv covers the support of a 5x5
+    stride-2 transposed conv.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, out_ch * 4, kernel, padding=kernel // 2)
+        self.shuffle = nn.PixelShuffle(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.conv(x))

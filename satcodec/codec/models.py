@@ -1,0 +1,162 @@
+"""The reduced-complexity variational auto-encoder of Alves de Oliveira et al. (2021).
+
+A Ballé-style analysis transform of four 5x5 stride-2 convolutions (the board side) and a
+mirrored sub-pixel synthesis transform (the ground side). Latents are modelled by one
+zero-mean Laplacian per channel whose scale is estimated from the latents themselves and sent
+as side information, so there is no hyperprior network.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from satcodec.codec.layers import SubPixelUp, activation, conv_down
+
+DOWNSAMPLING = 16  # four stride-2 stages
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture hyper-parameters; stored in every weights file."""
+
+    bands: int = 1
+    hidden: int = 64  # N
+    latent: int = 192  # M
+    activation: str = "sgdn"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        return cls(
+            bands=int(d["bands"]),
+            hidden=int(d["hidden"]),
+            latent=int(d["latent"]),
+            activation=str(d["activation"]),
+        )
+
+
+def laplace_bits(y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Code length in bits of values ``y`` under a unit-bin discretised zero-mean Laplacian.
+
+    P(y) = F(y+½) − F(y−½). Evaluated on |y| (the density is symmetric), in the upper tail
+    where F(v) = 1 − ½e^{−v/s}, rewritten so it stays accurate far in the tail.
+    """
+    a = torch.abs(y)
+    upper = a + 0.5
+    lower = torch.clamp(a - 0.5, min=0.0)
+    # for a < 0.5 the bin straddles 0: P = 1 - e^{-(0.5)/s}·cosh-like; handle both with
+    # P = ½(e^{−lower/s}·c − e^{−upper/s}) where c = 2 − e^{−(0.5−a)/s} when a < 0.5
+    straddle = a < 0.5
+    e_upper = torch.exp(-upper / scale)
+    e_lower = torch.where(straddle, 2.0 - torch.exp(-(0.5 - a) / scale), torch.exp(-lower / scale))
+    p = 0.5 * (e_lower - e_upper)
+    return -torch.log2(torch.clamp(p, min=1e-9))
+
+
+class ReducedVAE(nn.Module):
+    """Reduced-complexity learned image codec.
+
+    ``forward`` is the training path (additive uniform noise as the quantisation proxy, rate
+    from the per-channel Laplacian); the real coding path (tiling, quantisation, entropy coding,
+    bitstream) lives in :mod:`satcodec.codec.pipeline` and uses ``analysis_transform`` and
+    ``synthesis_transform`` directly.
+    """
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or ModelConfig()
+        n, m, b, act = config.hidden, config.latent, config.bands, config.activation
+        self.analysis_transform = nn.Sequential(
+            conv_down(b, n),
+            activation(act, n, inverse=False),
+            conv_down(n, n),
+            activation(act, n, inverse=False),
+            conv_down(n, n),
+            activation(act, n, inverse=False),
+            conv_down(n, m),
+        )
+        self.synthesis_transform = nn.Sequential(
+            SubPixelUp(m, n),
+            activation(act, n, inverse=True),
+            SubPixelUp(n, n),
+            activation(act, n, inverse=True),
+            SubPixelUp(n, n),
+            activation(act, n, inverse=True),
+            SubPixelUp(n, b),
+        )
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training pass on normalised input ``x`` of shape (B, bands, H, W), H and W multiples of 16.
+
+        Returns ``x_hat``, ``bits`` (per image, summed) and ``scales`` (B, M).
+        """
+        y = self.analysis_transform(x)
+        y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y)
+        # one Laplacian scale per channel and image, estimated from the latents (ML estimate)
+        scales = torch.clamp(y_tilde.abs().mean(dim=(2, 3)), min=0.05)
+        bits = laplace_bits(y_tilde, scales[:, :, None, None]).sum(dim=(1, 2, 3))
+        x_hat = self.synthesis_transform(y_tilde)
+        return {"x_hat": x_hat, "bits": bits, "scales": scales}
+
+
+def count_macs(module: nn.Module, input_shape: tuple[int, int, int, int]) -> int:
+    """Multiply-accumulates of the convolutions and GDNs of ``module`` for one input."""
+    macs = 0
+
+    def hook(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
+        nonlocal macs
+        if isinstance(mod, nn.Conv2d):
+            kh, kw = mod.kernel_size
+            macs += out.numel() * (mod.in_channels // mod.groups) * kh * kw
+        elif mod.__class__.__name__ == "GDN":
+            macs += out.numel() * mod.channels  # its 1x1 channel mixing
+
+    handles = [m.register_forward_hook(hook) for m in module.modules()]
+    try:
+        with torch.no_grad():
+            module(torch.zeros(input_shape))
+    finally:
+        for h in handles:
+            h.remove()
+    return macs
+
+
+def complexity(model: ReducedVAE, size: int = 256) -> dict[str, float]:
+    """MAC per pixel and parameter counts of the encoder (analysis) and decoder (synthesis)."""
+    b, m = model.config.bands, model.config.latent
+    pixels = size * size
+    enc_macs = count_macs(model.analysis_transform, (1, b, size, size))
+    lat = size // DOWNSAMPLING
+    dec_macs = count_macs(model.synthesis_transform, (1, m, lat, lat))
+    return {
+        "encoder_mac_per_pixel": enc_macs / pixels,
+        "decoder_mac_per_pixel": dec_macs / pixels,
+        "encoder_params": sum(p.numel() for p in model.analysis_transform.parameters()),
+        "decoder_params": sum(p.numel() for p in model.synthesis_transform.parameters()),
+    }
+
+
+def receptive_halo_pixels() -> int:
+    """Pixels of context each side that the analysis needs (radius 2·(1+2+4+8)=30, rounded to 32)."""
+    return 2 * DOWNSAMPLING
+
+
+def bits_per_pixel(bits: torch.Tensor, pixels: int) -> torch.Tensor:
+    return bits / pixels
+
+
+__all__ = [
+    "DOWNSAMPLING",
+    "ModelConfig",
+    "ReducedVAE",
+    "complexity",
+    "count_macs",
+    "laplace_bits",
+    "math",
+]
