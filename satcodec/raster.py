@@ -1,0 +1,989 @@
+"""GeoTIFF in and out: a small, rasterio-like layer for the codec and the ground segment.
+
+What it gives:
+
+* :class:`RasterMeta` -- everything the codec must carry through the bitstream to rebuild an
+  equivalent GeoTIFF (size, dtype, bit depth, nodata, CRS, transform, RPCs, GCPs, band
+  descriptions, dataset tags), JSON-serialisable and strictly validated on the way back in.
+* :func:`open_raster` / :class:`RasterReader` -- reads whole bands or boundless windows (edge
+  replicated) with bounded memory, for the tiled encoder's tile + halo reads.
+* :func:`write_raster`, :func:`create_raster` / :class:`RasterWriter`, :func:`write_cog` --
+  atomic writers (temp file in the destination folder, renamed on success).
+* :func:`infer_bit_depth`, :func:`is_valid_cog`.
+
+Every rasterio/GDAL failure is re-raised as :class:`~satcodec.errors.RasterError` with the
+path in the message, so no rasterio exception type escapes this module.
+
+Conventions: bands are 0-based in this API (rasterio is 1-based); arrays are (bands, H, W).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import operator
+import os
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.control import GroundControlPoint
+from rasterio.crs import CRS
+from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioError
+from rasterio.transform import Affine
+from rasterio.windows import Window
+
+from satcodec.errors import RasterError
+from satcodec.fileutil import atomic_path
+
+try:  # GDAL errors raised by rasterio that do not derive from RasterioError
+    from rasterio._err import CPLE_BaseError
+except ImportError:  # pragma: no cover - private module moved
+    CPLE_BaseError = RasterioError  # type: ignore[misc,assignment]
+
+__all__ = [
+    "MAX_BANDS",
+    "MAX_DIM",
+    "SUPPORTED_DTYPES",
+    "RasterMeta",
+    "RasterReader",
+    "RasterWriter",
+    "create_raster",
+    "infer_bit_depth",
+    "is_valid_cog",
+    "open_raster",
+    "write_cog",
+    "write_raster",
+]
+
+#: Sample types the codec handles, with their storage width in bits.
+SUPPORTED_DTYPES: dict[str, int] = {"uint8": 8, "uint16": 16, "int16": 16}
+#: Most bands a raster may have (multispectral/hyperspectral cubes stay well below).
+MAX_BANDS = 4096
+#: Largest width or height accepted (2**20 = 1,048,576 px: long push-broom strips fit).
+MAX_DIM = 1 << 20
+#: Sanity caps for metadata parsed from untrusted bitstream headers.
+MAX_GCPS = 1 << 20
+MAX_TAGS = 1 << 16
+
+#: Tile size of GeoTIFFs written by :func:`write_raster` / :class:`RasterWriter`.
+TILE_SIZE = 256
+#: Memory budget of one read while scanning an image for its maximum.
+_SCAN_BUDGET_BYTES = 64 << 20
+
+_ERRORS = (RasterioError, CPLE_BaseError, CRSError)
+_RPC_SCALARS = (
+    "HEIGHT_OFF",
+    "HEIGHT_SCALE",
+    "LAT_OFF",
+    "LAT_SCALE",
+    "LINE_OFF",
+    "LINE_SCALE",
+    "LONG_OFF",
+    "LONG_SCALE",
+    "SAMP_OFF",
+    "SAMP_SCALE",
+)
+_RPC_COEFFS = ("LINE_DEN_COEFF", "LINE_NUM_COEFF", "SAMP_DEN_COEFF", "SAMP_NUM_COEFF")
+_RPC_OPTIONAL = ("ERR_BIAS", "ERR_RAND")
+_GCP_KEYS = ("row", "col", "x", "y", "z", "id", "info")
+_IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+# --- small helpers ---------------------------------------------------------------------------
+def _dtype_bits(dtype: str) -> int:
+    try:
+        return SUPPORTED_DTYPES[str(np.dtype(dtype))]
+    except (TypeError, KeyError):
+        raise RasterError(
+            f"unsupported sample type {dtype!r} (supported: {', '.join(SUPPORTED_DTYPES)})"
+        ) from None
+
+
+@contextlib.contextmanager
+def _wrap(path: Any, what: str) -> Iterator[None]:
+    """Turn rasterio/GDAL/OS exceptions into RasterError naming the path (no chained traceback)."""
+    try:
+        yield
+    except RasterError:
+        raise
+    except (*_ERRORS, OSError) as exc:
+        raise RasterError(f"{os.fspath(path)}: {what}: {exc}") from None
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    # rasterio warns on every dataset without a geotransform (RPC/GCP imagery is like that).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        yield
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _canonical_rpcs(raw: Mapping[str, Any]) -> dict[str, str]:
+    """Validate RPCs in GDAL metadata form and return them canonicalised.
+
+    Form: ``{"LINE_OFF": "17495.0", "LINE_NUM_COEFF": "<20 numbers>", ...}`` -- the keys and
+    string values of ``rasterio.rpc.RPC.to_gdal()``; numbers are written with Python ``repr``
+    so they round-trip exactly. ERR_BIAS/ERR_RAND are kept when present (also when 0, which
+    ``RPC.to_gdal`` would drop). Keys outside the RPC00B set are dropped.
+    """
+    if not isinstance(raw, Mapping):
+        raise RasterError("rpcs must be an object")
+    out: dict[str, str] = {}
+    for key in _RPC_SCALARS + _RPC_OPTIONAL:
+        if key not in raw:
+            if key in _RPC_OPTIONAL:
+                continue
+            raise RasterError(f"rpcs: missing {key}")
+        val = raw[key]
+        try:
+            num = float(val) if isinstance(val, str) else math.nan
+        except ValueError:
+            num = math.nan
+        if not math.isfinite(num):
+            raise RasterError(f"rpcs: {key} must be a string holding one finite number")
+        out[key] = repr(num)
+    for key in _RPC_COEFFS:
+        val = raw.get(key)
+        try:
+            nums = [float(t) for t in val.split()] if isinstance(val, str) else []
+        except ValueError:
+            nums = []
+        if len(nums) != 20 or not all(math.isfinite(n) for n in nums):
+            raise RasterError(f"rpcs: {key} must be a string of 20 finite numbers")
+        out[key] = " ".join(repr(n) for n in nums)
+    return out
+
+
+def _check_wkt(wkt: Any, name: str) -> str | None:
+    if wkt is None:
+        return None
+    if not isinstance(wkt, str) or not wkt:
+        raise RasterError(f"{name} must be a non-empty string or null")
+    try:
+        CRS.from_wkt(wkt)
+    except _ERRORS as exc:
+        raise RasterError(f"{name} is not a valid WKT CRS: {exc}") from None
+    return wkt
+
+
+# --- bit depth -------------------------------------------------------------------------------
+def _bits_used(lo: int, hi: int) -> int:
+    """Bits needed to store every value of [lo, hi] (two's complement when lo < 0)."""
+    if lo >= 0:
+        return int(hi).bit_length()  # == ceil(log2(hi + 1))
+    return 1 + max(max(int(hi), 0).bit_length(), (-int(lo) - 1).bit_length())
+
+
+def _bit_depth_from_range(lo: int, hi: int, dtype: str, nbits_tag: int | None) -> int:
+    bits = _dtype_bits(dtype)
+    info = np.iinfo(str(np.dtype(dtype)))
+    if lo < info.min or hi > info.max:
+        raise RasterError(f"values {lo}..{hi} do not fit {dtype}")
+    used = _bits_used(lo, hi)
+    if nbits_tag is not None and used <= nbits_tag <= bits:
+        return int(nbits_tag)
+    # Sensor words are even widths (10/12/14/16 bit): a 12-bit Pleiades pan scene often only
+    # reaches 11 bits, and its PSNR peak must still be 4095, so round the data width up to even.
+    even = used + (used % 2)
+    return min(bits, max(8, even))
+
+
+def infer_bit_depth(
+    array_or_max: np.ndarray | int | float,
+    dtype: str,
+    nbits_tag: int | None = None,
+    *,
+    nodata: float | None = None,
+) -> int:
+    """Return the bit depth (peak = 2**bit_depth - 1) of data stored as ``dtype``.
+
+    Rule:
+
+    1. The NBITS tag when present and plausible: ``bits used <= nbits_tag <= dtype bits``
+       (a tag claiming fewer bits than the data use is wrong, so it is ignored).
+    2. Otherwise from the data: bits used = ``ceil(log2(max + 1))``, rounded UP to an even
+       number (11 -> 12, 13 -> 14, 15 -> 16), at least 8 and at most the dtype width. Why even:
+       sensor words are 10/12/14/16 bits wide, and the data of a 12-bit sensor often do not
+       reach the top bit (Pleiades pan is 12-bit but its values typically use 11 bits).
+
+    ``array_or_max`` is either the data (any shape; its min and max are used, pixels equal to
+    ``nodata`` ignored) or the data maximum as a number (minimum then assumed >= 0). For int16
+    data with negative values the width includes a sign bit.
+    """
+    _dtype_bits(dtype)
+    if isinstance(array_or_max, np.ndarray):
+        data = array_or_max
+        if nodata is not None:
+            data = data[data != nodata]
+        if data.size == 0:
+            lo = hi = 0
+        else:
+            lo, hi = data.min(), data.max()
+            if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
+                raise RasterError("data contain non-finite values")
+            if float(lo) != int(lo) or float(hi) != int(hi):
+                raise RasterError("data contain non-integer values")
+            lo, hi = int(lo), int(hi)
+    else:
+        value = float(array_or_max)
+        if not math.isfinite(value) or value != int(value):
+            raise RasterError(f"maximum must be a finite integer, got {array_or_max!r}")
+        hi = int(value)
+        lo = min(hi, 0)
+    if nbits_tag is not None and (isinstance(nbits_tag, bool) or not isinstance(nbits_tag, int)):
+        raise RasterError(f"nbits_tag must be an int or None, got {nbits_tag!r}")
+    return _bit_depth_from_range(lo, hi, dtype, nbits_tag)
+
+
+# --- metadata --------------------------------------------------------------------------------
+@dataclass
+class RasterMeta:
+    """What is needed to rebuild an equivalent GeoTIFF, stored in the bitstream header.
+
+    ``transform`` is the affine ``(a, b, c, d, e, f)`` of rasterio (x = a*col + b*row + c,
+    y = d*col + e*row + f), or None when the raster has no geotransform (identity in GDAL);
+    ``rpcs`` is the GDAL metadata form of ``rasterio.rpc.RPC.to_gdal()`` (string values);
+    ``gcps`` is a list of ``{"row", "col", "x", "y", "z", "id", "info"}`` with their CRS in
+    ``gcps_crs_wkt``; ``tags`` are the dataset's default-domain metadata (RPC/GCP live
+    elsewhere); ``nbits_tag`` is the NBITS the source file declared, for information.
+    ``bit_depth`` is the codec's bit depth (peak = 2**bit_depth - 1); ``nodata`` is None or an
+    integer value representable in ``dtype``.
+    """
+
+    height: int
+    width: int
+    count: int
+    dtype: str
+    bit_depth: int
+    nodata: float | None = None
+    crs_wkt: str | None = None
+    transform: tuple[float, float, float, float, float, float] | None = None
+    rpcs: dict[str, str] | None = None
+    gcps: list[dict[str, Any]] | None = None
+    gcps_crs_wkt: str | None = None
+    descriptions: list[str | None] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    nbits_tag: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.descriptions and isinstance(self.count, int):
+            self.descriptions = [None] * self.count
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict (only str/int/float/None/list/dict; floats finite)."""
+        return {
+            "height": self.height,
+            "width": self.width,
+            "count": self.count,
+            "dtype": self.dtype,
+            "bit_depth": self.bit_depth,
+            "nodata": None if self.nodata is None else float(self.nodata),
+            "crs_wkt": self.crs_wkt,
+            "transform": None if self.transform is None else [float(v) for v in self.transform],
+            "rpcs": None if self.rpcs is None else dict(self.rpcs),
+            "gcps": None if self.gcps is None else [dict(g) for g in self.gcps],
+            "gcps_crs_wkt": self.gcps_crs_wkt,
+            "descriptions": list(self.descriptions),
+            "tags": dict(self.tags),
+            "nbits_tag": self.nbits_tag,
+        }
+
+    @classmethod
+    def from_json_dict(cls, d: Any) -> RasterMeta:
+        """Parse and validate :meth:`to_json_dict` output; RasterError on anything malformed.
+
+        The input comes from an untrusted file: every key must be present (and no other),
+        types are checked exactly (bool is not an int), sizes are bounded (MAX_DIM, MAX_BANDS,
+        MAX_GCPS, MAX_TAGS), floats must be finite, CRS WKT must parse, RPCs must be complete.
+        """
+        if not isinstance(d, Mapping):
+            raise RasterError("raster metadata must be a JSON object")
+        expected = {
+            "height",
+            "width",
+            "count",
+            "dtype",
+            "bit_depth",
+            "nodata",
+            "crs_wkt",
+            "transform",
+            "rpcs",
+            "gcps",
+            "gcps_crs_wkt",
+            "descriptions",
+            "tags",
+            "nbits_tag",
+        }
+        missing = expected - set(d)
+        if missing:
+            raise RasterError(f"raster metadata: missing keys {sorted(missing)}")
+        extra = set(d) - expected
+        if extra:
+            raise RasterError(f"raster metadata: unknown keys {sorted(map(str, extra))}")
+
+        def int_in(key: str, lo: int, hi: int) -> int:
+            v = d[key]
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise RasterError(f"raster metadata: {key} must be an int in [{lo}, {hi}]")
+            return v
+
+        height = int_in("height", 1, MAX_DIM)
+        width = int_in("width", 1, MAX_DIM)
+        count = int_in("count", 1, MAX_BANDS)
+        dtype = d["dtype"]
+        if not isinstance(dtype, str) or dtype not in SUPPORTED_DTYPES:
+            raise RasterError(f"raster metadata: dtype must be one of {list(SUPPORTED_DTYPES)}")
+        bits = SUPPORTED_DTYPES[dtype]
+        bit_depth = int_in("bit_depth", 1, bits)
+        nbits_tag = None if d["nbits_tag"] is None else int_in("nbits_tag", 1, bits)
+
+        nodata = d["nodata"]
+        if nodata is not None:
+            info = np.iinfo(dtype)
+            if (
+                not _is_number(nodata)
+                or nodata != int(nodata)
+                or not info.min <= nodata <= info.max
+            ):
+                raise RasterError(f"raster metadata: nodata must be null or an integer in {dtype}")
+            nodata = float(nodata)
+
+        transform = d["transform"]
+        if transform is not None:
+            if (
+                not isinstance(transform, list)
+                or len(transform) != 6
+                or not all(_is_number(v) for v in transform)
+            ):
+                raise RasterError("raster metadata: transform must be null or 6 finite numbers")
+            transform = tuple(float(v) for v in transform)
+
+        crs_wkt = _check_wkt(d["crs_wkt"], "crs_wkt")
+        gcps_crs_wkt = _check_wkt(d["gcps_crs_wkt"], "gcps_crs_wkt")
+        rpcs = None if d["rpcs"] is None else _canonical_rpcs(d["rpcs"])
+
+        gcps = d["gcps"]
+        if gcps is not None:
+            if not isinstance(gcps, list) or not 1 <= len(gcps) <= MAX_GCPS:
+                raise RasterError(f"raster metadata: gcps must be null or 1..{MAX_GCPS} points")
+            parsed = []
+            for i, g in enumerate(gcps):
+                if not isinstance(g, Mapping) or set(g) != set(_GCP_KEYS):
+                    raise RasterError(f"raster metadata: gcps[{i}] must have keys {_GCP_KEYS}")
+                if not all(_is_number(g[k]) for k in ("row", "col", "x", "y", "z")):
+                    raise RasterError(f"raster metadata: gcps[{i}] coordinates must be finite")
+                if not isinstance(g["id"], str) or not isinstance(g["info"], str):
+                    raise RasterError(f"raster metadata: gcps[{i}] id and info must be strings")
+                parsed.append(
+                    {k: float(g[k]) for k in ("row", "col", "x", "y", "z")}
+                    | {"id": g["id"], "info": g["info"]}
+                )
+            gcps = parsed
+
+        descriptions = d["descriptions"]
+        if (
+            not isinstance(descriptions, list)
+            or len(descriptions) != count
+            or not all(x is None or isinstance(x, str) for x in descriptions)
+        ):
+            raise RasterError("raster metadata: descriptions must be `count` strings or nulls")
+
+        tags = d["tags"]
+        if not isinstance(tags, Mapping) or len(tags) > MAX_TAGS:
+            raise RasterError(f"raster metadata: tags must be an object of <= {MAX_TAGS} items")
+        for k, v in tags.items():
+            # GDAL stores metadata as "KEY=VALUE" strings: a key cannot be empty or hold "=".
+            if not isinstance(k, str) or not k or "=" in k or not isinstance(v, str):
+                raise RasterError(f"raster metadata: bad tag {str(k)[:40]!r}")
+
+        return cls(
+            height=height,
+            width=width,
+            count=count,
+            dtype=dtype,
+            bit_depth=bit_depth,
+            nodata=nodata,
+            crs_wkt=crs_wkt,
+            transform=transform,
+            rpcs=rpcs,
+            gcps=gcps,
+            gcps_crs_wkt=gcps_crs_wkt,
+            descriptions=list(descriptions),
+            tags=dict(tags),
+            nbits_tag=nbits_tag,
+        )
+
+    def validate(self) -> None:
+        """Raise RasterError unless this metadata would survive :meth:`from_json_dict`."""
+        try:
+            d = self.to_json_dict()
+        except (TypeError, ValueError) as exc:
+            raise RasterError(f"invalid raster metadata: {exc}") from None
+        RasterMeta.from_json_dict(d)
+
+    def nbits_to_write(self) -> int | None:
+        """NBITS to store in written GeoTIFFs, or None.
+
+        Only for unsigned types with ``bit_depth`` below the dtype width, and only when the
+        nodata value fits in ``bit_depth`` bits (GDAL clamps stored values to the NBITS range).
+        """
+        if self.dtype == "int16" or self.bit_depth >= _dtype_bits(self.dtype):
+            return None
+        if self.nodata is not None and not 0 <= self.nodata <= (1 << self.bit_depth) - 1:
+            return None
+        return self.bit_depth
+
+    def rasterio_profile(self, *, nbits: bool = True) -> dict[str, Any]:
+        """Keyword arguments for ``rasterio.open(path, "w", **profile)`` (GTiff, tiled 256).
+
+        DEFLATE with horizontal predictor 2, band interleaved (so windowed per-band writes do
+        not rewrite other bands' tiles), BigTIFF when needed. With ``nbits`` and a bit depth
+        below the dtype width, NBITS=bit_depth is set (bit-packed storage, so readers see
+        the true bit depth); GDAL then refuses predictor 2, so none is used. GCPs, RPCs,
+        tags and descriptions are not part of the profile: :func:`write_raster` and
+        :func:`create_raster` apply them.
+        """
+        profile: dict[str, Any] = {
+            "driver": "GTiff",
+            "dtype": self.dtype,
+            "count": self.count,
+            "height": self.height,
+            "width": self.width,
+            "crs": CRS.from_wkt(self.crs_wkt) if self.crs_wkt else None,
+            "nodata": self.nodata,
+            "tiled": True,
+            "blockxsize": TILE_SIZE,
+            "blockysize": TILE_SIZE,
+            "compress": "deflate",
+            "interleave": "band",
+            "bigtiff": "if_safer",
+        }
+        if self.transform is not None:
+            profile["transform"] = Affine(*self.transform)
+        nb = self.nbits_to_write() if nbits else None
+        if nb is not None:
+            profile["nbits"] = nb
+        else:
+            profile["predictor"] = 2
+        return profile
+
+
+def _meta_from_dataset(ds: Any, path: Any, bit_depth: int | None) -> RasterMeta:
+    dtype = ds.dtypes[0]
+    nbits_tag = None
+    raw_nbits = ds.tags(1, ns="IMAGE_STRUCTURE").get("NBITS")
+    if raw_nbits is not None:
+        with contextlib.suppress(ValueError):
+            nbits_tag = int(raw_nbits)
+    if nbits_tag is not None and not 1 <= nbits_tag <= _dtype_bits(dtype):
+        nbits_tag = None  # a nonsensical tag is no information
+
+    # A nodata value the dtype cannot hold (e.g. -9999 on uint16) can match no pixel: drop it.
+    nodata = ds.nodata
+    if nodata is not None:
+        info = np.iinfo(dtype)
+        if not (math.isfinite(nodata) and nodata == int(nodata)):
+            nodata = None
+        elif not info.min <= nodata <= info.max:
+            nodata = None
+        else:
+            nodata = float(nodata)
+
+    transform = tuple(float(v) for v in tuple(ds.transform)[:6])
+    raw_rpcs = ds.tags(ns="RPC")
+    try:
+        rpcs = _canonical_rpcs(raw_rpcs) if raw_rpcs else None
+    except RasterError as exc:
+        raise RasterError(f"{os.fspath(path)}: malformed RPC metadata: {exc}") from None
+    gcp_list, gcp_crs = ds.gcps
+    gcps = None
+    if gcp_list:
+        gcps = [
+            {
+                "row": float(g.row),
+                "col": float(g.col),
+                "x": float(g.x),
+                "y": float(g.y),
+                "z": float(g.z or 0.0),
+                "id": "" if g.id is None else str(g.id),
+                "info": "" if g.info is None else str(g.info),
+            }
+            for g in gcp_list
+        ]
+
+    bits = _dtype_bits(dtype)
+    if bit_depth is not None:
+        if isinstance(bit_depth, bool) or not isinstance(bit_depth, int):
+            raise RasterError(f"{os.fspath(path)}: bit_depth must be an int, got {bit_depth!r}")
+        if not 1 <= bit_depth <= bits:
+            raise RasterError(f"{os.fspath(path)}: bit_depth {bit_depth} not in 1..{bits}")
+        depth = bit_depth
+    elif ds.driver == "GTiff" and dtype != "int16" and nbits_tag is not None:
+        # In a GeoTIFF, NBITS is the stored BitsPerSample: values cannot exceed it, so it is
+        # plausible by construction and no pass over the data is needed.
+        depth = nbits_tag
+    elif dtype == "uint8" and nbits_tag is None:
+        depth = 8  # the data rule gives 8 whatever the values: skip the pass
+    else:
+        lo, hi = _scan_range(ds, dtype, nodata, path)
+        depth = _bit_depth_from_range(lo, hi, dtype, nbits_tag)
+
+    meta = RasterMeta(
+        height=ds.height,
+        width=ds.width,
+        count=ds.count,
+        dtype=dtype,
+        bit_depth=depth,
+        nodata=nodata,
+        crs_wkt=ds.crs.to_wkt() if ds.crs else None,
+        transform=None if transform == _IDENTITY else transform,  # identity = none in GDAL
+        rpcs=rpcs,
+        gcps=gcps,
+        gcps_crs_wkt=gcp_crs.to_wkt() if (gcps and gcp_crs) else None,
+        descriptions=[d if d else None for d in ds.descriptions],
+        tags=dict(ds.tags()),
+        nbits_tag=nbits_tag,
+    )
+    try:
+        meta.validate()
+    except RasterError as exc:
+        raise RasterError(f"{os.fspath(path)}: {exc}") from None
+    return meta
+
+
+def _scan_range(ds: Any, dtype: str, nodata: float | None, path: Any) -> tuple[int, int]:
+    """Min and max over all bands (nodata pixels excluded), read in bounded windows.
+
+    ``dataset.statistics`` may be stale or approximate, so read the pixels; windows follow the
+    block layout and stay within ``_SCAN_BUDGET_BYTES`` (except for absurd block sizes).
+    """
+    H, W, C = ds.height, ds.width, ds.count
+    item = np.dtype(dtype).itemsize
+    bh, bw = (max(1, int(v)) for v in ds.block_shapes[0])
+    budget = _SCAN_BUDGET_BYTES
+    ww = W if bh * W * item <= budget else min(W, max(bw, (budget // (bh * item)) // bw * bw))
+    group = max(1, min(C, budget // (bh * ww * item)))
+    hh = min(H, max(bh, (budget // (group * ww * item)) // bh * bh))
+    lo, hi = None, None
+    with _wrap(path, "cannot read pixels"):
+        for b0 in range(0, C, group):
+            indexes = list(range(b0 + 1, min(C, b0 + group) + 1))
+            for y in range(0, H, hh):
+                for x in range(0, W, ww):
+                    win = Window(x, y, min(ww, W - x), min(hh, H - y))
+                    arr = ds.read(indexes, window=win)
+                    if nodata is not None:
+                        arr = arr[arr != nodata]
+                    if arr.size:
+                        a_lo, a_hi = int(arr.min()), int(arr.max())
+                        lo = a_lo if lo is None else min(lo, a_lo)
+                        hi = a_hi if hi is None else max(hi, a_hi)
+    return (0, 0) if lo is None else (lo, hi)
+
+
+# --- reading ---------------------------------------------------------------------------------
+class RasterReader:
+    """An open raster: ``.meta``, ``.read()``, ``.read_window()``. Use as a context manager."""
+
+    def __init__(self, path: str | os.PathLike, bit_depth: int | None = None) -> None:
+        self.path = path
+        self._ds: Any = None
+        name = os.fspath(path)
+        if not name.startswith("/vsi") and not os.path.exists(name):
+            raise RasterError(f"{name}: no such file")
+        if os.path.isdir(name):
+            raise RasterError(f"{name}: is a directory, not a raster")
+        with _quiet(), _wrap(path, "not a readable raster"):
+            self._ds = rasterio.open(name)
+        try:
+            self.meta = self._check_and_describe(bit_depth)
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_and_describe(self, bit_depth: int | None) -> RasterMeta:
+        ds, name = self._ds, os.fspath(self.path)
+        if ds.count == 0:
+            raise RasterError(f"{name}: has no bands (is it a container of subdatasets?)")
+        if ds.count > MAX_BANDS:
+            raise RasterError(f"{name}: {ds.count} bands, more than the {MAX_BANDS} supported")
+        if ds.width == 0 or ds.height == 0:
+            raise RasterError(f"{name}: zero-size raster ({ds.width}x{ds.height})")
+        if ds.width > MAX_DIM or ds.height > MAX_DIM:
+            raise RasterError(f"{name}: {ds.width}x{ds.height} exceeds {MAX_DIM} px per side")
+        dtypes = set(ds.dtypes)
+        if len(dtypes) != 1:
+            raise RasterError(f"{name}: bands have different sample types {sorted(dtypes)}")
+        dtype = ds.dtypes[0]
+        if dtype not in SUPPORTED_DTYPES:
+            raise RasterError(
+                f"{name}: unsupported sample type {dtype} (supported: {', '.join(SUPPORTED_DTYPES)})"
+            )
+        with _quiet(), _wrap(self.path, "cannot read metadata"):
+            return _meta_from_dataset(ds, self.path, bit_depth)
+
+    def _open_ds(self) -> Any:
+        if self._ds is None:
+            raise RasterError(f"{os.fspath(self.path)}: reader is closed")
+        return self._ds
+
+    def _band(self, band: int) -> int:
+        b = operator.index(band)
+        if not 0 <= b < self.meta.count:
+            raise RasterError(
+                f"{os.fspath(self.path)}: band {band} out of range 0..{self.meta.count - 1}"
+            )
+        return b
+
+    def read(self, band: int | None = None) -> np.ndarray:
+        """All bands as (bands, H, W), or one band (0-based) as (H, W)."""
+        ds = self._open_ds()
+        with _wrap(self.path, "cannot read pixels"):
+            if band is None:
+                return ds.read()
+            return ds.read(self._band(band) + 1)
+
+    def read_window(self, band: int, y0: int, x0: int, h: int, w: int) -> np.ndarray:
+        """Read rows y0..y0+h-1, cols x0..x0+w-1 of ``band`` (0-based) as an (h, w) array.
+
+        Boundless: the window may extend past the image (or lie wholly outside it); outside
+        pixels replicate the nearest edge pixel, i.e. ``np.pad(image, ..., mode="edge")``
+        restricted to the window. Memory is bounded by the window, not the image.
+        """
+        ds = self._open_ds()
+        b = self._band(band)
+        y0, x0, h, w = (operator.index(v) for v in (y0, x0, h, w))
+        if h < 0 or w < 0:
+            raise RasterError(f"{os.fspath(self.path)}: negative window size {h}x{w}")
+        if h == 0 or w == 0:
+            return np.empty((h, w), dtype=self.meta.dtype)
+        H, W = self.meta.height, self.meta.width
+        # Clamp each requested coordinate to the image: that is exactly edge replication.
+        ys = np.clip(np.arange(y0, y0 + h), 0, H - 1)
+        xs = np.clip(np.arange(x0, x0 + w), 0, W - 1)
+        r0, r1, c0, c1 = int(ys[0]), int(ys[-1]), int(xs[0]), int(xs[-1])
+        with _wrap(self.path, "cannot read pixels"):
+            block = ds.read(b + 1, window=Window(c0, r0, c1 - c0 + 1, r1 - r0 + 1))
+        if block.shape == (h, w):
+            return block
+        return block[np.ix_(ys - r0, xs - c0)]
+
+    def close(self) -> None:
+        """Close the dataset (idempotent)."""
+        if self._ds is not None:
+            with contextlib.suppress(*_ERRORS):
+                self._ds.close()
+            self._ds = None
+
+    def __enter__(self) -> RasterReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_raster(path: str | os.PathLike, bit_depth: int | None = None) -> RasterReader:
+    """Open a raster (uint8/uint16/int16) for reading; RasterError if it cannot be used.
+
+    ``meta.bit_depth`` is ``bit_depth`` when given (trusted as is, values above it are the
+    caller's problem), else the NBITS of a GeoTIFF, else computed by one bounded-memory pass
+    over the pixels with :func:`infer_bit_depth` (nodata pixels excluded: they may exceed
+    2**bit_depth - 1, so mask them before encoding).
+    """
+    return RasterReader(path, bit_depth=bit_depth)
+
+
+# --- writing ---------------------------------------------------------------------------------
+def _prepare(
+    arr: np.ndarray, meta: RasterMeta, mask: np.ndarray | None, nbits: int | None, where: str
+) -> np.ndarray:
+    """Check/convert one block of samples to ``meta.dtype`` and apply the nodata mask."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "iu":
+        raise RasterError(f"{where}: samples must be integers, got {arr.dtype}")
+    if arr.dtype != np.dtype(meta.dtype):
+        info = np.iinfo(meta.dtype)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise RasterError(f"{where}: values do not fit {meta.dtype}")
+        arr = arr.astype(meta.dtype)
+    if mask is not None:
+        if meta.nodata is None:
+            raise RasterError(f"{where}: nodata_mask given but meta.nodata is None")
+        mask = np.asarray(mask, dtype=bool)
+        try:
+            mask = np.broadcast_to(mask, arr.shape)
+        except ValueError:
+            raise RasterError(
+                f"{where}: nodata_mask shape {mask.shape} does not match {arr.shape}"
+            ) from None
+        arr = np.where(mask, np.array(meta.nodata, dtype=arr.dtype), arr)
+    if nbits is not None and arr.size and int(arr.max()) > (1 << nbits) - 1:
+        # GDAL would silently clamp to the NBITS range: refuse instead.
+        raise RasterError(f"{where}: values exceed bit_depth {nbits} (max {int(arr.max())})")
+    return arr
+
+
+def _apply_metadata(ds: Any, meta: RasterMeta) -> None:
+    if meta.gcps:
+        gcp_crs = CRS.from_wkt(meta.gcps_crs_wkt) if meta.gcps_crs_wkt else None
+        ds.gcps = ([GroundControlPoint(**g) for g in meta.gcps], gcp_crs)
+    if meta.rpcs:
+        # Set the RPC domain directly: RPC.to_gdal() would drop an ERR_BIAS/ERR_RAND of 0.
+        ds.update_tags(ns="RPC", **meta.rpcs)
+    if meta.tags:
+        ds.update_tags(**meta.tags)
+    for i, desc in enumerate(meta.descriptions):
+        if desc:
+            ds.set_band_description(i + 1, desc)
+
+
+class RasterWriter:
+    """Windowed GeoTIFF writer, atomic: the file appears at ``path`` only on a clean close.
+
+    Obtain with :func:`create_raster`. On an exception inside ``with`` (or :meth:`abort`),
+    the temporary file is removed and ``path`` is left untouched.
+    """
+
+    def __init__(self, path: str | os.PathLike, meta: RasterMeta, *, nbits: bool = True) -> None:
+        self.path = path
+        self.meta = meta
+        self._ds: Any = None
+        meta.validate()
+        self._nbits = meta.nbits_to_write() if nbits else None
+        profile = meta.rasterio_profile(nbits=nbits)
+        self._stack = contextlib.ExitStack()
+        try:
+            with _quiet(), rasterio.Env(GDAL_PAM_ENABLED="NO"), _wrap(path, "cannot create"):
+                tmp = self._stack.enter_context(atomic_path(path, ".tif"))
+                self._ds = rasterio.open(tmp, "w", **profile)
+                _apply_metadata(self._ds, meta)
+        except BaseException as exc:
+            self._abort(exc)
+            raise
+
+    def write_window(
+        self,
+        band: int,
+        y0: int,
+        x0: int,
+        array: np.ndarray,
+        nodata_mask: np.ndarray | None = None,
+    ) -> None:
+        """Write a 2-D ``array`` at rows y0.., cols x0.. of ``band`` (0-based).
+
+        The window must lie inside the image (crop tiles at the edges first). ``nodata_mask``
+        (same shape, True = nodata) sets those pixels to ``meta.nodata``. Windows aligned on
+        the 256 px tile grid write each compressed tile once.
+        """
+        if self._ds is None:
+            raise RasterError(f"{os.fspath(self.path)}: writer is closed")
+        name = os.fspath(self.path)
+        b = operator.index(band)
+        if not 0 <= b < self.meta.count:
+            raise RasterError(f"{name}: band {band} out of range 0..{self.meta.count - 1}")
+        arr = np.asarray(array)
+        if arr.ndim != 2:
+            raise RasterError(f"{name}: write_window needs a 2-D array, got shape {arr.shape}")
+        y0, x0 = operator.index(y0), operator.index(x0)
+        h, w = arr.shape
+        if y0 < 0 or x0 < 0 or y0 + h > self.meta.height or x0 + w > self.meta.width:
+            raise RasterError(
+                f"{name}: window rows {y0}..{y0 + h}, cols {x0}..{x0 + w} outside the "
+                f"{self.meta.height}x{self.meta.width} image"
+            )
+        arr = _prepare(arr, self.meta, nodata_mask, self._nbits, name)
+        with _wrap(self.path, "write failed"):
+            self._ds.write(arr, b + 1, window=Window(x0, y0, w, h))
+
+    def _abort(self, exc: BaseException) -> None:
+        if self._ds is not None:
+            with contextlib.suppress(*_ERRORS), rasterio.Env(GDAL_PAM_ENABLED="NO"):
+                self._ds.close()
+            self._ds = None
+        # Passing the exception makes atomic_path delete the temporary file.
+        self._stack.__exit__(type(exc), exc, exc.__traceback__)
+
+    def abort(self) -> None:
+        """Discard everything written: remove the temporary file, leave ``path`` untouched."""
+        self._abort(RasterError(f"{os.fspath(self.path)}: write aborted"))
+
+    def close(self) -> None:
+        """Finish the file and move it onto ``path`` (idempotent)."""
+        if self._ds is None:
+            return
+        try:
+            with rasterio.Env(GDAL_PAM_ENABLED="NO"), _wrap(self.path, "cannot finish writing"):
+                self._ds.close()  # compresses and flushes the last tiles
+            self._ds = None
+        except BaseException as exc:
+            self._ds = None
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        with _wrap(self.path, "cannot move the finished file into place"):
+            self._stack.close()  # fsync + rename
+
+    def __enter__(self) -> RasterWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None:
+            self._abort(exc)
+        else:
+            self.close()
+
+
+def create_raster(path: str | os.PathLike, meta: RasterMeta, *, nbits: bool = True) -> RasterWriter:
+    """Start an atomic, windowed GeoTIFF write (see :class:`RasterWriter`).
+
+    Layout as in :meth:`RasterMeta.rasterio_profile`; CRS, transform, RPCs, GCPs (+ CRS),
+    nodata, band descriptions and dataset tags from ``meta`` are written. With ``nbits`` (the
+    default), NBITS=bit_depth is stored when below the dtype width (and values above
+    2**bit_depth - 1 are refused). Note: GeoTIFF has no place for GCP id/info; they read
+    back as "1".."n" and "".
+    """
+    return RasterWriter(path, meta, nbits=nbits)
+
+
+def _check_array(array: np.ndarray, meta: RasterMeta, path: Any) -> np.ndarray:
+    arr = np.asarray(array)
+    shape = (meta.count, meta.height, meta.width)
+    if arr.shape != shape:
+        raise RasterError(f"{os.fspath(path)}: array shape {arr.shape} != meta shape {shape}")
+    return arr
+
+
+def _band_mask(mask: np.ndarray | None, b: int, path: Any) -> np.ndarray | None:
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.ndim == 3:
+        return mask[b]
+    if mask.ndim == 2:
+        return mask
+    raise RasterError(f"{os.fspath(path)}: nodata_mask must be (H, W) or (bands, H, W)")
+
+
+def write_raster(
+    path: str | os.PathLike,
+    array: np.ndarray,
+    meta: RasterMeta,
+    *,
+    nodata_mask: np.ndarray | None = None,
+    nbits: bool = True,
+) -> None:
+    """Write ``array`` (bands, H, W) as a tiled DEFLATE GeoTIFF at ``path``, atomically.
+
+    ``nodata_mask`` ((H, W) for all bands or (bands, H, W); True = nodata) sets those pixels
+    to ``meta.nodata`` (RasterError if it is None). See :func:`create_raster` for what is kept.
+    """
+    arr = _check_array(array, meta, path)
+    with create_raster(path, meta, nbits=nbits) as w:
+        for b in range(meta.count):
+            w.write_window(b, 0, 0, arr[b], _band_mask(nodata_mask, b, path))
+
+
+def write_cog(
+    path: str | os.PathLike,
+    array: np.ndarray,
+    meta: RasterMeta,
+    *,
+    nodata_mask: np.ndarray | None = None,
+    nbits: bool = True,
+    blocksize: int = 512,
+) -> None:
+    """Write ``array`` (bands, H, W) as a Cloud-Optimised GeoTIFF, atomically.
+
+    GDAL's COG driver: ``blocksize`` tiles, DEFLATE (predictor 2 unless NBITS is stored),
+    overviews generated down to one tile (average resampling; none when the image fits in one
+    tile), and the same metadata as :func:`write_raster`. The whole image is held in memory.
+    """
+    arr = _check_array(array, meta, path)
+    meta.validate()
+    nb = meta.nbits_to_write() if nbits else None
+    data = np.stack(
+        [
+            _prepare(arr[b], meta, _band_mask(nodata_mask, b, path), nb, os.fspath(path))
+            for b in range(meta.count)
+        ]
+    )
+    opts: dict[str, Any] = {
+        "driver": "COG",
+        "dtype": meta.dtype,
+        "count": meta.count,
+        "height": meta.height,
+        "width": meta.width,
+        "crs": CRS.from_wkt(meta.crs_wkt) if meta.crs_wkt else None,
+        "nodata": meta.nodata,
+        "compress": "deflate",
+        "blocksize": int(blocksize),
+        "overviews": "auto",
+        "overview_resampling": "average",
+        "bigtiff": "if_safer",
+    }
+    if meta.transform is not None:
+        opts["transform"] = Affine(*meta.transform)
+    if nb is not None:
+        opts["nbits"] = nb
+    else:
+        opts["predictor"] = 2
+    with _wrap(path, "cannot write COG"), atomic_path(path, ".tif") as tmp:
+        with _quiet(), rasterio.Env(GDAL_PAM_ENABLED="NO"):
+            # rasterio buffers COG writes in memory and runs GDAL CreateCopy on close.
+            with rasterio.open(tmp, "w", **opts) as dst:
+                dst.write(data)
+                _apply_metadata(dst, meta)
+
+
+def is_valid_cog(path: str | os.PathLike) -> bool:
+    """Structural COG check: tiled, GDAL's ``LAYOUT=COG``, overviews, IFDs before data.
+
+    Checks: GeoTIFF; IMAGE_STRUCTURE ``LAYOUT=COG`` (GDAL reports it only for files whose
+    COG layout is intact); tiled; overviews present when the image is larger than one tile;
+    IFDs of full image then overviews in increasing offset order and all before the first
+    tile data; overview tile data before full-resolution data, smallest overview first (as in
+    GDAL's validate_cloud_optimized_geotiff.py). Returns False for anything else, including
+    missing or unreadable files.
+    """
+    name = os.fspath(path)
+    if not os.path.isfile(name):
+        return False
+    try:
+        with _quiet(), rasterio.open(name) as ds:
+            if ds.driver != "GTiff":
+                return False
+            if ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT", "").upper() != "COG":
+                return False
+            if not ds.profile.get("tiled", False):
+                return False
+            bh, bw = ds.block_shapes[0]
+            n_ovr = len(ds.overviews(1))
+            if (ds.width > bw or ds.height > bh) and n_ovr == 0:
+                return False
+
+            def offset(key: str, ovr: int | None) -> int | None:
+                v = ds.get_tag_item(key, "TIFF", bidx=1, ovr=ovr)
+                return int(v) if v else None
+
+            levels = [None, *range(n_ovr)]
+            ifds = [offset("IFD_OFFSET", o) for o in levels]
+            if any(v is None for v in ifds):
+                return False
+            if any(b <= a for a, b in itertools.pairwise(ifds)):
+                return False
+            data = [offset("BLOCK_OFFSET_0_0", o) for o in levels]
+            present = [v for v in data if v]  # 0/None: sparse (empty) first tile
+            if present and min(present) < max(ifds):
+                return False
+            # data order: smallest overview first, full resolution last
+            return all(b < a for a, b in itertools.pairwise(present))
+    except (*_ERRORS, OSError, ValueError):
+        return False
