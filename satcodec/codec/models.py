@@ -27,6 +27,9 @@ class ModelConfig:
     hidden: int = 64  # N
     latent: int = 192  # M
     activation: str = "sgdn"
+    # satellite DN normalised by the sensor peak have a std of ~0.02-0.07; a fixed gain puts
+    # the latents on the quantiser's scale from the first step instead of after thousands
+    input_gain: float = 16.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,6 +41,7 @@ class ModelConfig:
             hidden=int(d["hidden"]),
             latent=int(d["latent"]),
             activation=str(d["activation"]),
+            input_gain=float(d.get("input_gain", 1.0)),
         )
 
 
@@ -59,6 +63,17 @@ def laplace_bits(y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return -torch.log2(torch.clamp(p, min=1e-9))
 
 
+class Gain(nn.Module):
+    """Multiply by a constant (kept as a buffer so exports and weights files carry it)."""
+
+    def __init__(self, gain: float) -> None:
+        super().__init__()
+        self.register_buffer("gain", torch.tensor(float(gain)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gain
+
+
 class ReducedVAE(nn.Module):
     """Reduced-complexity learned image codec.
 
@@ -73,6 +88,7 @@ class ReducedVAE(nn.Module):
         self.config = config = config or ModelConfig()
         n, m, b, act = config.hidden, config.latent, config.bands, config.activation
         self.analysis_transform = nn.Sequential(
+            Gain(config.input_gain),
             conv_down(b, n),
             activation(act, n, inverse=False),
             conv_down(n, n),
@@ -89,6 +105,7 @@ class ReducedVAE(nn.Module):
             SubPixelUp(n, n),
             activation(act, n, inverse=True),
             SubPixelUp(n, b),
+            Gain(1.0 / config.input_gain),
         )
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
