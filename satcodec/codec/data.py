@@ -99,7 +99,9 @@ class PatchSampler:
                 c = c[:, ::-1]
         return np.ascontiguousarray(c)
 
-    def batch(self, step: int, size: int, seed: int = 0, rank: int = 0, world: int = 1) -> np.ndarray:
+    def batch(
+        self, step: int, size: int, seed: int = 0, rank: int = 0, world: int = 1
+    ) -> np.ndarray:
         """Crops ``rank::world`` of global batch ``step``: float32 (size//world, 1, p, p)."""
         crops = []
         for i in range(rank, size, world):

@@ -44,7 +44,11 @@ def weights_id(state: dict[str, torch.Tensor]) -> str:
 def save_model(path: str | Path, model: ReducedVAE, meta: dict[str, Any] | None = None) -> str:
     """Write ``model`` as a satcodec weights file (safetensors); returns its model id."""
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    md = {"format": FORMAT, "config": json.dumps(model.config.to_dict()), "meta": json.dumps(meta or {})}
+    md = {
+        "format": FORMAT,
+        "config": json.dumps(model.config.to_dict()),
+        "meta": json.dumps(meta or {}),
+    }
     with atomic_path(path, suffix=".safetensors") as tmp:
         save_file(state, str(tmp), metadata=md)
     return weights_id(state)
@@ -76,10 +80,14 @@ def _read(path: Path) -> tuple[ReducedVAE, ModelInfo]:
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     if missing or extra:
-        raise WeightsError(f"{path} does not match its architecture: missing {missing[:3]}, unexpected {extra[:3]}")
+        raise WeightsError(
+            f"{path} does not match its architecture: missing {missing[:3]}, unexpected {extra[:3]}"
+        )
     for k, t in expected.items():
         if state[k].shape != t.shape:
-            raise WeightsError(f"{path}: tensor {k} has shape {tuple(state[k].shape)}, expected {tuple(t.shape)}")
+            raise WeightsError(
+                f"{path}: tensor {k} has shape {tuple(state[k].shape)}, expected {tuple(t.shape)}"
+            )
         if not torch.isfinite(state[k]).all():
             raise WeightsError(f"{path}: tensor {k} holds NaN or infinite values")
     model.load_state_dict(state)
@@ -97,7 +105,9 @@ def list_models(models_dir: Path | None = None) -> list[ModelInfo]:
 _CACHE: dict[Path, tuple[ReducedVAE, ModelInfo]] = {}
 
 
-def load_model(name_or_path: str | Path, models_dir: Path | None = None) -> tuple[ReducedVAE, ModelInfo]:
+def load_model(
+    name_or_path: str | Path, models_dir: Path | None = None
+) -> tuple[ReducedVAE, ModelInfo]:
     """Load a shipped model by name (``satcodec models``) or a weights file by path."""
     p = Path(name_or_path)
     if p.suffix != ".safetensors" or not p.exists():
@@ -111,7 +121,9 @@ def load_model(name_or_path: str | Path, models_dir: Path | None = None) -> tupl
     return _CACHE[p]
 
 
-def find_model_by_id(model_id: str, extra_paths: list[Path] | None = None) -> tuple[ReducedVAE, ModelInfo]:
+def find_model_by_id(
+    model_id: str, extra_paths: list[Path] | None = None
+) -> tuple[ReducedVAE, ModelInfo]:
     """The model whose weights hash to ``model_id`` (shipped ones, then ``extra_paths``)."""
     candidates = [i.path for i in list_models()] + list(extra_paths or [])
     for path in candidates:

@@ -25,7 +25,9 @@ DEFAULT_EXCLUDE = ["rsgislib_*", "solaris-spacenet6_worldview2-ms4_*"]
 
 
 def rd_loss(lmbda: float):
-    def loss_fn(model: torch.nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss_fn(
+        model: torch.nn.Module, batch: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         out = model(batch)
         pixels = batch.shape[-1] * batch.shape[-2]
         bpp = out["bits"].mean() / pixels

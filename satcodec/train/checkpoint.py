@@ -25,7 +25,11 @@ def _split_state(prefix: str, obj: Any, tensors: dict[str, torch.Tensor]) -> Any
         tensors[key] = obj.detach().contiguous().cpu()
         return {"__tensor__": key}
     if isinstance(obj, dict):
-        return {"__dict__": [[_json_key(k), _split_state(f"{prefix}.{k}", v, tensors)] for k, v in obj.items()]}
+        return {
+            "__dict__": [
+                [_json_key(k), _split_state(f"{prefix}.{k}", v, tensors)] for k, v in obj.items()
+            ]
+        }
     if isinstance(obj, (list, tuple)):
         return {"__list__": [_split_state(f"{prefix}.{i}", v, tensors) for i, v in enumerate(obj)]}
     return obj
@@ -53,7 +57,9 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
 ) -> None:
     """Write model (+ optimizer) state atomically to ``path``."""
-    tensors: dict[str, torch.Tensor] = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tensors: dict[str, torch.Tensor] = {
+        f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()
+    }
     meta: dict[str, str] = {"extra": json.dumps(extra or {})}
     if optimizer is not None:
         meta["optimizer"] = json.dumps(_split_state("optim", optimizer.state_dict(), tensors))
@@ -79,7 +85,9 @@ def load_checkpoint(
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise WeightsError(f"checkpoint {path} does not fit the model: {str(exc).splitlines()[0]}") from exc
+        raise WeightsError(
+            f"checkpoint {path} does not fit the model: {str(exc).splitlines()[0]}"
+        ) from exc
     if optimizer is not None and "optimizer" in meta:
         optimizer.load_state_dict(_join_state(json.loads(meta["optimizer"]), tensors))
     return json.loads(meta.get("extra", "{}"))

@@ -39,5 +39,7 @@ def build_optimizer(
         module, attr = _LAZY[key].split(":")
         register_optimizer(key, getattr(importlib.import_module(module), attr))
     if key not in _REGISTRY:
-        raise ConfigError(f"unknown optimizer {name!r}; available: {', '.join(available_optimizers())}")
+        raise ConfigError(
+            f"unknown optimizer {name!r}; available: {', '.join(available_optimizers())}"
+        )
     return _REGISTRY[key](params, lr=lr, **kwargs)

@@ -83,7 +83,9 @@ class Trainer:
         self.out_dir = Path(config.out_dir)
         torch.manual_seed(config.seed)
         params = param_groups if param_groups is not None else model.parameters()
-        self.optimizer = build_optimizer(config.optimizer, params, config.lr, **config.optimizer_kwargs)
+        self.optimizer = build_optimizer(
+            config.optimizer, params, config.lr, **config.optimizer_kwargs
+        )
         self._base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.lr_factor = lr_factor(config.schedule, config.steps, **config.schedule_kwargs)
         self.train_model: nn.Module = model
@@ -181,7 +183,12 @@ class Trainer:
                 self._log(rec)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items() if k in ("loss", *metrics)})
                 acc, n_acc = {}, 0
-            if self.val_fn and cfg.val_every and self.step % cfg.val_every == 0 and self.step < cfg.steps:
+            if (
+                self.val_fn
+                and cfg.val_every
+                and self.step % cfg.val_every == 0
+                and self.step < cfg.steps
+            ):
                 self.validate()
             if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
                 self.save()
@@ -201,7 +208,9 @@ class Trainer:
         return metrics
 
 
-def epoch_batches(n: int, batch_size: int, seed: int = 0) -> Callable[[int, int, int], torch.Tensor]:
+def epoch_batches(
+    n: int, batch_size: int, seed: int = 0
+) -> Callable[[int, int, int], torch.Tensor]:
     """Index batches for a map-style dataset of ``n`` items, reshuffled each epoch.
 
     Returns ``f(step, rank, world) -> LongTensor`` of this rank's share of global batch

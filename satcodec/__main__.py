@@ -1,0 +1,5 @@
+import sys
+
+from satcodec.cli import main
+
+sys.exit(main())

@@ -1,0 +1,238 @@
+"""``satcodec`` command line: each subcommand is a thin shell over a library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from satcodec.errors import SatcodecError
+
+
+def _progress(desc: str, enabled: bool = True):
+    """A tqdm-backed ``progress(done, total)`` callback (None when disabled)."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    bar = None
+
+    def cb(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, unit="tile", leave=False, dynamic_ncols=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return cb
+
+
+def cmd_encode(a: argparse.Namespace) -> int:
+    from satcodec.api import encode_file
+
+    r = encode_file(
+        a.input,
+        a.output,
+        bit_depth=a.bit_depth,
+        bpp=a.bpp,
+        max_bpp=a.max_bpp,
+        quality=a.quality,
+        model=a.model,
+        tile=a.tile,
+        progress=_progress("encode", not a.quiet),
+    )
+    print(
+        f"{r.path}: {r.bytes} bytes, {r.bpp:.4f} bpp, step {r.quant_step:.4f}, model {r.model} ({r.model_id}), {r.tiles} tiles"
+    )
+    return 0
+
+
+def cmd_decode(a: argparse.Namespace) -> int:
+    from satcodec.api import decode_file
+
+    r = decode_file(
+        a.input,
+        a.output,
+        allow_damaged=a.allow_damaged,
+        model=a.model,
+        progress=_progress("decode", not a.quiet),
+    )
+    print(f"{r.path}: {r.bands}x{r.height}x{r.width}")
+    for b, row, col in r.damaged_tiles:
+        print(
+            f"warning: tile band {b} row {row} col {col} was damaged and is written as nodata",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_info(a: argparse.Namespace) -> int:
+    from satcodec.api import read_stream
+
+    reader = read_stream(a.input)
+    h = reader.header
+    damaged = reader.check()
+    size = Path(a.input).stat().st_size
+    info = {
+        "version": 1,
+        "height": h.height,
+        "width": h.width,
+        "bands": h.bands,
+        "dtype": h.dtype,
+        "bit_depth": h.bit_depth,
+        "nodata": h.nodata,
+        "model_id": h.model_id,
+        "quant_step": h.quant_step,
+        "tile_size": h.tile_size,
+        "tiles": h.bands * h.tiles_y * h.tiles_x,
+        "latent_channels": h.latent_channels,
+        "bytes": size,
+        "bpp": 8 * size / (h.height * h.width * h.bands),
+        "damaged_tiles": damaged,
+        "metadata": h.metadata,
+    }
+    if a.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            if k == "metadata":
+                v = ", ".join(sorted(v)) or "-"
+            print(f"{k:16s} {v}")
+    return 1 if damaged else 0
+
+
+def cmd_models(a: argparse.Namespace) -> int:
+    from satcodec.codec.models import complexity
+    from satcodec.codec.registry import list_models, load_model
+
+    rows = []
+    for info in list_models():
+        net, _ = load_model(info.path)
+        c = complexity(net)
+        m = info.meta
+        rows.append(
+            f"{info.name:18s} {info.model_id}  λ={m.get('lmbda', '?'):<7} steps={m.get('steps', '?'):<6} "
+            f"native≈{m.get('native_bpp', float('nan')):.2f} bpp  enc {c['encoder_mac_per_pixel'] / 1e3:.1f}k MAC/px "
+            f"{c['encoder_params'] / 1e3:.0f}k params  dec {c['decoder_mac_per_pixel'] / 1e3:.1f}k MAC/px"
+        )
+    print("\n".join(rows) if rows else "no models installed")
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from satcodec.codec.models import ModelConfig
+    from satcodec.codec.training import train_codec
+
+    meta = train_codec(
+        a.data,
+        a.lmbda,
+        a.steps,
+        a.out,
+        optimizer=a.optimizer,
+        lr=a.lr,
+        batch=a.batch,
+        patch=a.patch,
+        seed=a.seed,
+        resume=a.resume,
+        config=ModelConfig(hidden=a.hidden, latent=a.latent, activation=a.activation),
+        schedule=a.schedule,
+    )
+    val = meta.get("val", {})
+    print(
+        f"trained {a.steps} steps at λ={a.lmbda}: val {val} -> {Path(a.out) / 'model.safetensors'}"
+    )
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from satcodec.demo import run_demo
+
+    run_demo(a.image, bpp=a.bpp, model=a.model)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="satcodec", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("encode", help="compress a GeoTIFF into a satcodec bitstream")
+    e.add_argument("input")
+    e.add_argument("-o", "--output", required=True)
+    rate = e.add_mutually_exclusive_group()
+    rate.add_argument("--bpp", type=float, help="target bits per pixel (within ±3%%)")
+    rate.add_argument("--max-bpp", type=float, help="never exceed this many bits per pixel")
+    rate.add_argument(
+        "--quality", type=float, help="fixed quality 0-100 (50 = model's native point)"
+    )
+    e.add_argument("--model", help="shipped model name or weights path (default: nearest the rate)")
+    e.add_argument("--tile", type=int, default=512, help="tile size in pixels (multiple of 16)")
+    e.add_argument(
+        "--bit-depth", type=int, help="override the bit depth (default: NBITS or inferred)"
+    )
+    e.add_argument("-q", "--quiet", action="store_true")
+    e.set_defaults(func=cmd_encode)
+
+    d = sub.add_parser("decode", help="decode a bitstream into a GeoTIFF")
+    d.add_argument("input")
+    d.add_argument("-o", "--output", required=True)
+    d.add_argument(
+        "--allow-damaged",
+        action="store_true",
+        help="write damaged tiles as nodata instead of failing",
+    )
+    d.add_argument("--model", help="weights path if the model is not shipped")
+    d.add_argument("-q", "--quiet", action="store_true")
+    d.set_defaults(func=cmd_decode)
+
+    i = sub.add_parser("info", help="describe a bitstream and check every tile's CRC")
+    i.add_argument("input")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+
+    m = sub.add_parser("models", help="list the shipped models")
+    m.set_defaults(func=cmd_models)
+
+    t = sub.add_parser("train", help="train a codec at one rate–distortion trade-off")
+    t.add_argument("--data", required=True, help="folder of GeoTIFF scenes")
+    t.add_argument("--lmbda", type=float, required=True)
+    t.add_argument("--steps", type=int, required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--optimizer", default="adam")
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--schedule", default="decay")
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--patch", type=int, default=128)
+    t.add_argument("--hidden", type=int, default=64)
+    t.add_argument("--latent", type=int, default=192)
+    t.add_argument("--activation", default="sgdn", choices=["sgdn", "gdn", "relu"])
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--resume", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    demo = sub.add_parser(
+        "demo", help="encode+decode the shipped Pleiades crop, compare with JPEG 2000"
+    )
+    demo.add_argument("--image", help="GeoTIFF to use instead of the shipped sample")
+    demo.add_argument("--bpp", type=float, default=1.5)
+    demo.add_argument("--model")
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SatcodecError as exc:
+        print(f"satcodec: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("satcodec: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
