@@ -224,7 +224,8 @@ class StreamHeader:
     """Everything a decoder needs besides the tiles (the header of ``docs/bitstream.md``).
 
     The constructor validates every field (raising :class:`~satcodec.errors.ConfigError`)
-    and normalises ``band_offsets`` to a tuple, ``nodata`` to float, ``model_id`` to
+    and normalises ``dtype`` to its name (numpy dtypes accepted), integer fields to int
+    (numpy integers accepted), ``band_offsets`` to a tuple, ``nodata`` to float, ``model_id`` to
     lowercase and ``metadata`` to its JSON round trip (tuples become lists, keys strings),
     so a header read back from a stream compares equal to the one written. The instance is
     frozen but ``metadata`` is a plain dict; it is not hashable.
@@ -252,6 +253,9 @@ class StreamHeader:
             set_(self, "band_offsets", tuple(_as_int(v) for v in self.band_offsets))
         except TypeError:
             raise ConfigError(f"band offsets {self.band_offsets!r} are not a sequence") from None
+        if not isinstance(self.dtype, str):  # numpy dtype objects and scalar types
+            dt = self.dtype
+            set_(self, "dtype", getattr(dt, "name", None) or getattr(dt, "__name__", dt))
         if isinstance(self.model_id, str):
             set_(self, "model_id", self.model_id.lower())
         nd = _as_int(self.nodata)

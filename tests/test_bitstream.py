@@ -197,6 +197,20 @@ def test_header_normalisation() -> None:
     assert make_header(quant_step_q16=1).quant_step == 2**-16  # exact, no rounding
 
 
+def test_numpy_values_are_accepted() -> None:
+    np = pytest.importorskip("numpy")
+    ref = make_header(dtype="int16", nodata=-9999.0, band_offsets=(5, -7))
+    for dt in (np.dtype("int16"), np.int16):
+        h = make_header(
+            dtype=dt,
+            height=np.int64(100),
+            nodata=np.int16(-9999),
+            band_offsets=np.array([5, -7], dtype=np.int32),
+        )
+        assert h == ref and type(h.height) is int and type(h.band_offsets[0]) is int
+        assert h.dtype == "int16" and type(h.nodata) is float
+
+
 def test_layout_matches_spec(small) -> None:
     h, tiles, data = small
     f, offsets, meta, table, records = split_stream(data)
