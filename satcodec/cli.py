@@ -219,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--bpp", type=float, default=1.5)
     demo.add_argument("--model")
     demo.set_defaults(func=cmd_demo)
+
+    from satcodec.evaluation import add_eval_parser
+
+    add_eval_parser(sub)
     return p
 
 
