@@ -336,11 +336,13 @@ def model_bpp_range(meta: dict[str, Any]) -> tuple[float, float]:
     return 0.0, math.inf
 
 
-def _satcodec_models(model: str | os.PathLike | None) -> list[Any]:
+def _satcodec_models(model: Any) -> list[Any]:
+    """ModelInfos of ``model`` (a name or path, or a list of them), else every shipped model."""
     from satcodec.codec.registry import list_models, load_model
 
     if model is not None:
-        return [load_model(model)[1]]
+        names = [model] if isinstance(model, (str, os.PathLike)) else list(model)
+        return [load_model(m)[1] for m in names]
     models = list_models()
     if not models:
         raise ConfigError("no shipped model found; pass a weights file with --model PATH")
@@ -459,17 +461,19 @@ def evaluate(
     codecs: Sequence[str] = DEFAULT_CODECS,
     bpps: Sequence[float] = DEFAULT_BPPS,
     *,
-    model: str | os.PathLike | None = None,
+    model: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     anchor_cache: str | os.PathLike | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    ladder_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Code every image with every codec at every target rate; one row per (image, codec, rate).
 
     ``codecs``: any of ``satcodec``, ``jpeg2000``, ``jpegxl``. For ``satcodec``, every shipped
-    model whose rate range (:func:`model_bpp_range`) covers the target is used, or only
-    ``model`` (a name or weights path) when given; the row's ``ladder`` flag marks the model
-    the API would pick by default at that rate. A point whose real rate misses the target by
+    model (or every one of ``model``: a name or weights path, or a list of them) whose rate
+    range (:func:`model_bpp_range`) covers the target is used; a single model given
+    explicitly is used at every target. The row's ``ladder`` flag marks the model the API
+    would pick by default at that rate; ``ladder_only`` codes with that model alone. A point whose real rate misses the target by
     more than ±3% (the codec cannot reach it) is skipped and reported through ``log``. Rows hold the real rate (``bpp``,
     ``bytes``), PSNR (dB) and MS-SSIM averaged over bands, and the masked pixel fraction.
     """
@@ -492,10 +496,12 @@ def evaluate(
             for b in bpps:
                 if c == "satcodec":
                     covering = [
-                        m for m in infos if model is not None or _covers(model_bpp_range(m.meta), b)
+                        m for m in infos if len(infos) == 1 or _covers(model_bpp_range(m.meta), b)
                     ]
                     ladder = _ladder_choice(covering, b) if covering else None
                     for m in covering:
+                        if ladder_only and m.name != ladder:
+                            continue
                         jobs.append((i, c, (m, m.name == ladder), b))
                 else:
                     jobs.append((i, c, None, b))

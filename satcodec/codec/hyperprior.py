@@ -417,63 +417,61 @@ def train_peer(
 # --------------------------------------------------------------------------------------------
 
 
-def image_rd(
-    model: nn.Module,
-    band: np.ndarray,
-    bit_depth: int,
-    step: float,
-    multiple: int = PEER_DOWNSAMPLING,
-) -> tuple[float, np.ndarray]:
-    """(bits per pixel from the model's likelihood, reconstruction in sensor units) of one band.
+def rd_sweep(
+    model: nn.Module, band: np.ndarray, bit_depth: int, steps: list[float]
+) -> list[tuple[float, float, np.ndarray]]:
+    """``[(step, bits per pixel, reconstruction)]`` of one (H, W) band at each quantisation step.
+
+    Rate is the model's own likelihood (ideal entropy coder), not a file size:
+
+    * :class:`ScaleHyperprior`: −log2 of the Gaussian-conditional likelihood of the rounded
+      ``y / step`` with scales ``σ / step``, plus the factorized likelihood of the rounded z;
+    * the reduced model (:class:`~satcodec.codec.models.ReducedVAE`): −log2 of the per-channel
+      zero-mean discretised Laplacian with the ML scale ``mean|q|`` of the whole image, plus
+      8 bits per channel for that scale (the bitstream sends an 8-bit index per channel and
+      tile), i.e. the ideal of what its real coder does.
 
     The band is normalised like the training data (minus its rounded mean, over the peak) and
-    edge-padded to a multiple of ``multiple``; the rate is divided by the *original* pixel
-    count, so padding costs the model, as it would in a real stream. Works for any model whose
-    eval-mode ``forward(x, step)`` returns ``bits`` and ``x_hat`` (the peer; the reduced model
-    through :func:`reduced_forward`).
+    edge-padded to a multiple of 64; rates are per *original* pixel, so padding costs the model.
+    Reconstructions are rounded and clipped to ``[0, 2**bit_depth − 1]``.
     """
+    from satcodec.codec.models import laplace_bits
+
     peak = float(2**bit_depth - 1)
     x = band.astype(np.float64)
     mean = float(np.round(x.mean()))
     h, w = band.shape
-    ph, pw = (-h) % multiple, (-w) % multiple
+    ph, pw = (-h) % PEER_DOWNSAMPLING, (-w) % PEER_DOWNSAMPLING
     xp = np.pad((x - mean) / peak, ((0, ph), (0, pw)), mode="edge").astype(np.float32)
+    xt = torch.from_numpy(xp)[None, None]
+    out = []
+    model.eval()
     with torch.no_grad():
-        out = model(torch.from_numpy(xp)[None, None], step)
-    rec = out["x_hat"][0, 0, :h, :w].double().numpy() * peak + mean
-    rec = np.clip(np.rint(rec), 0, peak)
-    return float(out["bits"].sum()) / (h * w), rec
-
-
-class ReducedLikelihood(nn.Module):
-    """The reduced model's ideal rate at quantisation ``step``: per-channel Laplacian, ML scale.
-
-    Mirrors :class:`ReducedVAE`'s eval path with the step knob of the real pipeline, plus the
-    side information of one 8-bit scale index per channel (as the bitstream sends per tile).
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor, step: float = 1.0) -> dict[str, torch.Tensor]:
-        from satcodec.codec.models import laplace_bits
-
-        y = self.model.analysis_transform(x) / step
-        q = torch.round(y)
-        scales = torch.clamp(q.abs().mean(dim=(2, 3)), min=0.05)
-        bits = laplace_bits(q, scales[:, :, None, None]).sum(dim=(1, 2, 3)) + 8 * q.shape[1]
-        return {"bits": bits, "x_hat": self.model.synthesis_transform(q * step)}
+        y = model.analysis_transform(xt)
+        if isinstance(model, ScaleHyperprior):
+            z_hat = torch.round(model.hyper_analysis(torch.abs(y)))
+            bits_z = float(-torch.log2(model.entropy_bottleneck.likelihood(z_hat)).sum())
+            scales = model.hyper_synthesis(z_hat)
+        for step in steps:
+            q = torch.round(y / step)
+            if isinstance(model, ScaleHyperprior):
+                bits = float(-torch.log2(gaussian_likelihood(q, scales / step)).sum()) + bits_z
+            else:
+                s = torch.clamp(q.abs().mean(dim=(2, 3)), min=0.05)
+                bits = float(laplace_bits(q, s[:, :, None, None]).sum()) + 8 * q.shape[1]
+            x_hat = model.synthesis_transform(q * step)[0, 0, :h, :w].double().numpy()
+            rec = np.clip(np.rint(x_hat * peak + mean), 0, peak)
+            out.append((float(step), bits / (h * w), rec))
+    return out
 
 
 __all__ = [
     "EntropyBottleneck",
     "HyperpriorConfig",
-    "ReducedLikelihood",
     "ScaleHyperprior",
     "count_macs",
     "gaussian_likelihood",
-    "image_rd",
+    "rd_sweep",
     "load_peer",
     "peer_complexity",
     "save_peer",

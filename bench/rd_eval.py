@@ -1,0 +1,556 @@
+"""Rate–distortion bench: the shipped ladder against JPEG 2000 and JPEG XL, and the reduced model
+against the full-complexity scale-hyperprior peer.
+
+  # the ladder (or --model PATH ...) on the dev rasters, from real bitstreams
+  python bench/rd_eval.py ladder [--data ../shared/data/sat] [--tag rd]
+  # train the peer (and, for a like-for-like short budget, a reduced model) with the shared trainer
+  python bench/rd_eval.py train --family peer --lmbda 4e-3 --steps 14000 --out runs/peer_l4e-3 [--resume]
+  # compare: model likelihood rates on the single-band 11–13-bit images, plus complexity
+  python bench/rd_eval.py peer --peer runs/peer_l4e-3/peer.safetensors --reduced MODEL.safetensors
+
+Outputs go to bench/results/<tag>_*.{csv,md,png}. JPEG 2000 / JPEG XL points are cached in
+bench/results/rd_anchor_cache.json (keyed by pixels, codec, target and imagecodecs version).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+CACHE = RESULTS / "rd_anchor_cache.json"
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "sat"
+
+# single-band optical scenes whose data use 11–13 bits (PSNR peak from the raster's bit depth)
+PAN = [
+    "s2p_pleiades-pan_reunion-volcano.tif",
+    "shareloc_pleiades-pan_ventoux.tif",
+    "shareloc_pleiades-pan_giza.tif",
+    "shareloc_worldview3-pan_buenosaires-a.tif",
+    "shareloc_worldview3-pan_buenosaires-b.tif",
+    "solaris-spacenet6_worldview2-pan_rotterdam.tif",
+    "pandora2d_sentinel2-10m_arizona-fields.tif",
+]
+# every other dev image, reported separately
+OTHER = [
+    "rio-tiler-pds_sentinel1-grd-vv_tamilnadu-sar.tif",
+    "rsgislib_sentinel2-sr-10band_aberystwyth.tif",
+    "rio-color_landsat8-rgb-60m_grenada.tif",
+    "rio-hist_landsat8-rgb-30m_idaho-mountains.tif",
+    "rio-pansharpen_landsat8-b4-150m_kanto.tif",
+    "rio-pansharpen_landsat8-b4-150m_guangdong-coast.tif",
+    "rio-toa_landsat8-b3-150m_washington.tif",
+    "rio-toa_landsat8-b1-150m_labrador-snow.tif",
+    "rasterio_landsat7-rgb-8bit_andros-bahamas.tif",
+    "stars_landsat7-etm-6band-8bit_olinda.tif",
+]
+EXCLUDED = {
+    "solaris-spacenet6_worldview2-ms4_rotterdam.tif": "2x pixel-duplicated (every 2x2 block "
+    "constant): flatters any codec (SOURCES.md)",
+}
+
+
+def _images(data: Path, names: list[str]) -> list[Path]:
+    paths = [data / n for n in names if (data / n).exists()]
+    missing = [n for n in names if not (data / n).exists()]
+    if missing:
+        print(f"note: not found in {data}: {', '.join(missing)}", file=sys.stderr)
+    return paths
+
+
+def _model_infos(models: list[str] | None) -> list[Any]:
+    from satcodec.codec.registry import list_models, load_model
+
+    if models:
+        return [load_model(m)[1] for m in models]
+    return list_models()
+
+
+def _budget_table(infos: list[Any]) -> str:
+    from satcodec.codec.models import complexity
+    from satcodec.codec.registry import load_model
+    from satcodec.evaluation import format_table, model_bpp_range
+
+    rows = []
+    for info in infos:
+        m = info.meta
+        net, _ = load_model(info.path)
+        c = complexity(net)
+        lo, hi = model_bpp_range(m)
+        rows.append(
+            (
+                info.name,
+                info.model_id[:12],
+                m.get("lmbda", "?"),
+                m.get("steps", "?"),
+                f"{m.get('batch', '?')}x{m.get('patch', '?')}²",
+                f"{m.get('optimizer', '?')} lr {m.get('lr', '?')} {m.get('schedule', '?')}",
+                f"{lo:.2g}–{hi:.2g}",
+                f"{c['encoder_mac_per_pixel'] / 1e3:.1f}k / {c['encoder_params'] / 1e3:.0f}k",
+                ", ".join(m.get("val_scenes", [])) or "?",
+            )
+        )
+    return format_table(
+        [
+            "model",
+            "id",
+            "λ",
+            "steps",
+            "batch",
+            "optimizer",
+            "bpp range",
+            "enc MAC/px / params",
+            "held-out scenes",
+        ],
+        rows,
+    )
+
+
+def cmd_ladder(a: argparse.Namespace) -> int:
+    from satcodec.evaluation import (
+        evaluate,
+        plot_rd,
+        report,
+        write_csv,
+    )
+
+    data = Path(a.data)
+    infos = _model_infos(a.model)
+    if not infos:
+        print("no shipped model: pass --model PATH", file=sys.stderr)
+        return 2
+    held_out = set()
+    for i in infos:
+        held_out |= set(i.meta.get("val_scenes", []))
+    bpps = [float(v) for v in a.bpp.split(",")]
+    summary = [
+        f"# Rate–distortion of satcodec against JPEG 2000 and JPEG XL ({a.tag})\n",
+        f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
+        f"`python bench/rd_eval.py ladder {' '.join(sys.argv[2:])}`.\n",
+        "Rates are real file sizes (bits per pixel and band); PSNR on the sensor range "
+        "(peak 2^bits − 1, bits = the raster's bit depth: NBITS tag when plausible, else the "
+        "bits used rounded up to even); MS-SSIM with the same peak; nodata collars masked in "
+        "distortion. Anchors rate-matched within ±3% (bisection on the real size). BD-rate: "
+        "PCHIP in log-rate over the common PSNR range of the two curves (NaN when they do not "
+        "overlap); negative = fewer bits than JPEG 2000.\n",
+        "## Models and training budget\n",
+        _budget_table(infos),
+        "",
+        f"Held out from training: {', '.join(sorted(held_out)) or 'unknown'}. **Every other "
+        "image below was in the training set** (in-sample): those BD-rates are optimistic for "
+        "unseen scenes.\n",
+        "Excluded: "
+        + "; ".join(f"`{k}` ({v})" for k, v in EXCLUDED.items())
+        + ". The `satcodec` curve is the ladder: at each target the model the API picks by "
+        "default (nearest native rate); `satcodec:<model>` curves are the single models.\n",
+    ]
+    groups = [("pan", PAN, "single-band optical, 11–13-bit data")]
+    if not a.pan_only:
+        groups.append(("other", OTHER, "every other dev image"))
+    for group, names, what in groups:
+        paths = _images(data, names)
+        if not paths:
+            continue
+        skipped: list[str] = []
+        t0 = time.time()
+        rows = evaluate(
+            paths,
+            a.codecs.split(","),
+            bpps,
+            model=[str(i.path) for i in infos],
+            anchor_cache=CACHE,
+            progress=not a.quiet,
+            log=skipped.append,
+            ladder_only=group != "pan" and not a.all_models,
+        )
+        for r in rows:
+            r["held_out"] = r["image"] in held_out
+        base = RESULTS / f"{a.tag}_{group}"
+        text, bd = report(rows)
+        write_csv(base.with_suffix(".csv"), rows)
+        write_csv(base.parent / f"{base.name}_bd.csv", bd)
+        plot_rd(
+            rows,
+            base.with_suffix(".png"),
+            bd=bd,
+            title=f"{group}: {what} — real file sizes; legend: BD-rate vs JPEG 2000",
+        )
+        section = [
+            f"## Group `{group}`: {what} ({len(paths)} images, {time.time() - t0:.0f} s)\n",
+            f"Files: `{base.name}.csv` (points), `{base.name}_bd.csv`, `{base.name}.png`.\n",
+            "Held-out images: "
+            + (", ".join(r for r in sorted({r["image"] for r in rows}) if r in held_out) or "none")
+            + "\n",
+            text,
+            "",
+        ]
+        if skipped:
+            section += ["Points not measured:\n", *[f"* {s}" for s in skipped], ""]
+        summary += section
+        print("\n".join(section))
+    out = RESULTS / f"{a.tag}.md"
+    out.write_text("\n".join(summary) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Peer training and comparison
+# --------------------------------------------------------------------------------------------
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    if a.family == "peer":
+        from satcodec.codec.hyperprior import HyperpriorConfig, train_peer
+
+        meta = train_peer(
+            a.data,
+            a.lmbda,
+            a.steps,
+            a.out,
+            config=HyperpriorConfig(hidden=a.hidden or 128, latent=a.latent or 192),
+            resume=a.resume,
+            val_every=a.val_every,
+        )
+    else:
+        from satcodec.codec.models import ModelConfig
+        from satcodec.codec.training import train_codec
+
+        meta = train_codec(
+            a.data,
+            a.lmbda,
+            a.steps,
+            a.out,
+            resume=a.resume,
+            config=ModelConfig(hidden=a.hidden or 64, latent=a.latent or 192),
+            val_every=a.val_every,
+        )
+    print(json.dumps({k: meta[k] for k in ("lmbda", "steps", "val", "complexity")}, indent=1))
+    return 0
+
+
+def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Upper-left envelope: keep a point only if no cheaper point has a higher PSNR."""
+    out: list[tuple[float, float]] = []
+    for r, p in sorted(points):
+        if not out or p > out[-1][1]:
+            out.append((r, p))
+    return out
+
+
+def _load_family(paths: list[str], family: str) -> list[tuple[str, Any, dict[str, Any]]]:
+    out = []
+    for p in paths:
+        if family == "peer":
+            from satcodec.codec.hyperprior import load_peer
+
+            net, meta = load_peer(p)
+        else:
+            from satcodec.codec.registry import load_model
+            from satcodec.errors import WeightsError
+
+            try:
+                net, info = load_model(p)
+                meta = dict(info.meta)
+            except WeightsError:  # a trainer checkpoint of the default architecture
+                from satcodec.codec.models import ModelConfig, ReducedVAE
+                from satcodec.train import load_checkpoint
+
+                net = ReducedVAE(ModelConfig())
+                meta = {"checkpoint": load_checkpoint(p, net)}
+                net.eval()
+        stem = Path(p).stem
+        out.append(
+            (Path(p).parent.name if stem in ("peer", "model", "checkpoint") else stem, net, meta)
+        )
+    return out
+
+
+def cmd_peer(a: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from satcodec.codec.hyperprior import peer_complexity, rd_sweep
+    from satcodec.codec.models import complexity
+    from satcodec.evaluation import (
+        bd_rate,
+        evaluate,
+        format_table,
+        load_image,
+        plot_rd,
+        valid_mask,
+        write_csv,
+    )
+    from satcodec.metrics import psnr
+
+    paths = _images(Path(a.data), PAN)
+    families = {
+        "reduced": _load_family(a.reduced, "reduced"),
+        "peer": _load_family(a.peer, "peer"),
+    }
+    steps = [float(2**e) for e in np.arange(a.step_lo, a.step_hi + 1e-9, 0.5)]
+    rows: list[dict[str, Any]] = []
+    jobs = [(p, fam, m) for p in paths for fam, ms in families.items() for m in ms]
+    for path, fam, (name, net, _meta) in tqdm(jobs, desc="likelihood RD", disable=a.quiet):
+        arr, bits, nodata = load_image(path)
+        mask = valid_mask(arr, nodata)
+        for step, bpp, rec in rd_sweep(net, arr[0], bits, steps):
+            rows.append(
+                {
+                    "image": path.name,
+                    "bands": 1,
+                    "height": arr.shape[1],
+                    "width": arr.shape[2],
+                    "bit_depth": bits,
+                    "codec": f"{fam}-likelihood",
+                    "model": name,
+                    "step": step,
+                    "target_bpp": step,
+                    "bpp": bpp,
+                    "psnr": psnr(arr[0], rec, bits, mask),
+                    "msssim": math.nan,
+                }
+            )
+    # real anchors and real reduced bitstreams on the same images
+    real = evaluate(
+        paths,
+        ["jpeg2000", "satcodec"] if not a.no_real else ["jpeg2000"],
+        [0.5, 1.0, 2.0, 3.0],
+        model=a.reduced,
+        anchor_cache=CACHE,
+        progress=not a.quiet,
+    )
+    for r in real:
+        if r["codec"] == "satcodec":
+            r["codec"] = "reduced-bitstream"
+    # one curve per family and image: the envelope of all its models and steps
+    curves_rows: list[dict[str, Any]] = []
+    for img in sorted({r["image"] for r in rows}):
+        for fam in ("reduced-likelihood", "peer-likelihood", "reduced-bitstream", "jpeg2000"):
+            src = rows if fam.endswith("likelihood") else real
+            pts = [(r["bpp"], r["psnr"]) for r in src if r["image"] == img and r["codec"] == fam]
+            info = next(r for r in rows if r["image"] == img)
+            for bpp, p in _pareto(pts):
+                if a.rate_lo <= bpp <= a.rate_hi or fam in ("jpeg2000", "reduced-bitstream"):
+                    curves_rows.append(
+                        {
+                            "image": img,
+                            "bands": 1,
+                            "height": info["height"],
+                            "width": info["width"],
+                            "bit_depth": info["bit_depth"],
+                            "codec": fam,
+                            "model": "",
+                            "target_bpp": bpp,
+                            "bpp": bpp,
+                            "psnr": p,
+                            "msssim": math.nan,
+                        }
+                    )
+
+    # BD-rates per image: each family against JPEG 2000, and reduced against the peer
+    def curve(img: str, fam: str) -> tuple[list[float], list[float]]:
+        pts = [
+            (r["bpp"], r["psnr"]) for r in curves_rows if r["image"] == img and r["codec"] == fam
+        ]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    bd_rows = []
+    comparisons = [
+        ("peer-likelihood", "jpeg2000"),
+        ("reduced-likelihood", "jpeg2000"),
+        ("reduced-bitstream", "jpeg2000"),
+        ("reduced-likelihood", "peer-likelihood"),
+        ("reduced-bitstream", "peer-likelihood"),
+    ]
+    for img in sorted({r["image"] for r in curves_rows}):
+        for test, anchor in comparisons:
+            ar, ap = curve(img, anchor)
+            tr, tp = curve(img, test)
+            if len(ar) < 2 or len(tr) < 2:
+                continue
+            bd_rows.append(
+                {
+                    "image": img,
+                    "curve": test,
+                    "anchor": anchor,
+                    "bd_rate_pct": bd_rate(ar, ap, tr, tp),
+                }
+            )
+    means = {}
+    for test, anchor in comparisons:
+        v = [r["bd_rate_pct"] for r in bd_rows if (r["curve"], r["anchor"]) == (test, anchor)]
+        f = [x for x in v if math.isfinite(x)]
+        means[(test, anchor)] = (float(np.mean(f)) if f else math.nan, len(f), len(v))
+        bd_rows.append(
+            {
+                "image": "MEAN",
+                "curve": test,
+                "anchor": anchor,
+                "bd_rate_pct": means[(test, anchor)][0],
+                "n_images": f"{len(f)}/{len(v)}",
+            }
+        )
+    # complexity side by side
+    _, red_net, red_meta = families["reduced"][0]
+    _, peer_net, peer_meta = families["peer"][0]
+    rc, pc = complexity(red_net), peer_complexity(peer_net)
+
+    def steps_of(meta: dict[str, Any]) -> str:
+        return str(meta.get("steps") or meta.get("checkpoint", {}).get("step", "?"))
+
+    def fmt(v: tuple[float, int, int]) -> str:
+        return "n/a" if math.isnan(v[0]) else f"{v[0]:+.1f}% ({v[1]}/{v[2]} images)"
+
+    table = format_table(
+        [
+            "model",
+            "BD-rate vs JPEG 2000",
+            "BD-rate vs peer",
+            "encoder MAC/px",
+            "decoder MAC/px",
+            "encoder params",
+            "decoder params",
+            "training steps",
+        ],
+        [
+            (
+                f"reduced ({red_net.config.hidden}/{red_net.config.latent}, likelihood)",
+                fmt(means[("reduced-likelihood", "jpeg2000")]),
+                fmt(means[("reduced-likelihood", "peer-likelihood")]),
+                f"{rc['encoder_mac_per_pixel'] / 1e3:.1f}k",
+                f"{rc['decoder_mac_per_pixel'] / 1e3:.1f}k",
+                f"{rc['encoder_params'] / 1e6:.2f}M",
+                f"{rc['decoder_params'] / 1e6:.2f}M",
+                ", ".join(steps_of(m) for _, _, m in families["reduced"]),
+            ),
+            (
+                "reduced (real bitstream)",
+                fmt(means[("reduced-bitstream", "jpeg2000")]),
+                fmt(means[("reduced-bitstream", "peer-likelihood")]),
+                "same",
+                "same",
+                "same",
+                "same",
+                "same",
+            ),
+            (
+                f"peer hyperprior ({peer_net.config.hidden}/{peer_net.config.latent}, likelihood)",
+                fmt(means[("peer-likelihood", "jpeg2000")]),
+                "0",
+                f"{pc['encoder_mac_per_pixel'] / 1e3:.1f}k",
+                f"{pc['decoder_mac_per_pixel'] / 1e3:.1f}k",
+                f"{pc['encoder_params'] / 1e6:.2f}M",
+                f"{pc['decoder_params'] / 1e6:.2f}M",
+                ", ".join(steps_of(m) for _, _, m in families["peer"]),
+            ),
+            (
+                "ratio peer / reduced",
+                "",
+                "",
+                f"{pc['encoder_mac_per_pixel'] / rc['encoder_mac_per_pixel']:.1f}x",
+                f"{pc['decoder_mac_per_pixel'] / rc['decoder_mac_per_pixel']:.1f}x",
+                f"{pc['encoder_params'] / rc['encoder_params']:.1f}x",
+                f"{pc['decoder_params'] / rc['decoder_params']:.1f}x",
+                "",
+            ),
+        ],
+    )
+    base = RESULTS / a.tag
+    write_csv(base.parent / f"{a.tag}_points.csv", rows + real)
+    write_csv(base.parent / f"{a.tag}_bd.csv", bd_rows)
+    plot_rd(
+        curves_rows,
+        base.with_suffix(".png"),
+        title="reduced vs full hyperprior (likelihood rates) and JPEG 2000 (real files)",
+    )
+    held = sorted(set(red_meta.get("val_scenes", [])))
+    text = "\n".join(
+        [
+            f"# Reduced model against the full scale hyperprior ({a.tag})\n",
+            f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
+            f"`python bench/rd_eval.py peer {' '.join(sys.argv[2:])}`.\n",
+            "Images: the single-band 11–13-bit optical dev images "
+            f"({len(paths)}; held out from training: {', '.join(held) or '?'}). "
+            "Model rates are **likelihoods** (−log2 p of the rounded latents, ideal entropy "
+            "coder; the reduced model's includes 8 bits per channel for its Laplacian scales), "
+            "swept over quantisation steps "
+            f"2^{a.step_lo}..2^{a.step_hi} and reduced to the RD envelope of all models of a "
+            f"family within {a.rate_lo}–{a.rate_hi} bpp. `reduced (real bitstream)` is the "
+            "reduced model through the real coder (file sizes) at 0.5/1/2/3 bpp. JPEG 2000: "
+            "real files. BD-rate: PCHIP over the common PSNR range, mean over images.\n",
+            "MACs: convolutions, transposed convolutions and GDN channel mixing per input pixel. "
+            "The peer's encoder runs g_a, h_a and h_s (it needs the scales to code y); its "
+            "decoder h_s and g_s. The reduced model has no hyper networks.\n",
+            table,
+            "",
+            "## Per image\n",
+            format_table(
+                ["image", "curve", "anchor", "BD-rate %"],
+                [(r["image"], r["curve"], r["anchor"], r["bd_rate_pct"]) for r in bd_rows],
+            ),
+            "",
+            f"Plot: `{a.tag}.png`; points: `{a.tag}_points.csv`.",
+        ]
+    )
+    (base.parent / f"{a.tag}.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    lad = sub.add_parser("ladder", help="RD of the shipped ladder against JPEG 2000 / JPEG XL")
+    lad.add_argument("--data", default=str(DEFAULT_DATA))
+    lad.add_argument("--model", nargs="*", help="weights paths instead of the shipped ladder")
+    lad.add_argument("--bpp", default="0.5,1,2,3")
+    lad.add_argument("--codecs", default="satcodec,jpeg2000,jpegxl")
+    lad.add_argument("--tag", default="rd")
+    lad.add_argument("--pan-only", action="store_true")
+    lad.add_argument(
+        "--all-models", action="store_true", help="every covering model on 'other' too"
+    )
+    lad.add_argument("-q", "--quiet", action="store_true")
+    lad.set_defaults(func=cmd_ladder)
+
+    tr = sub.add_parser("train", help="train the peer (or a reduced model) with the shared trainer")
+    tr.add_argument("--family", choices=["peer", "reduced"], default="peer")
+    tr.add_argument("--data", default=str(DEFAULT_DATA))
+    tr.add_argument("--lmbda", type=float, required=True)
+    tr.add_argument("--steps", type=int, required=True)
+    tr.add_argument("--out", required=True)
+    tr.add_argument("--hidden", type=int)
+    tr.add_argument("--latent", type=int)
+    tr.add_argument("--val-every", type=int, default=1000)
+    tr.add_argument("--resume", action="store_true")
+    tr.set_defaults(func=cmd_train)
+
+    pe = sub.add_parser("peer", help="reduced vs full hyperprior: BD-rate gap, MACs, parameters")
+    pe.add_argument("--data", default=str(DEFAULT_DATA))
+    pe.add_argument("--peer", nargs="+", required=True, help="peer weights or checkpoints")
+    pe.add_argument("--reduced", nargs="+", required=True, help="reduced model weights")
+    pe.add_argument("--step-lo", type=float, default=-2.0, help="log2 of the finest step")
+    pe.add_argument("--step-hi", type=float, default=3.0, help="log2 of the coarsest step")
+    pe.add_argument("--rate-lo", type=float, default=0.25)
+    pe.add_argument("--rate-hi", type=float, default=4.0)
+    pe.add_argument("--no-real", action="store_true", help="skip the reduced real bitstreams")
+    pe.add_argument("--tag", default="rd_peer")
+    pe.add_argument("-q", "--quiet", action="store_true")
+    pe.set_defaults(func=cmd_peer)
+    a = p.parse_args(argv)
+    return a.func(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
