@@ -313,3 +313,22 @@ def test_peer_complexity_and_weights_round_trip(tmp_path):
     assert meta["lmbda"] == 1e-3 and back.config == small.config
     for k, v in small.state_dict().items():
         assert torch.equal(v, back.state_dict()[k])
+
+
+def test_rd_sweep_rates_fall_with_the_step_for_both_families():
+    from satcodec.codec.hyperprior import HyperpriorConfig, ScaleHyperprior, rd_sweep
+    from satcodec.codec.models import ModelConfig, ReducedVAE
+
+    band = _sample(256)[:130, :100].astype(np.uint16)  # not a multiple of 64: padded
+    torch.manual_seed(0)
+    for net in (
+        # untrained: a large input gain puts the latents well above the quantiser's step
+        ScaleHyperprior(HyperpriorConfig(hidden=8, latent=8, input_gain=2000.0)),
+        ReducedVAE(ModelConfig(hidden=8, latent=8, input_gain=2000.0)),
+    ):
+        out = rd_sweep(net, band, 12, [0.25, 1.0, 4.0])
+        rates = [r for _, r, _ in out]
+        assert rates[0] > rates[1] > rates[2] > 0
+        assert all(
+            rec.shape == band.shape and rec.min() >= 0 and rec.max() <= 4095 for *_, rec in out
+        )
