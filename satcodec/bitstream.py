@@ -203,7 +203,10 @@ def _field_problem(h: StreamHeader) -> tuple[str, str] | None:
         if not _is_int(off) or not -(1 << 31) <= off < (1 << 31):
             return "invalid", f"band offset {off!r} of band {b} does not fit an i32"
     if h.tile_count > MAX_TILES:
-        return "limit", f"{h.tile_count} tiles exceed the limit of {MAX_TILES}"
+        return "limit", (
+            f"header declares {h.height}x{h.width} pixels in {h.tile_count} tiles, "
+            f"over the limit of {MAX_TILES} tiles"
+        )
     return None
 
 

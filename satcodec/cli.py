@@ -63,7 +63,7 @@ def cmd_decode(a: argparse.Namespace) -> int:
     print(f"{r.path}: {r.bands}x{r.height}x{r.width}")
     for b, row, col in r.damaged_tiles:
         print(
-            f"warning: tile band {b} row {row} col {col} was damaged and is written as nodata",
+            f"warning: tile (band {b}, row {row}, col {col}) is damaged and written as nodata",
             file=sys.stderr,
         )
     return 0
@@ -154,6 +154,14 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_research_inna_bench(a: argparse.Namespace) -> int:
+    from satcodec.benchmarks.inna_bench import BenchOptions, run_benchmark
+
+    opts = BenchOptions(quick=a.quick, data=a.data, seeds=a.seeds, out=a.out, work=a.work)
+    run_benchmark(a.tasks.split(",") if a.tasks else None, opts)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="satcodec", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -219,6 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--bpp", type=float, default=1.5)
     demo.add_argument("--model")
     demo.set_defaults(func=cmd_demo)
+
+    research = sub.add_parser("research", help="research experiments").add_subparsers(
+        dest="research_command", required=True
+    )
+    ib = research.add_parser(
+        "inna-bench", help="INNA vs SGD, SGD+momentum, Adam, Adagrad (bench/results/inna_bench*)"
+    )
+    ib.add_argument("--quick", action="store_true", help="smoke run of a few minutes")
+    ib.add_argument("--data", help="codec task: folder of GeoTIFF scenes (default: shared data)")
+    ib.add_argument("--tasks", help="comma-separated subset of: codec,digits,music")
+    ib.add_argument("--seeds", type=int, default=3)
+    ib.add_argument("--out", default="bench/results")
+    ib.add_argument("--work", default="runs/inna_bench", help="per-run logs and checkpoints")
+    ib.set_defaults(func=cmd_research_inna_bench)
 
     from satcodec.evaluation import add_eval_parser
 

@@ -12,16 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
 
-from satcodec.errors import RasterError
-
-
-def infer_bits(max_value: int, dtype: str) -> int:
-    """Bits of the sensor word: bits used rounded up to an even width (11 -> 12), min 8."""
-    used = max(1, int(max_value).bit_length())
-    bits = max(8, used + (used % 2))
-    return min(bits, np.dtype(dtype).itemsize * 8)
+from satcodec.raster import open_raster
 
 
 @dataclass
@@ -36,22 +28,16 @@ class BandSample:
 
 def load_scene_bands(path: Path, bit_depth: int | None = None) -> list[BandSample]:
     """Read a GeoTIFF and return one normalised :class:`BandSample` per band."""
-    try:
-        with rasterio.open(path) as ds:
-            data = ds.read()
-            nodata = ds.nodata
-            dtype = ds.dtypes[0]
-            nbits = ds.tags(ns="IMAGE_STRUCTURE").get("NBITS")
-    except rasterio.errors.RasterioError as exc:
-        raise RasterError(f"cannot read {path}: {exc}") from exc
-    if nodata is not None:
-        valid = np.all(data != nodata, axis=0)
+    with open_raster(path, bit_depth=bit_depth) as r:
+        data = r.read()
+        meta = r.meta
+    if meta.nodata is not None:
+        valid = np.all(data != meta.nodata, axis=0)
     else:
         zero = np.all(data == 0, axis=0)
         # large all-zero regions are nodata collars of rotated scenes, not dark ground
         valid = ~zero if zero.mean() > 0.01 else np.ones(zero.shape, bool)
-    bits = bit_depth or (int(nbits) if nbits else infer_bits(int(data.max()), dtype))
-    peak = float(2**bits - 1)
+    peak = float(2**meta.bit_depth - 1)
     out = []
     for b in range(data.shape[0]):
         band = data[b].astype(np.float32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,13 +97,23 @@ def _read(path: Path) -> tuple[ReducedVAE, ModelInfo]:
     return model, info
 
 
+def model_dirs(models_dir: Path | None = None) -> list[Path]:
+    """Folders searched for models: the shipped ones, then ``$SATCODEC_MODEL_PATH`` entries."""
+    if models_dir is not None:
+        return [models_dir]
+    extra = [Path(p) for p in os.environ.get("SATCODEC_MODEL_PATH", "").split(os.pathsep) if p]
+    return [MODELS_DIR, *extra]
+
+
 def list_models(models_dir: Path | None = None) -> list[ModelInfo]:
-    """Models shipped with satcodec (``satcodec/models/*.safetensors``), sorted by name."""
-    folder = models_dir or MODELS_DIR
-    return [_read(p)[1] for p in sorted(folder.glob("*.safetensors"))]
+    """Available models (shipped ``satcodec/models/*.safetensors`` and ``$SATCODEC_MODEL_PATH``)."""
+    paths = [
+        p for d in model_dirs(models_dir) if d.is_dir() for p in sorted(d.glob("*.safetensors"))
+    ]
+    return [load_model(p)[1] for p in paths]
 
 
-_CACHE: dict[Path, tuple[ReducedVAE, ModelInfo]] = {}
+_CACHE: dict[tuple[Path, int, int], tuple[ReducedVAE, ModelInfo]] = {}
 
 
 def load_model(
@@ -110,15 +121,21 @@ def load_model(
 ) -> tuple[ReducedVAE, ModelInfo]:
     """Load a shipped model by name (``satcodec models``) or a weights file by path."""
     p = Path(name_or_path)
-    if p.suffix != ".safetensors" or not p.exists():
-        p = (models_dir or MODELS_DIR) / f"{name_or_path}.safetensors"
-        if not p.exists():
+    if p.suffix == ".safetensors" and not p.exists():
+        raise WeightsError(f"weights file {p} does not exist")
+    if p.suffix != ".safetensors":
+        found = [d / f"{name_or_path}.safetensors" for d in model_dirs(models_dir)]
+        found = [f for f in found if f.exists()]
+        if not found:
             names = ", ".join(i.name for i in list_models(models_dir)) or "none"
             raise UnknownModelError(f"no model named {name_or_path!r} (available: {names})")
+        p = found[0]
     p = p.resolve()
-    if p not in _CACHE:
-        _CACHE[p] = _read(p)
-    return _CACHE[p]
+    st = p.stat()
+    key = (p, st.st_mtime_ns, st.st_size)  # a rewritten weights file is read again
+    if key not in _CACHE:
+        _CACHE[key] = _read(p)
+    return _CACHE[key]
 
 
 def find_model_by_id(

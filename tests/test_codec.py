@@ -1,0 +1,332 @@
+"""End-to-end behaviour of the codec: exact entropy decoding, determinism, damaged tiles,
+seams, bad streams, rate control and GeoTIFF metadata round trips."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+import satcodec
+from satcodec.bitstream import StreamReader
+from satcodec.codec.pipeline import DECODE_HALO, Encoder, array_window_reader
+from satcodec.codec.registry import load_model
+from satcodec.entropy import decode_symbols
+from satcodec.errors import TileCorruptedError, UnknownModelError
+from tests.conftest import RPC_SAMPLE, SAMPLE, requires_shipped_model
+
+CLI = [sys.executable, "-m", "satcodec"]
+
+
+def run_cli(*args: str, env_model_path: Path | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    env = dict(os.environ)
+    if env_model_path is not None:
+        env["SATCODEC_MODEL_PATH"] = str(env_model_path.parent)
+    return subprocess.run(
+        [*CLI, *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_entropy_decoding_returns_the_encoded_latents_on_every_tile(tiny_model, sample_array):
+    net, info = load_model(tiny_model)
+    enc = Encoder(
+        net,
+        info,
+        array_window_reader(sample_array),
+        height=500,
+        width=500,
+        bands=1,
+        dtype="uint16",
+        bit_depth=12,
+        nodata=None,
+        tile=128,
+    )
+    step = 0.37
+    data = enc.encode(step)
+    reader = StreamReader(data)
+    h = reader.header
+    assert len(enc.latent_tiles) == h.tiles_y * h.tiles_x == 16
+    for t in enc.latent_tiles:
+        expected, _ = enc._quantise(t.latents, h.quant_step)
+        rec = reader.read_tile(t.band, t.row, t.col)
+        (n,) = struct.unpack_from("<I", rec.payload)
+        got = decode_symbols(
+            rec.payload[4 : 4 + n], np.frombuffer(rec.scale_indices, np.uint8), expected.shape
+        )
+        np.testing.assert_array_equal(got, expected)
+        assert np.abs(expected).max() > 0  # the test is not vacuous
+
+
+def test_array_round_trip_shape_dtype_and_metadata(tiny_model, sample_array):
+    data = satcodec.encode(sample_array, quality=60, model=tiny_model, tile=256)
+    out, meta = satcodec.decode(data)
+    assert out.shape == sample_array.shape and out.dtype == np.uint16
+    assert meta["bit_depth"] == 12 and meta["damaged_tiles"] == []
+    assert out.max() <= 4095
+    # 8-bit input, multi-band, odd size
+    rgb = (np.random.default_rng(0).integers(0, 255, (3, 70, 93))).astype(np.uint8)
+    out8, meta8 = satcodec.decode(satcodec.encode(rgb, quality=50, model=tiny_model))
+    assert out8.shape == rgb.shape and out8.dtype == np.uint8 and meta8["bands"] == 3
+
+
+DECODE_SCRIPT = """
+import sys, hashlib, torch
+torch.set_num_threads(int(sys.argv[2]))
+import satcodec
+arr, _ = satcodec.decode(open(sys.argv[1], 'rb').read())
+print(hashlib.sha256(arr.tobytes()).hexdigest())
+"""
+
+
+def test_same_stream_decodes_identically_in_fresh_processes_with_1_or_2_threads(
+    tiny_model, sample_array, tmp_path
+):
+    stream = tmp_path / "s.satc"
+    stream.write_bytes(satcodec.encode(sample_array, bpp=1.0, model=tiny_model, tile=256))
+    import os
+
+    env = dict(os.environ, SATCODEC_MODEL_PATH=str(tiny_model.parent))
+    digests = set()
+    for threads in ("1", "2", "1"):
+        r = subprocess.run(
+            [sys.executable, "-c", DECODE_SCRIPT, str(stream), threads],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert r.returncode == 0, r.stderr
+        digests.add(r.stdout.strip())
+    arr, _ = satcodec.decode(stream.read_bytes())
+    import hashlib
+
+    digests.add(hashlib.sha256(arr.tobytes()).hexdigest())
+    assert len(digests) == 1
+
+
+def _tile_payload_offset(data: bytes, band: int, row: int, col: int) -> tuple[int, int]:
+    """(start, end) of one tile's entropy payload inside the stream (from the tile table)."""
+    reader = StreamReader(data)
+    h = reader.header
+    idx = h.tile_index(band, row, col)
+    table_start = 72 + 4 * h.bands + struct.unpack_from("<I", data, 68)[0]
+    off, length = struct.unpack_from("<QI", data, table_start + 12 * idx)
+    head = 20 + h.latent_channels  # tile header + scale indices
+    return off + head + 4, off + length - 4
+
+
+def test_damaged_tile_is_named_and_confined_to_its_halo(tiny_model, tmp_path):
+    stream = tmp_path / "s.satc"
+    r = run_cli(
+        "encode",
+        SAMPLE,
+        "-o",
+        stream,
+        "--quality",
+        "60",
+        "--tile",
+        "128",
+        "--model",
+        tiny_model,
+        "-q",
+    )
+    assert r.returncode == 0, r.stderr
+    clean = tmp_path / "clean.tif"
+    assert run_cli("decode", stream, "-o", clean, "-q", env_model_path=tiny_model).returncode == 0
+    data = bytearray(stream.read_bytes())
+    a, b = _tile_payload_offset(bytes(data), 0, 1, 2)
+    data[(a + b) // 2] ^= 0x5A
+    bad = tmp_path / "bad.satc"
+    bad.write_bytes(bytes(data))
+    out = tmp_path / "out.tif"
+    r = run_cli("decode", bad, "-o", out, "-q", env_model_path=tiny_model)
+    assert r.returncode != 0
+    assert "tile (band 0, row 1, col 2)" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
+    r = run_cli("decode", bad, "-o", out, "--allow-damaged", "-q", env_model_path=tiny_model)
+    assert r.returncode == 0, r.stderr
+    assert "tile (band 0, row 1, col 2)" in r.stderr
+    with rasterio.open(clean) as c, rasterio.open(out) as d:
+        ref, got, nodata = c.read(1), d.read(1), d.nodata
+    assert nodata is not None
+    y0, x0, T = 128, 256, 128
+    assert np.all(got[y0 : y0 + T, x0 : x0 + T] == nodata)
+    halo = DECODE_HALO * 16
+    outside = np.ones(ref.shape, bool)
+    outside[max(0, y0 - halo) : y0 + T + halo, max(0, x0 - halo) : x0 + T + halo] = False
+    np.testing.assert_array_equal(got[outside], ref[outside])
+    # the halo ring itself is where differences are allowed (and expected)
+    ring = ~outside
+    ring[y0 : y0 + T, x0 : x0 + T] = False
+    assert ring.sum() > 0
+
+
+def test_tile_size_barely_changes_the_reconstruction(tiny_model, sample_array):
+    a, _ = satcodec.decode(satcodec.encode(sample_array, quality=55, model=tiny_model, tile=128))
+    b, _ = satcodec.decode(satcodec.encode(sample_array, quality=55, model=tiny_model, tile=512))
+    diff = np.abs(a.astype(int) - b.astype(int))
+    # identical latents up to float rounding, so at most a few DN flip by one quantum
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+def _with_header_crc(data: bytearray) -> bytes:
+    reader_len = len(data)
+    bands = struct.unpack_from("<H", data, 24)[0]
+    meta_len = struct.unpack_from("<I", data, 68)[0]
+    tiles = struct.unpack_from("<I", data, 64)[0]
+    crc_pos = 72 + 4 * bands + meta_len + 12 * tiles
+    assert crc_pos + 4 <= reader_len
+    struct.pack_into("<I", data, crc_pos, zlib.crc32(bytes(data[:crc_pos])))
+    return bytes(data)
+
+
+@pytest.fixture(scope="module")
+def good_stream(tiny_model, tmp_path_factory) -> bytes:
+    from satcodec.raster import open_raster
+
+    with open_raster(SAMPLE) as r:
+        arr = r.read()
+    return satcodec.encode(arr[:, :200, :200], quality=50, model=tiny_model, tile=128)
+
+
+def _corruptions(good: bytes) -> dict[str, tuple[bytes, str]]:
+    wrong_version = bytearray(good)
+    struct.pack_into("<H", wrong_version, 4, 7)
+    crc_bad = bytearray(good)
+    crc_bad[30] ^= 0xFF  # nodata flag etc.: covered by the header CRC
+    absurd = bytearray(good)
+    struct.pack_into("<II", absurd, 16, 1_000_000, 1_000_000)
+    unknown_model = bytearray(good)
+    unknown_model[40:56] = bytes(16)
+    return {
+        "truncated": (good[:50], "trunc"),
+        "magic": (b"JUNK" + good[4:], "not a satcodec stream"),
+        "version": (_with_header_crc(wrong_version), "version 7"),
+        "crc": (bytes(crc_bad), "crc"),
+        "absurd": (_with_header_crc(absurd), "1000000x1000000"),
+        "model": (_with_header_crc(unknown_model), "model"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["truncated", "magic", "version", "crc", "absurd", "model"])
+def test_bad_streams_get_a_one_line_error_and_nonzero_exit(kind, good_stream, tiny_model, tmp_path):
+    data, needle = _corruptions(good_stream)[kind]
+    bad = tmp_path / f"{kind}.satc"
+    bad.write_bytes(data)
+    r = run_cli("decode", bad, "-o", tmp_path / "o.tif", "-q", env_model_path=tiny_model)
+    assert r.returncode != 0
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("satcodec: error:") and needle.lower() in lines[0].lower(), lines[0]
+    assert "Traceback" not in r.stderr
+
+
+def test_unknown_model_raises_lookup_error(good_stream):
+    data = bytearray(good_stream)
+    data[40:56] = bytes(16)
+    with pytest.raises(UnknownModelError):
+        satcodec.decode(_with_header_crc(data))
+    with pytest.raises(LookupError):
+        satcodec.decode(_with_header_crc(data))
+
+
+def test_damaged_tile_raises_in_api_and_is_reported_with_allow_damaged(good_stream):
+    a, b = _tile_payload_offset(good_stream, 0, 0, 1)
+    data = bytearray(good_stream)
+    data[a] ^= 1
+    with pytest.raises(TileCorruptedError) as e:
+        satcodec.decode(bytes(data))
+    assert (e.value.band, e.value.row, e.value.col) == (0, 0, 1)
+    arr, meta = satcodec.decode(bytes(data), allow_damaged=True)
+    assert meta["damaged_tiles"] == [(0, 0, 1)]
+    assert np.all(arr[0, :128, 128:200] == 0)
+
+
+def test_geotiff_metadata_survives_encode_decode(tiny_model, tmp_path):
+    # RPCs (sensor geometry) from a real WorldView-3 file
+    stream, out = tmp_path / "a.satc", tmp_path / "a.tif"
+    assert (
+        run_cli(
+            "encode", RPC_SAMPLE, "-o", stream, "--quality", "50", "--model", tiny_model, "-q"
+        ).returncode
+        == 0
+    )
+    assert run_cli("decode", stream, "-o", out, "-q", env_model_path=tiny_model).returncode == 0
+    with rasterio.open(RPC_SAMPLE) as s, rasterio.open(out) as d:
+        assert d.rpcs is not None
+        want, got = s.rpcs.to_dict(), d.rpcs.to_dict()
+        assert want.keys() == got.keys()
+        for k in want:
+            assert np.allclose(want[k], got[k], rtol=1e-12), k
+        assert d.shape == s.shape and d.dtypes == s.dtypes
+    # CRS, transform, nodata, descriptions, two bands, 8-bit
+    src = tmp_path / "geo.tif"
+    arr = np.random.default_rng(0).integers(1, 250, (2, 90, 130)).astype(np.uint8)
+    arr[:, :10, :10] = 0
+    profile = dict(
+        driver="GTiff",
+        height=90,
+        width=130,
+        count=2,
+        dtype="uint8",
+        crs="EPSG:32631",
+        transform=rasterio.Affine(0.5, 0, 600000, 0, -0.5, 5750000),
+        nodata=0,
+    )
+    with rasterio.open(src, "w", **profile) as ds:
+        ds.write(arr)
+        ds.set_band_description(1, "pan-like")
+        ds.set_band_description(2, "nir")
+    stream2, out2 = tmp_path / "g.satc", tmp_path / "g.tif"
+    assert (
+        run_cli(
+            "encode", src, "-o", stream2, "--quality", "50", "--model", tiny_model, "-q"
+        ).returncode
+        == 0
+    )
+    assert run_cli("decode", stream2, "-o", out2, "-q", env_model_path=tiny_model).returncode == 0
+    with rasterio.open(out2) as d:
+        assert d.crs == rasterio.crs.CRS.from_epsg(32631)
+        assert d.transform == profile["transform"]
+        assert d.nodata == 0 and d.count == 2 and d.descriptions == ("pan-like", "nir")
+        got = d.read()
+    # nodata pixels travel as a lossless mask, so the collar comes back exactly
+    assert np.all(got[:, :10, :10] == 0)
+    info = run_cli("info", stream2, "--json")
+    assert info.returncode == 0 and json.loads(info.stdout)["bands"] == 2
+
+
+@requires_shipped_model
+@pytest.mark.parametrize("target", [1.0, 2.0])
+def test_rate_control_hits_target_on_the_pleiades_sample(target, sample_array):
+    data = satcodec.encode(sample_array, bpp=target)
+    bpp = 8 * len(data) / sample_array.size
+    assert abs(bpp / target - 1) <= 0.03
+
+
+@requires_shipped_model
+def test_max_bpp_never_exceeds_the_budget(sample_array):
+    for budget in (0.6, 1.3, 2.4):
+        data = satcodec.encode(sample_array, max_bpp=budget)
+        assert 8 * len(data) / sample_array.size <= budget
+
+
+def test_conflicting_rate_options_are_refused(tiny_model, sample_array):
+    from satcodec.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        satcodec.encode(sample_array, bpp=1.0, quality=50, model=tiny_model)
+
+
+def test_unknown_model_name_is_a_clear_error(sample_array):
+    with pytest.raises(UnknownModelError, match="no model named"):
+        satcodec.encode(sample_array, quality=50, model="no-such-model")
