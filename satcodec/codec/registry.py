@@ -42,9 +42,22 @@ def weights_id(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:32]
 
 
-def save_model(path: str | Path, model: ReducedVAE, meta: dict[str, Any] | None = None) -> str:
-    """Write ``model`` as a satcodec weights file (safetensors); returns its model id."""
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+def save_model(
+    path: str | Path,
+    model: ReducedVAE,
+    meta: dict[str, Any] | None = None,
+    dtype: torch.dtype = torch.float16,
+) -> str:
+    """Write ``model`` as a satcodec weights file (safetensors); returns its model id.
+
+    Floating-point tensors are stored as ``dtype`` (float16 by default: half the size, and
+    well inside the precision the codec needs); they are computed in float32 after loading.
+    The model id hashes the stored tensors, so it names exactly what a decoder will load.
+    """
+    state = {
+        k: (v.to(dtype) if v.is_floating_point() else v).detach().contiguous().cpu()
+        for k, v in model.state_dict().items()
+    }
     md = {
         "format": FORMAT,
         "config": json.dumps(model.config.to_dict()),
@@ -89,11 +102,12 @@ def _read(path: Path) -> tuple[ReducedVAE, ModelInfo]:
             raise WeightsError(
                 f"{path}: tensor {k} has shape {tuple(state[k].shape)}, expected {tuple(t.shape)}"
             )
-        if not torch.isfinite(state[k]).all():
+        if state[k].is_floating_point() and not torch.isfinite(state[k]).all():
             raise WeightsError(f"{path}: tensor {k} holds NaN or infinite values")
-    model.load_state_dict(state)
+    model_id = weights_id(state)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     model.eval()
-    info = ModelInfo(path.stem, path, weights_id(state), config, meta)
+    info = ModelInfo(path.stem, path, model_id, config, meta)
     return model, info
 
 

@@ -1,0 +1,160 @@
+"""Turn a training run into a shipped model: weights + a model card with measured RD.
+
+    python scripts/ship_model.py runs/sgdn_l1e-3 --name reduced-l1e-3 --data ../shared/data/sat
+
+Reads ``RUN/checkpoint.safetensors`` (written by ``satcodec train``), measures on the run's
+validation scenes — with real bitstreams — the native rate (quality 50, step 1) and PSNR at
+several rates beside JPEG 2000 at the same rate, and the entropy coder's overhead against
+the model's ideal code length; writes ``satcodec/models/NAME.safetensors`` and ``NAME.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from satcodec.anchors import jpeg2000_at_bpp  # noqa: E402
+from satcodec.api import decode, encode  # noqa: E402
+from satcodec.codec.models import ModelConfig, ReducedVAE, complexity  # noqa: E402
+from satcodec.codec.pipeline import Encoder, array_window_reader  # noqa: E402
+from satcodec.codec.registry import MODELS_DIR, save_model  # noqa: E402
+from satcodec.entropy import coding_overhead, estimate_scales  # noqa: E402
+from satcodec.metrics import psnr  # noqa: E402
+from satcodec.raster import open_raster  # noqa: E402
+from satcodec.train import load_checkpoint  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("run")
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--data", required=True, help="folder holding the run's validation scenes")
+    ap.add_argument("--rates", default="0.5,1,1.5,2,3")
+    ap.add_argument("--default", action="store_true", help="mark as the default model")
+    a = ap.parse_args()
+    run = Path(a.run)
+    ckpt = run / "checkpoint.safetensors"
+    model = ReducedVAE(ModelConfig())
+    extra = load_checkpoint(ckpt, model)
+    model.eval()
+    cfg = extra["config"]
+    log = [
+        json.loads(line)
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    lmbda = (
+        float(json.loads((run / "lmbda.json").read_text())["lmbda"])
+        if (run / "lmbda.json").exists()
+        else None
+    )
+    val_names = ["shareloc_pleiades-pan_ventoux.tif", "shareloc_pleiades-pan_giza.tif"]
+    tmp = MODELS_DIR / f".{a.name}.tmp.safetensors"
+    save_model(tmp, model, {})
+    rows, native, overheads = [], [], []
+    for name in val_names:
+        with open_raster(Path(a.data) / name) as r:
+            arr, bits = r.read(), r.meta.bit_depth
+        data = encode(arr, quality=50, model=tmp)
+        native.append(8 * len(data) / arr.size)
+        from satcodec.codec.registry import load_model
+
+        net, info = load_model(tmp)
+        enc = Encoder(
+            net,
+            info,
+            array_window_reader(arr),
+            height=arr.shape[1],
+            width=arr.shape[2],
+            bands=1,
+            dtype=str(arr.dtype),
+            bit_depth=bits,
+            nodata=None,
+        )
+        for t in enc.latent_tiles:
+            sym, _ = enc._quantise(t.latents, 1.0)
+            overheads.append(coding_overhead(sym, estimate_scales(t.latents)))
+        for rate in [float(x) for x in a.rates.split(",")]:
+            try:
+                data = encode(arr, bpp=rate, model=tmp)
+            except Exception as exc:  # noqa: BLE001 - out of this model's range
+                rows.append((name, rate, None, None, None, str(exc)))
+                continue
+            out, _ = decode(data)
+            bpp = 8 * len(data) / arr.size
+            j = jpeg2000_at_bpp(arr[0], bits, bpp)
+            rows.append((name, rate, bpp, psnr(arr, out, bits), psnr(arr[0], j.decoded, bits), ""))
+    tmp.unlink()
+    ideal = sum(o["ideal_bits"] for o in overheads)
+    actual = sum(o["actual_bits"] for o in overheads)
+    meta = {
+        "lmbda": lmbda,
+        "steps": extra["step"],
+        "optimizer": cfg["optimizer"],
+        "lr": cfg["lr"],
+        "schedule": cfg["schedule"],
+        "native_bpp": float(np.mean(native)),
+        "default": a.default,
+        "val_scenes": val_names,
+    }
+    out_path = MODELS_DIR / f"{a.name}.safetensors"
+    model_id = save_model(out_path, model, meta)
+    c = complexity(model)
+    val = [r for r in log if "val/bpp" in r]
+    lines = [
+        f"# Model card: {a.name}",
+        "",
+        f"- model id: `{model_id}`",
+        f"- architecture: ReducedVAE, N={model.config.hidden}, M={model.config.latent}, activation "
+        f"{model.config.activation}, input gain {model.config.input_gain}",
+        f"- encoder: {c['encoder_mac_per_pixel']:.0f} MAC/pixel, {c['encoder_params']:,} parameters; "
+        f"decoder: {c['decoder_mac_per_pixel']:.0f} MAC/pixel, {c['decoder_params']:,} parameters",
+        f"- training: λ = {lmbda} (loss = bpp + λ·4095²·MSE on the bit-depth-normalised range), "
+        f"{extra['step']} steps, batch 8 of 128² single-band crops, {cfg['optimizer']} lr {cfg['lr']} "
+        f"schedule {cfg['schedule']}, seed {cfg['seed']}, fp32, 1 CPU thread",
+        "- data: the real rasters of the project's development set (Pleiades, WorldView-2/3, Landsat 7/8, "
+        "Sentinel-1/2), every band a sample, nodata collars skipped; held out by scene: "
+        + ", ".join(val_names)
+        + "; left out: the GPL-licensed rsgislib cube and the 2x pixel-duplicated WorldView-2 MS chip",
+        f"- native rate (quality 50, quantisation step 1) on the held-out scenes: {np.mean(native):.3f} bpp; "
+        "rate control scales the step about one octave either side",
+        f"- entropy coding overhead against the ideal code length (continuous-scale Laplacian) on the held-out "
+        f"scenes' latents: {100 * (actual / ideal - 1):.2f} % (table snapping + 16-bit counts + ANS termination)",
+        "",
+        "## Rate–distortion on the held-out scenes (real bitstreams, PSNR peak 4095)",
+        "",
+        "| scene | target bpp | file bpp | satcodec PSNR dB | JPEG 2000 PSNR dB (same rate) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, rate, bpp, p_ours, p_j2k, err in rows:
+        if bpp is None:
+            lines.append(f"| {name} | {rate} | – | out of range: {err} | |")
+        else:
+            lines.append(f"| {name} | {rate} | {bpp:.3f} | {p_ours:.2f} | {p_j2k:.2f} |")
+    if val:
+        lines += ["", f"Training-time validation (likelihood rate, rounded latents): {val[-1]}"]
+    lines += [
+        "",
+        "## Reproduce",
+        "",
+        "```sh",
+        f"satcodec train --data DATA --lmbda {lmbda} --steps {extra['step']} --out {run}",
+        f"python scripts/ship_model.py {run} --name {a.name} --data DATA"
+        + (" --default" if a.default else ""),
+        "```",
+    ]
+    (MODELS_DIR / f"{a.name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()
