@@ -29,6 +29,7 @@ from satcodec.codec.pipeline import (
 )
 from satcodec.codec.registry import load_model
 from satcodec.errors import BitstreamError, ConfigError, RasterError, TruncatedBitstreamError
+from satcodec.export.runtime import encoder_analysis, install_synthesis
 from satcodec.fileutil import atomic_write_bytes
 
 Progress = Callable[[int, int], None]
@@ -90,12 +91,17 @@ def encode(
     model: str | os.PathLike | None = None,
     tile: int = DEFAULT_TILE,
     progress: Progress | None = None,
+    runtime: str = "torch",
+    precision: str | None = None,
+    export_dir: str | os.PathLike | None = None,
 ) -> bytes:
     """Compress a (bands, H, W) or (H, W) integer array into a satcodec bitstream.
 
     Rate: ``bpp`` (file bits per pixel per band, within ±3%), ``max_bpp`` (never above), or
     ``quality`` (0–100, fixed quality; 50 is the model's native point). ``model``: a shipped
     model name or a weights path; by default the shipped model nearest the requested rate.
+    ``runtime``: ``torch`` (default), ``onnxruntime`` or ``tensorrt`` runs the analysis, at
+    ``precision`` (fp32/fp16/int8), from ``export_dir`` (``satcodec export``) or a cached export.
     """
     _rate_options(bpp, max_bpp, quality)
     a = np.asarray(array)
@@ -123,12 +129,19 @@ def encode(
         tile=tile,
         metadata=metadata,
         progress=progress,
+        analysis=encoder_analysis(runtime, net, info, precision, export_dir),
     )
     return _encode(enc, bpp, max_bpp, quality)
 
 
 def decode(
-    data: bytes, *, allow_damaged: bool = False, model: str | os.PathLike | None = None
+    data: bytes,
+    *,
+    allow_damaged: bool = False,
+    model: str | os.PathLike | None = None,
+    runtime: str = "torch",
+    precision: str | None = None,
+    export_dir: str | os.PathLike | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Decode a bitstream to ``(array (bands, H, W), metadata)``.
 
@@ -136,7 +149,8 @@ def decode(
     tile raises :class:`~satcodec.errors.TileCorruptedError` unless ``allow_damaged``, in
     which case its pixels are set to nodata (0 when the stream has no nodata value).
     """
-    res = decode_to_array(open_decoder(data, None if model is None else str(model), allow_damaged))
+    decoder = open_decoder(data, None if model is None else str(model), allow_damaged)
+    res = decode_to_array(install_synthesis(decoder, runtime, precision, export_dir))
     h = res.header
     meta = {
         "height": h.height,
@@ -179,6 +193,9 @@ def encode_file(
     model: str | os.PathLike | None = None,
     tile: int = DEFAULT_TILE,
     progress: Progress | None = None,
+    runtime: str = "torch",
+    precision: str | None = None,
+    export_dir: str | os.PathLike | None = None,
 ) -> EncodeReport:
     """Compress a GeoTIFF into a bitstream file (written atomically), reading it window by window."""
     from satcodec.raster import open_raster
@@ -204,6 +221,7 @@ def encode_file(
             tile=tile,
             metadata=m.to_json_dict(),
             progress=progress,
+            analysis=encoder_analysis(runtime, net, info, precision, export_dir),
         )
     data = _encode(enc, bpp, max_bpp, quality)
     atomic_write_bytes(dst, data)
@@ -226,11 +244,15 @@ def decode_file(
     allow_damaged: bool = False,
     model: str | os.PathLike | None = None,
     progress: Progress | None = None,
+    runtime: str = "torch",
+    precision: str | None = None,
+    export_dir: str | os.PathLike | None = None,
 ) -> DecodeReport:
     """Decode a bitstream file into a GeoTIFF (atomic), tile by tile, keeping georeferencing."""
     from satcodec.raster import RasterMeta, create_raster
 
     decoder = open_decoder(read_stream(src), None if model is None else str(model), allow_damaged)
+    install_synthesis(decoder, runtime, precision, export_dir)
     h = decoder.header
     meta = RasterMeta.from_json_dict(h.metadata) if h.metadata else None
     meta = _meta_for_header(meta, h)

@@ -43,6 +43,9 @@ def cmd_encode(a: argparse.Namespace) -> int:
         model=a.model,
         tile=a.tile,
         progress=_progress("encode", not a.quiet),
+        runtime=a.runtime,
+        precision=a.precision,
+        export_dir=a.export_dir,
     )
     print(
         f"{r.path}: {r.bytes} bytes, {r.bpp:.4f} bpp, step {r.quant_step:.4f}, model {r.model} ({r.model_id}), {r.tiles} tiles"
@@ -59,6 +62,9 @@ def cmd_decode(a: argparse.Namespace) -> int:
         allow_damaged=a.allow_damaged,
         model=a.model,
         progress=_progress("decode", not a.quiet),
+        runtime=a.runtime,
+        precision=a.precision,
+        export_dir=a.export_dir,
     )
     print(f"{r.path}: {r.bands}x{r.height}x{r.width}")
     for b, row, col in r.damaged_tiles:
@@ -163,6 +169,8 @@ def cmd_research_inna_bench(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from satcodec.export.cli import add_runtime_options
+
     p = argparse.ArgumentParser(prog="satcodec", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -181,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--bit-depth", type=int, help="override the bit depth (default: NBITS or inferred)"
     )
     e.add_argument("-q", "--quiet", action="store_true")
+    add_runtime_options(e)
     e.set_defaults(func=cmd_encode)
 
     d = sub.add_parser("decode", help="decode a bitstream into a GeoTIFF")
@@ -193,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--model", help="weights path if the model is not shipped")
     d.add_argument("-q", "--quiet", action="store_true")
+    add_runtime_options(d)
     d.set_defaults(func=cmd_decode)
 
     i = sub.add_parser("info", help="describe a bitstream and check every tile's CRC")
@@ -237,10 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     ib.add_argument("--quick", action="store_true", help="smoke run of a few minutes")
     ib.add_argument("--data", help="codec task: folder of GeoTIFF scenes (default: shared data)")
     ib.add_argument("--tasks", help="comma-separated subset of: codec,digits,music")
-    ib.add_argument("--seeds", type=int, default=3)
+    ib.add_argument("--seeds", type=int, help="seeds per optimizer (default 3; 2 with --quick)")
     ib.add_argument("--out", default="bench/results")
     ib.add_argument("--work", default="runs/inna_bench", help="per-run logs and checkpoints")
     ib.set_defaults(func=cmd_research_inna_bench)
+
+    from satcodec.export.cli import add_export_parsers
+
+    add_export_parsers(sub)
 
     from satcodec.evaluation import add_eval_parser
 

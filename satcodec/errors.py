@@ -77,3 +77,12 @@ class RateControlError(SatcodecError, ValueError):
 
 class ConfigError(SatcodecError, ValueError):
     """An invalid option or configuration value."""
+
+
+# --- deployment (export, runtimes) ----------------------------------------------------------
+class ExportError(SatcodecError, RuntimeError):
+    """Exporting a model (ONNX, quantisation, TensorRT engine) failed or an export is unusable."""
+
+
+class RuntimeUnavailableError(ExportError):
+    """The requested runtime (onnxruntime, TensorRT, a CUDA GPU) is not available on this machine."""

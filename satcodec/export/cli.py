@@ -1,0 +1,128 @@
+"""Command-line parts of the deployment package: ``satcodec export``, ``satcodec profile`` and the
+``--runtime`` options of ``encode`` / ``decode`` (wired into :mod:`satcodec.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_runtime_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("runtime")
+    g.add_argument(
+        "--runtime",
+        default="torch",
+        choices=["torch", "onnxruntime", "tensorrt"],
+        help="what runs the transform (default torch); bitstreams do not depend on it",
+    )
+    g.add_argument(
+        "--precision",
+        choices=["fp32", "fp16", "int8"],
+        help="exported precision (default: fp32 for onnxruntime, fp16 for tensorrt)",
+    )
+    g.add_argument(
+        "--export-dir",
+        help="folder written by 'satcodec export' (default: export once into the user cache)",
+    )
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from satcodec.codec.pipeline import choose_model
+    from satcodec.export import export_model
+
+    model = a.model or choose_model(None)
+    precision = a.precision or ("fp16" if a.format == "tensorrt" else "fp32")
+    m = export_model(
+        model,
+        a.output,
+        fmt=a.format,
+        precision=precision,
+        calib=a.calib,
+        max_tile=a.max_tile,
+    )
+    if a.format == "onnx":
+        checks = m["checks"]
+        errs = ", ".join(
+            f"{k.replace('_rel_err', '')} {v:.1e}"
+            for k, v in checks.items()
+            if k.endswith("_rel_err")
+        )
+        print(
+            f"{a.output}: {precision} ONNX (opset {m['opset']}) of {m['model_name']} ({m['model_id']}): "
+            f"analysis.onnx (board), synthesis.onnx (ground), manifest.json; "
+            f"relative errors: {errs}"
+        )
+    else:
+        print(
+            f"{a.output}: TensorRT {m['tensorrt']} {precision} engines for {m['gpu']}: "
+            f"analysis.engine, synthesis.engine, engine.json"
+        )
+    return 0
+
+
+def cmd_profile(a: argparse.Namespace) -> int:
+    from satcodec.codec.pipeline import choose_model
+    from satcodec.codec.registry import load_model
+    from satcodec.errors import ConfigError
+    from satcodec.profiling import (
+        find_profile,
+        format_reports,
+        list_profiles,
+        plot_reports,
+        profile_board,
+    )
+
+    if bool(a.all) == bool(a.board):
+        raise ConfigError("give --board NAME or --all")
+    profiles = list_profiles(a.profiles_dir) if a.all else [find_profile(a.board, a.profiles_dir)]
+    net, info = load_model(a.model or choose_model(None))
+    cache: dict = {}
+    reports = [profile_board(p, net, info, a.size, a.repeat, cache) for p in profiles]
+    if a.json:
+        print(json.dumps([r.to_dict() for r in reports], indent=2))
+    else:
+        print(format_reports(reports))
+    if a.plot:
+        plot_reports(reports, a.plot)
+        if not a.json:
+            print(f"\nplot: {a.plot}")
+    return 0
+
+
+def add_export_parsers(sub: argparse._SubParsersAction) -> None:
+    x = sub.add_parser(
+        "export",
+        help="export the analysis (board) and synthesis (ground) transforms to ONNX or TensorRT",
+    )
+    x.add_argument(
+        "--model", help="shipped model name or weights path (default: the default model)"
+    )
+    x.add_argument("--format", default="onnx", choices=["onnx", "tensorrt"])
+    x.add_argument(
+        "--precision", choices=["fp32", "fp16", "int8"], help="default fp32 (onnx), fp16 (tensorrt)"
+    )
+    x.add_argument(
+        "--calib",
+        help="folder (or file) of GeoTIFFs for int8 calibration (default: the shipped Pleiades sample)",
+    )
+    x.add_argument(
+        "--max-tile", type=int, help="TensorRT: largest tile the engines accept (default 2048)"
+    )
+    x.add_argument("-o", "--output", required=True, help="output folder")
+    x.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "profile",
+        help="model cost, measured host latency and projected board latency for hardware profiles",
+    )
+    p.add_argument("--board", help="profile name (hw_profiles/NAME.toml) or a .toml path")
+    p.add_argument("--all", action="store_true", help="one table for every profile")
+    p.add_argument(
+        "--model", help="shipped model name or weights path (default: the default model)"
+    )
+    p.add_argument("--size", type=int, default=2048, help="tile size in pixels (default 2048)")
+    p.add_argument("--repeat", type=int, default=5, help="timed runs after one warm-up (median)")
+    p.add_argument("--plot", help="write a PNG chart (projected vs measured, labelled)")
+    p.add_argument("--profiles-dir", help="folder of profiles (default: hw_profiles/)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_profile)

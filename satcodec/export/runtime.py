@@ -1,0 +1,230 @@
+"""Runtimes for the coding pipeline: callables ``float32 NCHW -> float32 NCHW`` for the transforms.
+
+:func:`runtime_transform` is what the API and the CLI use. ``torch`` returns None (the pipeline's
+own PyTorch path); ``onnxruntime`` and ``tensorrt`` run an export, either one given by folder
+(``export_dir``, checked against the model id) or one built on first use in a per-user cache
+(``$SATCODEC_CACHE``, default ``~/.cache/satcodec/export``), keyed by model id and precision.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from satcodec.codec.models import ReducedVAE
+from satcodec.codec.registry import ModelInfo
+from satcodec.errors import ConfigError, ExportError, RuntimeUnavailableError
+from satcodec.export.onnx_export import (
+    FORMAT,
+    MANIFEST,
+    OPSET,
+    PRECISIONS,
+    ExportManifest,
+    default_cache_dir,
+    export_onnx,
+    require_onnx,
+    verify_export,
+)
+
+RUNTIMES = ("torch", "onnxruntime", "tensorrt")
+DEFAULT_PRECISION = {"torch": "fp32", "onnxruntime": "fp32", "tensorrt": "fp16"}
+SIDES = ("analysis", "synthesis")
+
+
+class OnnxRuntimeTransform:
+    """One exported graph in an onnxruntime CPU session, called like the PyTorch transform."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        require_onnx()
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if threads:
+            so.intra_op_num_threads = int(threads)
+            so.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ExportError(f"onnxruntime cannot load {path}: {exc}") from exc
+        self.input = self.session.get_inputs()[0].name
+        self.output = self.session.get_outputs()[0].name
+        self.path = Path(path)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        return self.session.run([self.output], {self.input: x})[0]
+
+
+def _check_runtime(runtime: str, precision: str | None) -> str:
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"unknown runtime {runtime!r} (expected {', '.join(RUNTIMES)})")
+    precision = precision or DEFAULT_PRECISION[runtime]
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r} (expected {', '.join(PRECISIONS)})")
+    if runtime == "torch" and precision != "fp32":
+        raise ConfigError(
+            "the torch runtime runs fp32 only; use onnxruntime or tensorrt for fp16/int8"
+        )
+    return precision
+
+
+def cached_onnx_export(
+    model: ReducedVAE, info: ModelInfo, precision: str, cache: str | Path | None = None
+) -> Path:
+    """The folder of an ONNX export of ``model`` at ``precision``, exporting it on first use.
+
+    Exports are written to a temporary folder and renamed into place, so concurrent users
+    never see a half-written export.
+    """
+    root = Path(cache) if cache else default_cache_dir()
+    folder = root / f"{info.model_id}-onnx-{precision}-op{OPSET}"
+    if (folder / MANIFEST).exists():
+        try:
+            verify_export(folder, info.model_id)
+            return folder
+        except ExportError:
+            shutil.rmtree(folder, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=root))
+    try:
+        export_onnx(model, info, tmp, precision)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process won the race: use its export
+            if not (folder / MANIFEST).exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def runtime_transform(
+    side: str,
+    runtime: str,
+    model: ReducedVAE,
+    info: ModelInfo,
+    *,
+    precision: str | None = None,
+    export_dir: str | Path | None = None,
+    threads: int | None = None,
+) -> Any:
+    """The ``side`` ("analysis" or "synthesis") transform of ``model`` on ``runtime``.
+
+    Returns None for ``torch`` (the pipeline's default). ``export_dir``: a folder written by
+    ``satcodec export`` (its manifest's model id must match ``info.model_id`` and its precision
+    ``precision`` when given); otherwise the export is built once in the cache.
+    """
+    if side not in SIDES:
+        raise ConfigError(f"side must be analysis or synthesis, got {side!r}")
+    if export_dir is not None and precision is None and runtime != "torch":
+        precision = _manifest_precision(export_dir)
+    precision = _check_runtime(runtime, precision)
+    if runtime == "torch":
+        if export_dir is not None:
+            raise ConfigError("export_dir is for the onnxruntime and tensorrt runtimes")
+        return None
+    if runtime == "tensorrt":
+        from satcodec.export.tensorrt import tensorrt_transform
+
+        return tensorrt_transform(side, model, info, precision, export_dir=export_dir)
+    if export_dir is not None:
+        folder = Path(export_dir)
+        m = verify_export(folder, info.model_id)
+        if m.precision != precision:
+            raise ConfigError(f"the export in {folder} is {m.precision}, not {precision}")
+    else:
+        folder = cached_onnx_export(model, info, precision)
+        m = ExportManifest.load(folder)
+    return OnnxRuntimeTransform(m.graph_path(folder, side), threads)
+
+
+def _manifest_precision(folder: str | Path) -> str:
+    p = Path(folder) / MANIFEST
+    if p.exists():
+        return ExportManifest.load(folder).precision
+    if (Path(folder) / "engine.json").exists():  # a TensorRT engine folder
+        import json
+
+        return str(json.loads((Path(folder) / "engine.json").read_text()).get("precision", "fp16"))
+    raise ExportError(f"{folder} is not a satcodec export ({FORMAT}: no {MANIFEST})")
+
+
+def _info_for(model: ReducedVAE, model_id: str) -> ModelInfo:
+    """The registry's ModelInfo of a loaded model with ``model_id`` (a minimal one otherwise)."""
+    from satcodec.codec import registry
+
+    for _net, info in list(registry._CACHE.values()):
+        if info.model_id == model_id:
+            return info
+    return ModelInfo(f"model-{model_id[:8]}", Path(""), model_id, model.config)
+
+
+def use_runtime(runtime: str, precision: str | None, export_dir: str | Path | None) -> bool:
+    """Whether these options ask for anything but the default PyTorch path (and are valid)."""
+    if runtime == "torch" and precision in (None, "fp32") and export_dir is None:
+        return False
+    _check_runtime(runtime, precision)
+    return runtime != "torch" or export_dir is not None
+
+
+def encoder_analysis(
+    runtime: str,
+    model: ReducedVAE,
+    info: ModelInfo,
+    precision: str | None = None,
+    export_dir: str | Path | None = None,
+    threads: int | None = None,
+) -> Any:
+    """``analysis=`` for :class:`~satcodec.codec.pipeline.Encoder` (None: PyTorch)."""
+    if not use_runtime(runtime, precision, export_dir):
+        return None
+    return runtime_transform(
+        "analysis",
+        runtime,
+        model,
+        info,
+        precision=precision,
+        export_dir=export_dir,
+        threads=threads,
+    )
+
+
+def install_synthesis(
+    decoder: Any,
+    runtime: str,
+    precision: str | None = None,
+    export_dir: str | Path | None = None,
+    threads: int | None = None,
+) -> Any:
+    """Replace an opened decoder's synthesis with ``runtime``'s; returns the decoder."""
+    if use_runtime(runtime, precision, export_dir):
+        info = _info_for(decoder.model, decoder.header.model_id)
+        decoder.synthesis = runtime_transform(
+            "synthesis",
+            runtime,
+            decoder.model,
+            info,
+            precision=precision,
+            export_dir=export_dir,
+            threads=threads,
+        )
+    return decoder
+
+
+__all__ = [
+    "DEFAULT_PRECISION",
+    "RUNTIMES",
+    "OnnxRuntimeTransform",
+    "RuntimeUnavailableError",
+    "cached_onnx_export",
+    "encoder_analysis",
+    "install_synthesis",
+    "runtime_transform",
+]
