@@ -1,0 +1,180 @@
+"""The shared trainer: exact resume after a kill, data-parallel runs, registry, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from satcodec.errors import ConfigError, WeightsError
+from satcodec.train import TrainConfig, Trainer, build_optimizer, load_checkpoint, save_checkpoint
+
+SCRIPT = r"""
+import sys, time, torch
+from torch import nn
+from satcodec.train import TrainConfig, Trainer
+
+out, steps, delay, opt = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+resume = len(sys.argv) > 5
+torch.manual_seed(0)
+X = torch.randn(512, 8)
+w_true = torch.randn(8, 1)
+Y = X @ w_true + 0.1 * torch.randn(512, 1)
+model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Dropout(0.1), nn.Linear(16, 1))
+
+def batch_fn(step, rank, world):
+    g = torch.Generator().manual_seed(step)
+    idx = torch.randint(0, 512, (32,), generator=g)[rank::world]
+    return X[idx], Y[idx]
+
+def loss_fn(m, batch):
+    if delay:
+        time.sleep(delay)
+    x, y = batch
+    loss = ((m(x) - y) ** 2).mean()
+    return loss, {"mse": float(loss.detach())}
+
+cfg = TrainConfig(steps=steps, optimizer=opt, lr=0.02, schedule="cosine", log_every=1,
+                  ckpt_every=5, out_dir=out, resume=resume, progress=False)
+Trainer(model, loss_fn, batch_fn, cfg).fit()
+"""
+
+
+def _losses(run: Path) -> dict[int, float]:
+    recs = [
+        json.loads(line)
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    return {r["step"]: r["loss"] for r in recs if "loss" in r}
+
+
+def _train(
+    out: Path, steps: int, delay: float = 0.0, opt: str = "adam", resume: bool = False
+) -> subprocess.Popen:
+    args = [sys.executable, "-c", SCRIPT, str(out), str(steps), str(delay), opt] + (
+        ["resume"] if resume else []
+    )
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("opt", ["adam", "sgd"])
+def test_killed_run_resumes_to_the_same_loss_curve(tmp_path, opt):
+    ref = tmp_path / "ref"
+    p = _train(ref, 40, opt=opt)
+    assert p.wait(120) == 0, p.stderr.read()
+    killed = tmp_path / "killed"
+    p = _train(killed, 40, delay=0.05, opt=opt)
+    # kill it hard once a checkpoint exists and a few steps have run past it
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (killed / "checkpoint.safetensors").exists() and len(_losses(killed)) >= 13:
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait(30)
+    partial = _losses(killed)
+    assert 10 <= max(partial) < 40  # it really was interrupted mid-run
+    p = _train(killed, 40, opt=opt, resume=True)
+    assert p.wait(120) == 0, p.stderr.read()
+    assert _losses(killed) == _losses(ref)  # bit-identical curve, dropout and all
+
+
+def test_two_process_torchrun_trains_to_the_same_loss(tmp_path):
+    one = tmp_path / "one"
+    p = _train(one, 30)
+    assert p.wait(120) == 0
+    two = tmp_path / "two"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29533",
+            "-c",
+            SCRIPT,
+            str(two),
+            "30",
+            "0",
+            "adam",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    if r.returncode != 0 and "-c" in r.stderr:
+        script = tmp_path / "train_script.py"
+        script.write_text(SCRIPT)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node=2",
+                "--master_port=29534",
+                str(script),
+                str(two),
+                "30",
+                "0",
+                "adam",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = _losses(one), _losses(two)
+    assert a.keys() == b.keys()
+    # same global batches, gradients averaged over ranks: the same curve up to float rounding
+    # (dropout masks differ between one process and two, so compare the trend, tightly)
+    last = max(a)
+    assert abs(a[last] - b[last]) <= 0.15 * a[last] + 1e-3
+    assert b[last] < 0.5 * b[1]  # and it did train
+
+
+def test_optimizer_registry_and_clear_errors():
+    p = [torch.nn.Parameter(torch.zeros(3))]
+    for name in ("sgd", "adam", "adamw", "adagrad"):
+        assert build_optimizer(name, p, lr=0.1).param_groups[0]["lr"] == 0.1
+    with pytest.raises(ConfigError, match="unknown optimizer"):
+        build_optimizer("nope", p, lr=0.1)
+    with pytest.raises(ConfigError, match="unknown schedule"):
+        Trainer(
+            torch.nn.Linear(1, 1),
+            lambda m, b: (m(b).sum(), {}),
+            lambda s, r, w: torch.ones(1, 1),
+            TrainConfig(schedule="bogus", progress=False),
+        )
+
+
+def test_checkpoint_round_trip_and_bad_files(tmp_path):
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.ones(1, 4)).sum().backward()
+    opt.step()
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, model, opt, {"step": 7})
+    m2 = torch.nn.Linear(4, 2)
+    o2 = torch.optim.Adam(m2.parameters(), lr=0.5)
+    assert load_checkpoint(path, m2, o2) == {"step": 7}
+    assert torch.equal(m2.weight, model.weight)
+    assert torch.equal(
+        o2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"]
+    )
+    assert o2.param_groups[0]["lr"] == 0.1
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(WeightsError):
+        load_checkpoint(tmp_path / "junk.safetensors", m2)
+    with pytest.raises(WeightsError, match="does not fit"):
+        load_checkpoint(path, torch.nn.Linear(5, 2))
