@@ -299,7 +299,7 @@ def test_writer_rejects_bad_tile_sets() -> None:
         ({"downsampling": 8}, "downsampling"),
         (
             {"height": 2**24, "width": 2**24, "tile_size": 16, "bands": 1, "band_offsets": (0,)},
-            "tiles exceed",
+            "over the limit of 16777216 tiles",
         ),
     ],
 )
