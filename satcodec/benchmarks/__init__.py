@@ -1,0 +1,1 @@
+"""Benchmarks that may combine the codec and research code (neither imports the other)."""
