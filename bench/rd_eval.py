@@ -212,7 +212,7 @@ def cmd_ladder(a: argparse.Namespace) -> int:
 
 def cmd_train(a: argparse.Namespace) -> int:
     if a.family == "peer":
-        from satcodec.codec.hyperprior import HyperpriorConfig, train_peer
+        from satcodec.codec.hyperprior import PEER_LR, HyperpriorConfig, train_peer
 
         meta = train_peer(
             a.data,
@@ -220,6 +220,8 @@ def cmd_train(a: argparse.Namespace) -> int:
             a.steps,
             a.out,
             config=HyperpriorConfig(hidden=a.hidden or 128, latent=a.latent or 192),
+            lr=a.lr or PEER_LR,
+            warmup=a.warmup,
             resume=a.resume,
             val_every=a.val_every,
         )
@@ -233,6 +235,7 @@ def cmd_train(a: argparse.Namespace) -> int:
             a.steps,
             a.out,
             resume=a.resume,
+            lr=a.lr or 1e-3,
             config=ModelConfig(hidden=a.hidden or 64, latent=a.latent or 192),
             val_every=a.val_every,
         )
@@ -533,6 +536,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--hidden", type=int)
     tr.add_argument("--latent", type=int)
     tr.add_argument("--val-every", type=int, default=1000)
+    tr.add_argument("--lr", type=float, help="default: 1e-4 for the peer, 1e-3 for reduced")
+    tr.add_argument("--warmup", type=int, default=0, help="linear warm-up steps (peer)")
     tr.add_argument("--resume", action="store_true")
     tr.set_defaults(func=cmd_train)
 

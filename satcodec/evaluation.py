@@ -549,6 +549,7 @@ def evaluate(
                 "bpp": real,
                 "psnr": point["psnr"],
                 "msssim": point["msssim"],
+                "msssim_db": msssim_db(point["msssim"]),
                 "encode_s": point["seconds"],
                 "decode_s": point.get("decode_seconds", math.nan),
             }
@@ -712,12 +713,19 @@ def points_table(rows: Sequence[dict[str, Any]]) -> str:
             float(r["bpp"]),
             float(r["psnr"]),
             float(r["msssim"]),
+            msssim_db(float(r["msssim"])),
         )
         for r in rows
     ]
-    return format_table(
-        ["image", "codec (* = ladder pick)", "target bpp", "bpp", "PSNR dB", "MS-SSIM"], body
-    )
+    headers = ["image", "codec (* = ladder pick)", "target bpp", "bpp", "PSNR dB", "MS-SSIM"]
+    return format_table([*headers, "MS-SSIM dB"], body)
+
+
+def msssim_db(value: float) -> float:
+    """MS-SSIM on a dB scale, −10·log10(1 − MS-SSIM): spreads the values near 1."""
+    if math.isnan(value):
+        return math.nan
+    return math.inf if value >= 1 else -10 * math.log10(1 - value)
 
 
 def bd_summary(table: Sequence[dict[str, Any]]) -> str:
