@@ -332,3 +332,14 @@ def test_rd_sweep_rates_fall_with_the_step_for_both_families():
         assert all(
             rec.shape == band.shape and rec.min() >= 0 and rec.max() <= 4095 for *_, rec in out
         )
+
+
+def test_lower_bound_passes_gradients_that_raise_the_value():
+    from satcodec.codec.hyperprior import lower_bound
+
+    x = torch.tensor([0.05, 0.5], requires_grad=True)
+    (-lower_bound(x, 0.11).sum()).backward()  # minimising −x wants x larger: flows everywhere
+    assert torch.equal(x.grad, torch.tensor([-1.0, -1.0]))
+    x.grad = None
+    lower_bound(x, 0.11).sum().backward()  # wants x smaller: blocked below the bound
+    assert torch.equal(x.grad, torch.tensor([0.0, 1.0]))

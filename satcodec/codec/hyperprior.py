@@ -505,6 +505,7 @@ __all__ = [
     "gaussian_likelihood",
     "rd_sweep",
     "load_peer",
+    "lower_bound",
     "peer_complexity",
     "save_peer",
     "train_peer",
