@@ -79,6 +79,36 @@ def _encode(enc: Encoder, bpp: float | None, max_bpp: float | None, quality: flo
     return enc.encode(step_for_quality(50.0 if quality is None else quality))
 
 
+def _build_encoder(
+    read: Any,
+    layout: tuple[int, int, int, str, int, float | None],
+    metadata: dict[str, Any] | None,
+    model: str | os.PathLike,
+    tile: int,
+    progress: Progress | None,
+    runtime_spec: tuple[str, str | None, str | os.PathLike | None],
+) -> Encoder:
+    """Load the model and its runtime, then run the analysis over every tile."""
+    bands, height, width, dtype, bit_depth, nodata = layout
+    runtime, precision, export_dir = runtime_spec
+    net, info = load_model(model)
+    return Encoder(
+        net,
+        info,
+        read,
+        height=height,
+        width=width,
+        bands=bands,
+        dtype=dtype,
+        bit_depth=bit_depth,
+        nodata=nodata,
+        tile=tile,
+        metadata=metadata,
+        progress=progress,
+        analysis=encoder_analysis(runtime, net, info, precision, export_dir),
+    )
+
+
 def encode(
     array: np.ndarray,
     *,
@@ -115,21 +145,14 @@ def encode(
         bit_depth = _infer_bit_depth(int(a.max()), str(a.dtype))
     if not 1 <= bit_depth <= a.dtype.itemsize * 8:
         raise ConfigError(f"bit depth {bit_depth} does not fit dtype {a.dtype}")
-    net, info = load_model(model if model is not None else choose_model(bpp or max_bpp))
-    enc = Encoder(
-        net,
-        info,
+    enc = _build_encoder(
         array_window_reader(a),
-        height=a.shape[1],
-        width=a.shape[2],
-        bands=a.shape[0],
-        dtype=str(a.dtype),
-        bit_depth=bit_depth,
-        nodata=nodata,
-        tile=tile,
-        metadata=metadata,
-        progress=progress,
-        analysis=encoder_analysis(runtime, net, info, precision, export_dir),
+        (a.shape[0], a.shape[1], a.shape[2], str(a.dtype), bit_depth, nodata),
+        metadata,
+        model if model is not None else choose_model(bpp or max_bpp),
+        tile,
+        progress,
+        (runtime, precision, export_dir),
     )
     return _encode(enc, bpp, max_bpp, quality)
 
@@ -207,22 +230,16 @@ def encode_file(
             raise RasterError(
                 f"{src}: unsupported dtype {m.dtype} (supported: {', '.join(SUPPORTED_DTYPES)})"
             )
-        net, info = load_model(model if model is not None else choose_model(bpp or max_bpp))
-        enc = Encoder(
-            net,
-            info,
+        enc = _build_encoder(
             r.read_window,
-            height=m.height,
-            width=m.width,
-            bands=m.count,
-            dtype=m.dtype,
-            bit_depth=m.bit_depth,
-            nodata=m.nodata,
-            tile=tile,
-            metadata=m.to_json_dict(),
-            progress=progress,
-            analysis=encoder_analysis(runtime, net, info, precision, export_dir),
+            (m.count, m.height, m.width, m.dtype, m.bit_depth, m.nodata),
+            m.to_json_dict(),
+            model if model is not None else choose_model(bpp or max_bpp),
+            tile,
+            progress,
+            (runtime, precision, export_dir),
         )
+    info = enc.info
     data = _encode(enc, bpp, max_bpp, quality)
     atomic_write_bytes(dst, data)
     h = StreamReader(data).header
