@@ -164,16 +164,31 @@ def cmd_ladder(a: argparse.Namespace) -> int:
             continue
         skipped: list[str] = []
         t0 = time.time()
-        rows = evaluate(
-            paths,
-            a.codecs.split(","),
-            bpps,
-            model=[str(i.path) for i in infos],
-            anchor_cache=CACHE,
-            progress=not a.quiet,
-            log=skipped.append,
-            ladder_only=group != "pan" and not a.all_models,
-        )
+        codecs = a.codecs.split(",")
+        anchors = [c for c in codecs if c != "satcodec"]
+        extra = [float(v) for v in a.anchor_extra.split(",") if v.strip()]
+        rows = []
+        if "satcodec" in codecs:
+            rows += evaluate(
+                paths,
+                ["satcodec"],
+                bpps,
+                model=[str(i.path) for i in infos],
+                progress=not a.quiet,
+                log=skipped.append,
+                ladder_only=group != "pan" and not a.all_models,
+            )
+        if anchors:
+            # anchors also at a few extra rates, so their PSNR range covers the learned
+            # codec's for BD-rate (the integral runs over the common range only)
+            rows += evaluate(
+                paths,
+                anchors,
+                sorted(set(bpps) | set(extra)),
+                anchor_cache=CACHE,
+                progress=not a.quiet,
+                log=skipped.append,
+            )
         for r in rows:
             r["held_out"] = r["image"] in held_out
         base = RESULTS / f"{a.tag}_{group}"
@@ -327,12 +342,15 @@ def cmd_peer(a: argparse.Namespace) -> int:
     # real anchors and real reduced bitstreams on the same images
     real = evaluate(
         paths,
-        ["jpeg2000", "satcodec"] if not a.no_real else ["jpeg2000"],
-        [0.5, 1.0, 2.0, 3.0],
-        model=a.reduced,
+        ["jpeg2000"],
+        [float(v) for v in a.anchor_bpp.split(",")],
         anchor_cache=CACHE,
         progress=not a.quiet,
     )
+    if not a.no_real:
+        real += evaluate(
+            paths, ["satcodec"], [0.5, 1.0, 2.0, 3.0], model=a.reduced, progress=not a.quiet
+        )
     for r in real:
         if r["codec"] == "satcodec":
             r["codec"] = "reduced-bitstream"
@@ -341,7 +359,17 @@ def cmd_peer(a: argparse.Namespace) -> int:
     for img in sorted({r["image"] for r in rows}):
         for fam in ("reduced-likelihood", "peer-likelihood", "reduced-bitstream", "jpeg2000"):
             src = rows if fam.endswith("likelihood") else real
-            pts = [(r["bpp"], r["psnr"]) for r in src if r["image"] == img and r["codec"] == fam]
+            mine = [r for r in src if r["image"] == img and r["codec"] == fam]
+            # key of a point across images (for the mean panel): the target rate, or the
+            # quantisation step when the family has a single model
+            single = len({r["model"] for r in mine}) == 1
+            key = {
+                (r["bpp"], r["psnr"]): (
+                    r["target_bpp"] if "step" not in r else r["step"] if single else r["bpp"]
+                )
+                for r in mine
+            }
+            pts = [(r["bpp"], r["psnr"]) for r in mine]
             info = next(r for r in rows if r["image"] == img)
             for bpp, p in _pareto(pts):
                 if a.rate_lo <= bpp <= a.rate_hi or fam in ("jpeg2000", "reduced-bitstream"):
@@ -354,7 +382,7 @@ def cmd_peer(a: argparse.Namespace) -> int:
                             "bit_depth": info["bit_depth"],
                             "codec": fam,
                             "model": "",
-                            "target_bpp": bpp,
+                            "target_bpp": key[(bpp, p)],
                             "bpp": bpp,
                             "psnr": p,
                             "msssim": math.nan,
@@ -491,7 +519,7 @@ def cmd_peer(a: argparse.Namespace) -> int:
             f"2^{a.step_lo}..2^{a.step_hi} and reduced to the RD envelope of all models of a "
             f"family within {a.rate_lo}–{a.rate_hi} bpp. `reduced (real bitstream)` is the "
             "reduced model through the real coder (file sizes) at 0.5/1/2/3 bpp. JPEG 2000: "
-            "real files. BD-rate: PCHIP over the common PSNR range, mean over images.\n",
+            f"real files at {a.anchor_bpp} bpp. BD-rate: PCHIP over the common PSNR range, mean over images.\n",
             "MACs: convolutions, transposed convolutions and GDN channel mixing per input pixel. "
             "The peer's encoder runs g_a, h_a and h_s (it needs the scales to code y); its "
             "decoder h_s and g_s. The reduced model has no hyper networks.\n",
@@ -519,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     lad.add_argument("--model", nargs="*", help="weights paths instead of the shipped ladder")
     lad.add_argument("--bpp", default="0.5,1,2,3")
     lad.add_argument("--codecs", default="satcodec,jpeg2000,jpegxl")
+    lad.add_argument("--anchor-extra", default="0.25", help="extra anchor-only rates")
     lad.add_argument("--tag", default="rd")
     lad.add_argument("--pan-only", action="store_true")
     lad.add_argument(
@@ -550,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     pe.add_argument("--rate-lo", type=float, default=0.25)
     pe.add_argument("--rate-hi", type=float, default=4.0)
     pe.add_argument("--no-real", action="store_true", help="skip the reduced real bitstreams")
+    pe.add_argument("--anchor-bpp", default="0.125,0.25,0.5,1,2,3", help="JPEG 2000 rates")
     pe.add_argument("--tag", default="rd_peer")
     pe.add_argument("-q", "--quiet", action="store_true")
     pe.set_defaults(func=cmd_peer)

@@ -749,6 +749,9 @@ _STYLE = {
     "satcodec": dict(color="C3", marker="o", lw=2.2),
     "jpeg2000": dict(color="C0", marker="s", lw=1.6),
     "jpegxl": dict(color="C2", marker="^", lw=1.6),
+    "reduced-likelihood": dict(color="C3", marker="o", lw=1.8),
+    "reduced-bitstream": dict(color="C3", marker="x", lw=1.2, ls="--"),
+    "peer-likelihood": dict(color="C4", marker="D", lw=1.8),
 }
 
 
