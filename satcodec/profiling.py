@@ -211,7 +211,12 @@ def load_profile(path: str | os.PathLike) -> HardwareProfile:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise ProfileError(
+                "reading hardware profiles needs Python >= 3.11 or the tomli package"
+            ) from None
 
     p = Path(path)
     try:

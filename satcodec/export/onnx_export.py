@@ -60,9 +60,12 @@ class Int8Options:
 
     calibration: str = "minmax"  # minmax | entropy | percentile
     per_channel: bool = True
-    # convolutions kept in float: the first analysis conv sees 12-bit pixels (8 bits cannot hold
-    # them) and the last synthesis conv writes pixels; both are a small share of the MACs
-    keep_float: tuple[str, ...] = ("analysis:first", "synthesis:last")
+    # convolutions kept in float, the three that face the codec's own numbers: the first
+    # analysis conv reads 12-bit pixels (8 bits cannot hold them), the last analysis conv writes
+    # the latents that the codec quantises with its own step (an 8-bit grid on top of it moved
+    # symbols and rates by several %), the last synthesis conv writes pixels. 20% of the
+    # analysis MACs stay float; see bench/results/export_speed.md for the cost in speed
+    keep_float: tuple[str, ...] = ("analysis:first", "analysis:last", "synthesis:last")
     count: int = 32  # calibration patches
     patch: int = 256
 
@@ -431,6 +434,7 @@ def export_onnx(
                     "synthesis_steps": [0.5, 1.0, 2.0, 4.0],
                 }
                 quant[f"{side}_kept_float"] = q["kept_float"]
+                quant[f"{side}_preprocessed"] = q["preprocessed"]
             check_graph(final)
             if precision != "fp32":
                 got = _run(final, probes[side])

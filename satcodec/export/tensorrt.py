@@ -3,8 +3,9 @@
 Engines are built from the fp32 ONNX export, one per transform, with one optimisation profile
 covering tiles from 64 px to ``max_tile`` px (plus the encoder's halo). int8 uses an entropy
 calibrator (``IInt8EntropyCalibrator2``) fed with the same real patches as the onnxruntime
-int8 export (:mod:`satcodec.export.calibration`); the first analysis convolution and the last
-synthesis convolution are pinned to fp16, as the onnxruntime int8 export keeps them in float.
+int8 export (:mod:`satcodec.export.calibration`); the first and last analysis convolutions and
+the last synthesis convolution are pinned to fp16, as the onnxruntime int8 export keeps them in
+float.
 
 An engine is specific to the GPU and TensorRT version that built it (recorded in
 ``engine.json``). Device memory goes through PyTorch's CUDA tensors, so no pycuda is needed.
@@ -146,17 +147,19 @@ def build_engine(
             cal = builder.create_optimization_profile()
             cal.set_shape(name, shape, shape, shape)
             config.set_calibration_profile(cal)
-            # keep the pixel-facing convolutions in fp16, as the onnxruntime int8 export does
+            # keep the pixel- and latent-facing convolutions in fp16, as the onnxruntime int8
+            # export keeps them in float (first + last analysis conv, last synthesis conv)
             convs = [
                 network.get_layer(i)
                 for i in range(network.num_layers)
                 if network.get_layer(i).type == trt.LayerType.CONVOLUTION
             ]
             if convs:
-                layer = convs[0] if side == "analysis" else convs[-1]
-                layer.precision = trt.DataType.HALF
-                layer.set_output_type(0, trt.DataType.HALF)
-                pinned.append(layer.name)
+                keep = [convs[0], convs[-1]] if side == "analysis" else [convs[-1]]
+                for layer in keep:
+                    layer.precision = trt.DataType.HALF
+                    layer.set_output_type(0, trt.DataType.HALF)
+                    pinned.append(layer.name)
                 config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
         t0 = time.perf_counter()
         blob = builder.build_serialized_network(network, config)
