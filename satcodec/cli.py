@@ -168,6 +168,54 @@ def cmd_research_inna_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_denoise(a: argparse.Namespace) -> int:
+    from satcodec.ground_segment.denoiser import denoise_file
+    from satcodec.ground_segment.noise import NoiseParams
+
+    used = denoise_file(
+        a.input,
+        a.output,
+        noise=NoiseParams.parse(a.noise) if a.noise else None,
+        sensor=a.sensor,
+        tile=a.tile,
+        weights=a.weights,
+        progress=_progress("denoise", not a.quiet),
+    )
+    desc = "; ".join(f"band {i}: a={p.a:.4g} b={p.b:.4g} ({p.source})" for i, p in enumerate(used))
+    print(f"{a.output}: denoised, noise variance a + b*x with {desc}")
+    return 0
+
+
+def cmd_ground(a: argparse.Namespace) -> int:
+    from satcodec.ground_segment.pipeline import GroundOptions, run_ground
+
+    noise = None
+    if a.noise:
+        from satcodec.ground_segment.noise import NoiseParams
+
+        p = NoiseParams.parse(a.noise)
+        noise = (p.a, p.b)
+    opts = GroundOptions(
+        denoise=a.denoise,
+        noise=noise,
+        sensor=a.sensor,
+        denoiser=a.weights,
+        model_paths=a.model or [],
+    )
+    s = run_ground(
+        a.inbox,
+        a.outbox,
+        opts,
+        workers=a.workers,
+        scheduler=a.scheduler,
+        processes=a.processes,
+        watch=a.watch,
+        poll_s=a.poll,
+        progress=not a.quiet,
+    )
+    return 1 if s.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from satcodec.export.cli import add_runtime_options
 
@@ -251,6 +299,47 @@ def build_parser() -> argparse.ArgumentParser:
     ib.add_argument("--out", default="bench/results")
     ib.add_argument("--work", default="runs/inna_bench", help="per-run logs and checkpoints")
     ib.set_defaults(func=cmd_research_inna_bench)
+
+    dn = sub.add_parser(
+        "denoise", help="remove sensor noise from a GeoTIFF (ground denoiser, tiled, no seams)"
+    )
+    dn.add_argument("input")
+    dn.add_argument("-o", "--output", required=True)
+    level = dn.add_mutually_exclusive_group()
+    level.add_argument("--noise", help="noise variance a + b*x as 'a,b' (DN^2, DN)")
+    level.add_argument(
+        "--sensor", help="noise of a sensor-table entry (ground_segment/sensors.toml)"
+    )
+    level.add_argument(
+        "--estimate-noise", action="store_true", help="estimate (a, b) from each band (default)"
+    )
+    dn.add_argument("--tile", type=int, default=512, help="tile size in pixels (overlapped)")
+    dn.add_argument("--weights", help="denoiser weights (default: the shipped ones)")
+    dn.add_argument("-q", "--quiet", action="store_true")
+    dn.set_defaults(func=cmd_denoise)
+
+    gr = sub.add_parser(
+        "ground", help="decode (and denoise) every bitstream of INBOX into COGs + STAC Items"
+    )
+    gr.add_argument("inbox")
+    gr.add_argument("outbox")
+    gr.add_argument("--denoise", action="store_true", help="run the ground denoiser")
+    glevel = gr.add_mutually_exclusive_group()
+    glevel.add_argument("--noise", help="noise variance a + b*x as 'a,b' (default: estimated)")
+    glevel.add_argument("--sensor", help="noise of a sensor-table entry")
+    gr.add_argument("--watch", action="store_true", help="keep watching INBOX for new bitstreams")
+    gr.add_argument("--poll", type=float, default=5.0, help="seconds between INBOX scans (--watch)")
+    gr.add_argument("--workers", type=int, default=1, help="local Dask workers")
+    gr.add_argument(
+        "--processes", action="store_true", help="local workers as processes (default: threads)"
+    )
+    gr.add_argument("--scheduler", help="address of an existing Dask scheduler (tcp://HOST:PORT)")
+    gr.add_argument("--weights", help="denoiser weights (default: the shipped ones)")
+    gr.add_argument(
+        "--model", action="append", help="extra codec weights to decode with (repeatable)"
+    )
+    gr.add_argument("-q", "--quiet", action="store_true")
+    gr.set_defaults(func=cmd_ground)
 
     from satcodec.export.cli import add_export_parsers
 

@@ -86,3 +86,12 @@ class ExportError(SatcodecError, RuntimeError):
 
 class RuntimeUnavailableError(ExportError):
     """The requested runtime (onnxruntime, TensorRT, a CUDA GPU) is not available on this machine."""
+
+
+# --- ground segment ---------------------------------------------------------------------------
+class NoiseModelError(SatcodecError, ValueError):
+    """Noise parameters are invalid, the sensor table is malformed, or noise cannot be estimated."""
+
+
+class GroundPipelineError(SatcodecError, RuntimeError):
+    """The ground pipeline cannot run (inbox/outbox unusable, state file corrupt, cluster down)."""

@@ -1,0 +1,345 @@
+"""Training with the shared trainer: the ground denoiser, and the joint (on-board denoising) codec.
+
+Both use real rasters as the clean target and simulated signal-dependent noise on the input.
+The noise of step ``k`` is a function of (seed, k) only, so training resumes exactly.
+
+    python -m satcodec.ground_segment.training denoiser --data DIR --steps 3000 --out runs/gd
+    python -m satcodec.ground_segment.training joint --data DIR --lmbda 1e-3 --steps 1500 \
+        --init reduced-l1e-3 --out runs/joint
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from satcodec.codec.data import BandSample, PatchSampler, scene_paths
+from satcodec.codec.training import DEFAULT_EXCLUDE, DEFAULT_VAL, DISTORTION_PEAK
+from satcodec.ground_segment.denoiser import GroundDenoiser, macs_per_pixel, save_denoiser
+from satcodec.ground_segment.noise import NoiseParams, sensor_noise, simulate_noise
+from satcodec.raster import open_raster
+from satcodec.train import TrainConfig, Trainer
+
+# Noise drawn per training patch, in units of the peak: σ at x = 0.2·peak log-uniform in
+# [SIGMA_LO, SIGMA_HI], a random share of it signal-dependent. Covers the sensor table.
+SIGMA_LO, SIGMA_HI, REF_LEVEL = 4e-4, 1.2e-2, 0.2
+
+
+def load_absolute_bands(path: Path) -> list[BandSample]:
+    """Every band of a scene as x/peak (not mean-removed: the noise depends on the level)."""
+    with open_raster(path) as r:
+        data, meta = r.read(), r.meta
+    if meta.nodata is not None:
+        valid = np.all(data != meta.nodata, axis=0)
+    else:
+        zero = np.all(data == 0, axis=0)
+        valid = ~zero if zero.mean() > 0.01 else np.ones(zero.shape, bool)
+    peak = float(2**meta.bit_depth - 1)
+    return [
+        BandSample(f"{path.name}#{b}", data[b].astype(np.float32) / peak, valid, peak)
+        for b in range(data.shape[0])
+    ]
+
+
+def random_noise(rng: np.random.Generator) -> tuple[float, float]:
+    """(a, b) in peak-normalised units for one patch."""
+    sigma = float(np.exp(rng.uniform(np.log(SIGMA_LO), np.log(SIGMA_HI))))
+    f = float(rng.uniform(0.0, 1.0))
+    return (1 - f) * sigma**2, f * sigma**2 / REF_LEVEL
+
+
+def noisy_batch(
+    sampler: PatchSampler, step: int, size: int, seed: int, rank: int = 0, world: int = 1
+) -> dict[str, torch.Tensor]:
+    """clean, noisy and σ map (all x/peak, (n, 1, p, p)) for global batch ``step``."""
+    clean = sampler.batch(step, size, seed=seed, rank=rank, world=world)
+    noisy = np.empty_like(clean)
+    sigma = np.empty_like(clean)
+    for j in range(clean.shape[0]):
+        rng = np.random.default_rng([seed, step, rank + j * world, 991])
+        a, b = random_noise(rng)
+        std = np.sqrt(a + b * np.maximum(clean[j], 0))
+        n = clean[j] + rng.standard_normal(clean[j].shape).astype(np.float32) * std
+        noisy[j] = np.clip(n, 0.0, 1.0)
+        sigma[j] = np.sqrt(a + b * noisy[j])
+    return {
+        "clean": torch.from_numpy(clean),
+        "noisy": torch.from_numpy(noisy),
+        "sigma": torch.from_numpy(sigma.astype(np.float32)),
+    }
+
+
+def _val_crops(paths: list[Path], size: int, sensor: str) -> list[dict[str, Any]]:
+    out = []
+    params = sensor_noise(sensor)
+    for i, p in enumerate(paths):
+        for s in load_absolute_bands(p):
+            h, w = s.pixels.shape
+            if min(h, w) < size:
+                continue
+            y, x = (h - size) // 2, (w - size) // 2
+            clean = s.pixels[y : y + size, x : x + size] * s.peak
+            noisy = simulate_noise(clean.astype(np.float64), params, int(np.log2(s.peak + 1)), i)
+            out.append({"clean": clean, "noisy": noisy.astype(np.float32), "peak": s.peak})
+    return out
+
+
+def denoiser_validation(crops: list[dict[str, Any]], params: NoiseParams):
+    def val_fn(model: torch.nn.Module) -> dict[str, float]:
+        was = model.training
+        model.eval()
+        gains, psnrs = [], []
+        with torch.no_grad():
+            for c in crops:
+                peak = c["peak"]
+                x = torch.from_numpy(c["noisy"] / peak)[None, None].float()
+                s = torch.from_numpy(params.std(c["noisy"]).astype(np.float32) / peak)[None, None]
+                den = model(x, s)[0, 0].numpy() * peak
+                mse_d = float(np.mean((den - c["clean"]) ** 2))
+                mse_n = float(np.mean((c["noisy"] - c["clean"]) ** 2))
+                psnrs.append(10 * np.log10(peak**2 / mse_d))
+                gains.append(10 * np.log10(mse_n / mse_d))
+        model.train(was)
+        return {"psnr": float(np.mean(psnrs)), "gain_db": float(np.mean(gains))}
+
+    return val_fn
+
+
+def _split(data: str | Path) -> tuple[list[Path], list[Path]]:
+    paths = scene_paths(data, exclude=DEFAULT_EXCLUDE)
+    train = [p for p in paths if p.name not in DEFAULT_VAL]
+    val = [p for p in paths if p.name in DEFAULT_VAL]
+    if not train:
+        raise ValueError(f"no training scenes in {data}")
+    return train, val
+
+
+def train_denoiser(
+    data: str | Path,
+    steps: int,
+    out: str | Path,
+    *,
+    channels: int = 48,
+    layers: int = 8,
+    batch: int = 16,
+    patch: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    resume: bool = False,
+    val_sensor: str = "pleiades-pan",
+    val_every: int = 500,
+    ckpt_every: int = 100,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train :class:`GroundDenoiser` with the shared trainer; writes ``out/denoiser.safetensors``."""
+    out = Path(out)
+    train_paths, val_paths = _split(data)
+    sampler = PatchSampler([s for p in train_paths for s in load_absolute_bands(p)], patch=patch)
+    model = GroundDenoiser(channels, layers)
+
+    def batch_fn(step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
+        return noisy_batch(sampler, step, batch, seed, rank, world)
+
+    def loss_fn(m: torch.nn.Module, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        den = m(b["noisy"], b["sigma"])
+        mse = torch.mean((den - b["clean"]) ** 2)
+        mse_in = torch.mean((b["noisy"] - b["clean"]) ** 2).detach()
+        gain = 10 * torch.log10(mse_in / mse.detach().clamp_min(1e-14))
+        return mse * 1e6, {"gain_db": float(gain)}
+
+    cfg = TrainConfig(
+        steps=steps,
+        lr=lr,
+        schedule="decay",
+        seed=seed,
+        val_every=val_every,
+        ckpt_every=ckpt_every,
+        out_dir=str(out),
+        resume=resume,
+        progress=progress,
+    )
+    params = sensor_noise(val_sensor)
+    val_fn = (
+        denoiser_validation(_val_crops(val_paths, 256, val_sensor), params) if val_paths else None
+    )
+    trainer = Trainer(model, loss_fn, batch_fn, cfg, val_fn=val_fn)
+    history = trainer.fit()
+    final_val = next((r for r in reversed(history) if "val/psnr" in r), {})
+    meta = {
+        "steps": steps,
+        "batch": batch,
+        "patch": patch,
+        "lr": lr,
+        "seed": seed,
+        "channels": channels,
+        "layers": layers,
+        "mac_per_pixel": macs_per_pixel(model),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "noise": f"sigma at {REF_LEVEL}*peak log-uniform in [{SIGMA_LO}, {SIGMA_HI}]*peak, random signal-dependent share",
+        "train_scenes": [p.name for p in train_paths],
+        "val_scenes": [p.name for p in val_paths],
+        "val_sensor": val_sensor,
+        "val": {k: v for k, v in final_val.items() if k.startswith("val/")},
+    }
+    save_denoiser(out / "denoiser.safetensors", model, meta)
+    (out / "denoiser.json").write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+# --- joint model: codec trained on noisy input against the clean target -----------------------
+def joint_loss(lmbda: float):
+    """Rate–distortion loss of the codec on noisy input, distortion against the clean patch.
+
+    Same λ convention as :func:`satcodec.codec.training.rd_loss`. The codec sees mean-removed
+    input (as the encoder feeds it), so the patch's noisy mean is removed from both.
+    """
+
+    def loss_fn(model: torch.nn.Module, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        mean = b["noisy"].mean(dim=(2, 3), keepdim=True)
+        out = model(b["noisy"] - mean)
+        pixels = b["noisy"].shape[-1] * b["noisy"].shape[-2]
+        bpp = out["bits"].mean() / pixels
+        mse = torch.mean((out["x_hat"] + mean - b["clean"]) ** 2)
+        loss = bpp + lmbda * DISTORTION_PEAK**2 * mse
+        psnr = -10 * torch.log10(mse.detach().clamp_min(1e-12))
+        return loss, {"bpp": float(bpp.detach()), "psnr": float(psnr)}
+
+    return loss_fn
+
+
+def train_joint(
+    data: str | Path,
+    lmbda: float,
+    steps: int,
+    out: str | Path,
+    *,
+    init: str | None = None,
+    batch: int = 8,
+    patch: int = 128,
+    lr: float = 3e-4,
+    seed: int = 0,
+    resume: bool = False,
+    ckpt_every: int = 100,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train (or fine-tune from ``init``, a codec model name/path) a joint denoising codec.
+
+    Writes ``out/model.safetensors`` in the codec's model format, so ``satcodec encode
+    --model`` and the decoders use it like any shipped model.
+    """
+    from satcodec.codec.models import ModelConfig, ReducedVAE, complexity
+    from satcodec.codec.registry import load_model, save_model
+
+    out = Path(out)
+    train_paths, val_paths = _split(data)
+    sampler = PatchSampler([s for p in train_paths for s in load_absolute_bands(p)], patch=patch)
+    if init is not None:
+        base, info = load_model(init)
+        model = ReducedVAE(base.config)
+        model.load_state_dict(base.state_dict())
+        init_desc = f"{info.name} ({info.model_id})"
+    else:
+        model = ReducedVAE(ModelConfig())
+        init_desc = "random"
+    model.train()
+
+    def batch_fn(step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
+        return noisy_batch(sampler, step, batch, seed, rank, world)
+
+    cfg = TrainConfig(
+        steps=steps,
+        lr=lr,
+        schedule="decay",
+        seed=seed,
+        val_every=0,
+        ckpt_every=ckpt_every,
+        out_dir=str(out),
+        resume=resume,
+        progress=progress,
+    )
+    trainer = Trainer(model, joint_loss(lmbda), batch_fn, cfg)
+    history = trainer.fit()
+    last = [r for r in history if "bpp" in r][-5:]
+    meta = {
+        "kind": "joint-denoising",
+        "lmbda": lmbda,
+        "steps": steps,
+        "batch": batch,
+        "patch": patch,
+        "lr": lr,
+        "seed": seed,
+        "init": init_desc,
+        "noise": f"sigma at {REF_LEVEL}*peak log-uniform in [{SIGMA_LO}, {SIGMA_HI}]*peak",
+        "train_scenes": [p.name for p in train_paths],
+        "val_scenes": [p.name for p in val_paths],
+        "train_tail": {k: float(np.mean([r[k] for r in last])) for k in ("bpp", "psnr")}
+        if last
+        else {},
+        "complexity": complexity(model),
+    }
+    model.eval()
+    model_id = save_model(out / "model.safetensors", model, meta)
+    (out / "model.json").write_text(json.dumps({"model_id": model_id, **meta}, indent=2))
+    meta["model_id"] = model_id
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m satcodec.ground_segment.training")
+    sub = p.add_subparsers(dest="what", required=True)
+    d = sub.add_parser("denoiser")
+    d.add_argument("--data", required=True)
+    d.add_argument("--steps", type=int, default=3000)
+    d.add_argument("--out", required=True)
+    d.add_argument("--channels", type=int, default=48)
+    d.add_argument("--layers", type=int, default=8)
+    d.add_argument("--batch", type=int, default=16)
+    d.add_argument("--patch", type=int, default=64)
+    d.add_argument("--lr", type=float, default=1e-3)
+    d.add_argument("--resume", action="store_true")
+    j = sub.add_parser("joint")
+    j.add_argument("--data", required=True)
+    j.add_argument("--lmbda", type=float, default=1e-3)
+    j.add_argument("--steps", type=int, default=1500)
+    j.add_argument("--out", required=True)
+    j.add_argument("--init", help="codec model name or path to fine-tune from")
+    j.add_argument("--batch", type=int, default=8)
+    j.add_argument("--patch", type=int, default=128)
+    j.add_argument("--lr", type=float, default=3e-4)
+    j.add_argument("--resume", action="store_true")
+    a = p.parse_args(argv)
+    if a.what == "denoiser":
+        meta = train_denoiser(
+            a.data,
+            a.steps,
+            a.out,
+            channels=a.channels,
+            layers=a.layers,
+            batch=a.batch,
+            patch=a.patch,
+            lr=a.lr,
+            resume=a.resume,
+        )
+    else:
+        meta = train_joint(
+            a.data,
+            a.lmbda,
+            a.steps,
+            a.out,
+            init=a.init,
+            batch=a.batch,
+            patch=a.patch,
+            lr=a.lr,
+            resume=a.resume,
+        )
+    print(json.dumps({k: v for k, v in meta.items() if k not in ("train_scenes",)}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
