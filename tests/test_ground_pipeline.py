@@ -152,7 +152,7 @@ def test_sigkill_mid_batch_then_restart_gives_every_scene_exactly_once(tiny_mode
     # every scene exactly once, all valid, no leftovers
     cogs = sorted(p.stem for p in outbox.glob("*.tif"))
     assert cogs == sorted(sources)
-    assert sorted(p.stem for p in outbox.glob("*.json")) == sorted(sources)
+    assert sorted(p.stem for p in outbox.glob("scene*.json")) == sorted(sources)
     assert not [p for p in outbox.iterdir() if p.name.startswith(".") and "ground" not in p.name]
     for stem, tif in sources.items():
         _check_product(outbox, stem, tif)
