@@ -289,6 +289,85 @@ def train_joint(
     return meta
 
 
+def export_denoiser_checkpoint(run_dir: str | Path, channels: int, layers: int) -> dict[str, Any]:
+    """Write ``denoiser.safetensors`` + ``denoiser.json`` from a run's latest checkpoint
+    (for a run stopped before its last step), with the validation at that step."""
+    from satcodec.train import load_checkpoint
+
+    run = Path(run_dir)
+    model = GroundDenoiser(channels, layers)
+    extra = load_checkpoint(run / "checkpoint.safetensors", model)
+    model.eval()
+    cfg = extra.get("config", {})
+    data = Path(__file__).resolve().parents[3] / "shared" / "data" / "sat"
+    val = {}
+    if data.is_dir():
+        _, val_paths = _split(data)
+        fn = denoiser_validation(
+            _val_crops(val_paths, 256, "pleiades-pan"), sensor_noise("pleiades-pan")
+        )
+        val = {f"val/{k}": v for k, v in fn(model).items()}
+    meta = {
+        "steps": int(extra["step"]),
+        "planned_steps": cfg.get("steps"),
+        "stopped_early": int(extra["step"]) < int(cfg.get("steps", 0)),
+        "batch": 16,
+        "patch": 64,
+        "lr": cfg.get("lr"),
+        "seed": cfg.get("seed"),
+        "channels": channels,
+        "layers": layers,
+        "mac_per_pixel": macs_per_pixel(model),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "noise": f"sigma at {REF_LEVEL}*peak log-uniform in [{SIGMA_LO}, {SIGMA_HI}]*peak, random signal-dependent share",
+        "val_sensor": "pleiades-pan",
+        "val": val,
+    }
+    if data.is_dir():
+        meta["train_scenes"] = [p.name for p in _split(data)[0]]
+    save_denoiser(run / "denoiser.safetensors", model, meta)
+    (run / "denoiser.json").write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def ship(run_dir: str | Path, kind: str, name: str) -> Path:
+    """Copy a finished run's weights into the package with a model card built from its meta."""
+    import shutil
+
+    from satcodec.ground_segment.denoiser import WEIGHTS_DIR
+
+    run = Path(run_dir)
+    if kind == "denoiser":
+        src, meta = run / "denoiser.safetensors", json.loads((run / "denoiser.json").read_text())
+        dest = WEIGHTS_DIR / f"{name}.safetensors"
+        title = "ground denoiser"
+        how = (
+            f"python -m satcodec.ground_segment.training denoiser --data DATA --steps {meta['steps']} "
+            f"--channels {meta['channels']} --layers {meta['layers']} --out {run}"
+        )
+    else:
+        src, meta = run / "model.safetensors", json.loads((run / "model.json").read_text())
+        dest = WEIGHTS_DIR / "codec" / f"{name}.safetensors"
+        title = "joint (on-board denoising) codec"
+        how = (
+            f"python -m satcodec.ground_segment.training joint --data DATA --lmbda {meta['lmbda']} "
+            f"--steps {meta['steps']} --init {meta['init'].split()[0]} --out {run}"
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest)
+    rows = "\n".join(f"- {k}: {v}" for k, v in meta.items() if k not in ("train_scenes",))
+    card = (
+        f"# {name}: {title}\n\n{rows}\n- train scenes: {', '.join(meta.get('train_scenes', []))}\n\n"
+        "Noise during training is simulated (signal-dependent Gaussian, see the module "
+        "docstring of satcodec.ground_segment.training); the clean targets are real rasters, "
+        "which carry their own sensor noise. Weights stored as float16 safetensors.\n\n"
+        f"## Reproduce\n\n```sh\n{how}\npython -m satcodec.ground_segment.training ship "
+        f"--kind {kind} --run {run} --name {name}\n```\n"
+    )
+    dest.with_suffix(".md").write_text(card)
+    return dest
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m satcodec.ground_segment.training")
     sub = p.add_subparsers(dest="what", required=True)
@@ -312,7 +391,21 @@ def main(argv: list[str] | None = None) -> int:
     j.add_argument("--patch", type=int, default=128)
     j.add_argument("--lr", type=float, default=3e-4)
     j.add_argument("--resume", action="store_true")
+    sh = sub.add_parser("ship", help="copy a finished run into the package, with a card")
+    sh.add_argument("--kind", choices=["denoiser", "joint"], required=True)
+    sh.add_argument("--run", required=True)
+    sh.add_argument("--name", required=True)
+    ex = sub.add_parser("export-checkpoint", help="denoiser weights from a run's checkpoint")
+    ex.add_argument("--run", required=True)
+    ex.add_argument("--channels", type=int, default=48)
+    ex.add_argument("--layers", type=int, default=8)
     a = p.parse_args(argv)
+    if a.what == "export-checkpoint":
+        print(json.dumps(export_denoiser_checkpoint(a.run, a.channels, a.layers)["val"]))
+        return 0
+    if a.what == "ship":
+        print(ship(a.run, a.kind, a.name))
+        return 0
     if a.what == "denoiser":
         meta = train_denoiser(
             a.data,
