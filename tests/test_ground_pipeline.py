@@ -188,3 +188,21 @@ def test_denoise_in_pipeline_records_noise_parameters(tiny_model, tmp_path):
     props = _check_product(outbox, "scene00", sources["scene00"])
     assert props["satcodec:denoised"] is True
     assert props["satcodec:noise"]["source"] == "sensor:pleiades-pan"
+
+
+def test_existing_scheduler_address_is_used(tiny_model, tmp_path):
+    from distributed import LocalCluster
+
+    _, inbox, sources = _batch(tmp_path, tiny_model, 2)
+    outbox = tmp_path / "outbox"
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        s = run_ground(
+            inbox,
+            outbox,
+            scheduler=cluster.scheduler_address,
+            progress=False,
+            log=lambda _: None,
+        )
+    assert sorted(s.produced) == ["scene00.satc", "scene01.satc"]
+    for stem, tif in sources.items():
+        _check_product(outbox, stem, tif)

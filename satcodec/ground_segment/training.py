@@ -135,6 +135,7 @@ def train_denoiser(
     val_every: int = 500,
     ckpt_every: int = 100,
     progress: bool = True,
+    loss: str = "relative",
 ) -> dict[str, Any]:
     """Train :class:`GroundDenoiser` with the shared trainer; writes ``out/denoiser.safetensors``."""
     out = Path(out)
@@ -147,10 +148,13 @@ def train_denoiser(
 
     def loss_fn(m: torch.nn.Module, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         den = m(b["noisy"], b["sigma"])
-        mse = torch.mean((den - b["clean"]) ** 2)
-        mse_in = torch.mean((b["noisy"] - b["clean"]) ** 2).detach()
-        gain = 10 * torch.log10(mse_in / mse.detach().clamp_min(1e-14))
-        return mse * 1e6, {"gain_db": float(gain)}
+        err = torch.mean((den - b["clean"]) ** 2, dim=(1, 2, 3))
+        err_in = torch.mean((b["noisy"] - b["clean"]) ** 2, dim=(1, 2, 3)).clamp_min(1e-12)
+        gain = 10 * torch.log10(err_in.mean() / err.detach().mean().clamp_min(1e-14))
+        if loss == "relative":
+            # every noise level counts: plain MSE would be dominated by the noisiest patches
+            return torch.mean(err / err_in), {"gain_db": float(gain)}
+        return err.mean() * 1e6, {"gain_db": float(gain)}
 
     cfg = TrainConfig(
         steps=steps,
@@ -180,6 +184,7 @@ def train_denoiser(
         "layers": layers,
         "mac_per_pixel": macs_per_pixel(model),
         "parameters": sum(p.numel() for p in model.parameters()),
+        "loss": loss,
         "noise": f"sigma at {REF_LEVEL}*peak log-uniform in [{SIGMA_LO}, {SIGMA_HI}]*peak, random signal-dependent share",
         "train_scenes": [p.name for p in train_paths],
         "val_scenes": [p.name for p in val_paths],
@@ -381,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--patch", type=int, default=64)
     d.add_argument("--lr", type=float, default=1e-3)
     d.add_argument("--resume", action="store_true")
+    d.add_argument("--loss", choices=["relative", "mse"], default="relative")
     j = sub.add_parser("joint")
     j.add_argument("--data", required=True)
     j.add_argument("--lmbda", type=float, default=1e-3)
@@ -417,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             patch=a.patch,
             lr=a.lr,
             resume=a.resume,
+            loss=a.loss,
         )
     else:
         meta = train_joint(
