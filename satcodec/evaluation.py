@@ -598,8 +598,9 @@ def bd_table(
 ) -> list[dict[str, Any]]:
     """BD-rate (%) and BD-PSNR (dB) of every curve against ``anchor``, per image and mean.
 
-    The mean row averages the per-image values over the images where they are finite, and
-    says how many those are (``n_images``).
+    The MEAN and MEDIAN rows summarise the per-image values over the images where they are
+    finite, and say how many those are (``n_images``); the median resists a single outlier
+    (e.g. an image where a model saturates far below the anchor).
     """
     table: list[dict[str, Any]] = []
     per_curve: dict[str, list[dict[str, Any]]] = {}
@@ -635,6 +636,19 @@ def bd_table(
                 "points": sum(r["points"] for r in rs),
                 "bd_rate_pct": float(np.mean(rate)) if rate else math.nan,
                 "bd_psnr_db": float(np.mean(dpsnr)) if dpsnr else math.nan,
+                "psnr_overlap_db": math.nan,
+                "rate_overlap_oct": math.nan,
+                "n_images": f"{len(rate)}/{len(rs)}",
+            }
+        )
+        table.append(
+            {
+                "image": "MEDIAN",
+                "curve": name,
+                "anchor": anchor,
+                "points": sum(r["points"] for r in rs),
+                "bd_rate_pct": float(np.median(rate)) if rate else math.nan,
+                "bd_psnr_db": float(np.median(dpsnr)) if dpsnr else math.nan,
                 "psnr_overlap_db": math.nan,
                 "rate_overlap_oct": math.nan,
                 "n_images": f"{len(rate)}/{len(rs)}",
