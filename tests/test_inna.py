@@ -348,7 +348,7 @@ def _tiny_task():
 def test_benchmark_harness_end_to_end(tmp_path, monkeypatch):
     from satcodec.benchmarks import inna_bench as ib
 
-    # two contenders keep it fast (each trainer step pays ~2-5 ms for torch.manual_seed)
+    # two contenders keep it fast
     specs = [s for s in ib.default_optimizers() if s.label in ("INNA", "Adam")]
     monkeypatch.setattr(ib, "default_optimizers", lambda: specs)
     name = "tiny-test-task"
@@ -370,6 +370,11 @@ def test_benchmark_harness_end_to_end(tmp_path, monkeypatch):
     # all optimizers start from the same initialisation
     firsts = {o["runs"][0]["curves"]["train_loss"][0] for o in res["optimizers"].values()}
     assert len(firsts) == 1
+    # a finished run is read back, not retrained (an interrupted benchmark resumes)
+    best = res["optimizers"]["INNA"]["best_lr"]
+    monkeypatch.setattr(ib, "Trainer", None)
+    again = ib.train_run(_tiny_task(), specs[0], best, 0, tmp_path / "w" / name / "final_inna_s0")
+    assert again == res["optimizers"]["INNA"]["runs"][0]
     ib.plot(res, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 0
     assert "| INNA |" in ib.table(res)

@@ -345,10 +345,44 @@ register_task(
 
 
 # --- running --------------------------------------------------------------------------------
+def run_key(setup: TaskSetup, spec: OptimizerSpec, lr: float, seed: int) -> dict[str, Any]:
+    """Everything a run's result depends on (for reusing finished runs)."""
+    return json.loads(
+        json.dumps(
+            {
+                "optimizer": [spec.label, spec.name, spec.kwargs, spec.decay],
+                "lr": lr,
+                "seed": seed,
+                "epochs": setup.epochs,
+                "steps_per_epoch": setup.steps_per_epoch,
+                "clip_grad_norm": setup.clip_grad_norm,
+                "task": setup.info,
+            },
+            sort_keys=True,
+            default=str,
+        )
+    )
+
+
 def train_run(
-    setup: TaskSetup, spec: OptimizerSpec, lr: float, seed: int, work: Path
+    setup: TaskSetup,
+    spec: OptimizerSpec,
+    lr: float,
+    seed: int,
+    work: Path,
+    reuse: bool = True,
 ) -> dict[str, Any]:
-    """One training run through the shared trainer; curves are evaluated once per epoch."""
+    """One training run through the shared trainer; curves are evaluated once per epoch.
+
+    The result is stored in ``work/run.json``; with ``reuse`` a finished run with the same
+    :func:`run_key` is read back instead of trained again (an interrupted benchmark resumes).
+    """
+    key = run_key(setup, spec, lr, seed)
+    done = work / "run.json"
+    if reuse and done.exists():
+        stored = json.loads(done.read_text())
+        if stored.get("key") == key:
+            return stored["result"]
     model = setup.make_model(seed)
     steps = setup.steps_per_epoch * setup.epochs
     cfg = TrainConfig(
@@ -393,7 +427,7 @@ def train_run(
         ]
     final_train = curves["train_loss"][-1]
     diverged = diverged or not math.isfinite(final_train)
-    return {
+    result = {
         "optimizer": spec.label,
         "lr": lr,
         "seed": seed,
@@ -402,6 +436,9 @@ def train_run(
         "curves": curves,
         "steps": steps,
     }
+    work.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps({"key": key, "result": result}, default=float))
+    return result
 
 
 def grid_search(
