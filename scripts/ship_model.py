@@ -105,6 +105,15 @@ def main() -> None:
         "default": a.default,
         "val_scenes": val_names,
     }
+    # measured RD (mean over the held-out scenes) lets rate control pick the best model
+    by_rate: dict[float, list[tuple[float, float]]] = {}
+    for _name, _rate, bpp, p_ours, _p_j2k, _err in rows:
+        if bpp is not None:
+            by_rate.setdefault(_rate, []).append((bpp, p_ours))
+    meta["rd"] = [
+        [float(np.mean([b for b, _ in v])), float(np.mean([q for _, q in v]))]
+        for _, v in sorted(by_rate.items())
+    ]
     out_path = MODELS_DIR / f"{a.name}.safetensors"
     model_id = save_model(out_path, model, meta)
     c = complexity(model)

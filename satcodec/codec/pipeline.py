@@ -299,18 +299,27 @@ def step_for_quality(quality: float) -> float:
 
 
 def choose_model(bpp: float | None) -> str:
-    """The shipped model whose native rate (model card) is nearest ``bpp`` in log scale."""
+    """The shipped model expected to give the best quality at ``bpp``.
+
+    Uses each model card's measured rate–distortion curve (``rd``: [bpp, PSNR] on held-out
+    scenes), interpolated in log-rate; a model whose curve does not cover ``bpp`` is only
+    chosen when none does. Falls back to the nearest native rate when cards lack curves.
+    """
     models = list_models()
     if not models:
         raise ConfigError("no shipped model found; pass --model PATH")
     if bpp is None:
         return next((m.name for m in models if m.meta.get("default")), models[0].name)
 
-    def distance(m: ModelInfo) -> float:
-        native = float(m.meta.get("native_bpp", 1.0))
-        return abs(math.log2(bpp / native))
+    def predicted(m: ModelInfo) -> tuple[int, float]:
+        rd = m.meta.get("rd") or []
+        if len(rd) < 2:
+            return (0, -abs(math.log2(bpp / float(m.meta.get("native_bpp", 1.0)))))
+        rates = [math.log2(r) for r, _ in rd]
+        covered = rates[0] <= math.log2(bpp) <= rates[-1]
+        return (2 if covered else 1, float(np.interp(math.log2(bpp), rates, [q for _, q in rd])))
 
-    return min(models, key=distance).name
+    return max(models, key=predicted).name
 
 
 # --- tile payload framing ----------------------------------------------------------------------
