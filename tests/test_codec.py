@@ -330,3 +330,18 @@ def test_conflicting_rate_options_are_refused(tiny_model, sample_array):
 def test_unknown_model_name_is_a_clear_error(sample_array):
     with pytest.raises(UnknownModelError, match="no model named"):
         satcodec.encode(sample_array, quality=50, model="no-such-model")
+
+
+def test_nodata_mask_in_a_stream_without_nodata_is_a_damaged_tile(tiny_model):
+    # found by bench/fuzz_bitstream.py (full decoder): a header re-sealed with nodata_flag=0
+    # while tiles still carry nodata masks must not crash the decoder
+    arr = np.full((1, 64, 64), 900, np.uint16)
+    arr[0, :8, :8] = 0
+    data = bytearray(satcodec.encode(arr, quality=50, model=tiny_model, tile=64, nodata=0))
+    data[31] = 0
+    struct.pack_into("<d", data, 32, 0.0)
+    bad = _with_header_crc(data)
+    with pytest.raises(TileCorruptedError, match="nodata mask"):
+        satcodec.decode(bad)
+    out, meta = satcodec.decode(bad, allow_damaged=True)
+    assert meta["damaged_tiles"] == [(0, 0, 0)] and out.shape == (1, 64, 64)

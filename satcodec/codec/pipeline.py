@@ -388,6 +388,10 @@ class Decoder:
         try:
             rec = self.reader.read_tile(band, row, col)
             entropy, mask = _unpack_payload(rec.payload, ph, pw)
+            if mask is not None and h.nodata is None:
+                raise EntropyCodingError(
+                    "tile carries a nodata mask but the stream declares no nodata value"
+                )
             indices = np.frombuffer(rec.scale_indices, np.uint8)
             symbols = decode_symbols(entropy, indices, (h.latent_channels, lh, lw))
             return symbols, mask
