@@ -99,4 +99,4 @@ def test_shipped_denoiser_removes_sensor_noise_on_the_sample():
     p = sensor_noise("pleiades-pan")
     noisy = simulate_noise(clean, p, 12, seed=3)
     den = denoise_array(noisy, p, 12)
-    assert psnr(clean, den, 12) > psnr(clean, noisy, 12) + 0.2
+    assert psnr(clean, den, 12) > psnr(clean, noisy, 12) + 1.0  # measured +1.6 dB
