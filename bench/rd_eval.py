@@ -77,6 +77,21 @@ def _model_infos(models: list[str] | None) -> list[Any]:
     return list_models()
 
 
+def _batch_of(info: Any) -> str:
+    """'8x128²' from the model's metadata, else from its model card (``<name>.md``)."""
+    m = info.meta
+    if "batch" in m and "patch" in m:
+        return f"{m['batch']}x{m['patch']}²"
+    card = Path(info.path).with_suffix(".md")
+    if card.exists():
+        import re
+
+        hit = re.search(r"batch (\d+) of (\d+)²", card.read_text())
+        if hit:
+            return f"{hit.group(1)}x{hit.group(2)}² (card)"
+    return "?"
+
+
 def _budget_table(infos: list[Any]) -> str:
     from satcodec.codec.models import complexity
     from satcodec.codec.registry import load_model
@@ -94,7 +109,7 @@ def _budget_table(infos: list[Any]) -> str:
                 info.model_id[:12],
                 m.get("lmbda", "?"),
                 m.get("steps", "?"),
-                f"{m.get('batch', '?')}x{m.get('patch', '?')}²",
+                _batch_of(info),
                 f"{m.get('optimizer', '?')} lr {m.get('lr', '?')} {m.get('schedule', '?')}",
                 f"{lo:.2g}–{hi:.2g}",
                 f"{c['encoder_mac_per_pixel'] / 1e3:.1f}k / {c['encoder_params'] / 1e3:.0f}k",
@@ -118,12 +133,7 @@ def _budget_table(infos: list[Any]) -> str:
 
 
 def cmd_ladder(a: argparse.Namespace) -> int:
-    from satcodec.evaluation import (
-        evaluate,
-        plot_rd,
-        report,
-        write_csv,
-    )
+    from satcodec.evaluation import evaluate, plot_rd, read_csv, report, write_csv
 
     data = Path(a.data)
     infos = _model_infos(a.model)
@@ -168,6 +178,11 @@ def cmd_ladder(a: argparse.Namespace) -> int:
         anchors = [c for c in codecs if c != "satcodec"]
         extra = [float(v) for v in a.anchor_extra.split(",") if v.strip()]
         rows = []
+        base = RESULTS / f"{a.tag}_{group}"
+        if a.reuse and base.with_suffix(".csv").exists():
+            # re-report the points measured by an earlier run (no coding at all)
+            rows = read_csv(base.with_suffix(".csv"))
+            codecs = anchors = []
         if "satcodec" in codecs:
             rows += evaluate(
                 paths,
@@ -191,7 +206,6 @@ def cmd_ladder(a: argparse.Namespace) -> int:
             )
         for r in rows:
             r["held_out"] = r["image"] in held_out
-        base = RESULTS / f"{a.tag}_{group}"
         text, bd = report(rows)
         write_csv(base.with_suffix(".csv"), rows)
         write_csv(base.parent / f"{base.name}_bd.csv", bd)
@@ -550,6 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     lad.add_argument("--anchor-extra", default="0.25", help="extra anchor-only rates")
     lad.add_argument("--tag", default="rd")
     lad.add_argument("--pan-only", action="store_true")
+    lad.add_argument("--reuse", action="store_true", help="re-report <tag>_<group>.csv, no coding")
     lad.add_argument(
         "--all-models", action="store_true", help="every covering model on 'other' too"
     )
