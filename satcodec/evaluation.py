@@ -382,6 +382,11 @@ class _AnchorCache:
             from satcodec.fileutil import atomic_write_bytes
 
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists():  # keep what another run added meanwhile
+                try:
+                    self.data = {**json.loads(self.path.read_text()), **self.data}
+                except ValueError:
+                    pass
             atomic_write_bytes(self.path, json.dumps(self.data, indent=0).encode())
 
 
