@@ -164,7 +164,9 @@ def main() -> int:
     m8 = export_onnx(net, info, work / "int8", "int8", calib=calib)
     t_int8 = time.perf_counter() - t0
     # the speed-first variant: the latent-writing analysis conv in int8 too (not the default)
-    latq = Int8Options(keep_float=("analysis:first", "synthesis:last"))
+    latq = Int8Options(
+        keep_float=tuple(k for k in Int8Options().keep_float if k != "analysis:last")
+    )
     export_onnx(net, info, work / "int8_latq", "int8", calib=calib, int8=latq)
     print(
         f"exports: fp32 {t_fp32:.1f} s, int8 {t_int8:.1f} s (calibration on {len(calib or [SAMPLE])} scenes)"
@@ -281,6 +283,7 @@ def main() -> int:
         "rd": rd,
         "quantisation_steps": STEPS,
         "wall_s": time.time() - t_start,
+        "load_average_at_end": os.getloadavg(),
         "command": " ".join(["python", "bench/export_speed.py", *sys.argv[1:]]),
     }
     out = Path(a.out)
@@ -295,12 +298,14 @@ def render(r: dict) -> str:
     L = [
         "# Deployment bench: PyTorch vs onnxruntime fp32 vs onnxruntime int8",
         "",
-        f"- host: {r['host']}; reproduce: `{r['command']}`",
+        f"- host: {r['host']}; load average at the end of the run (1, 5, 15 min): "
+        f"{', '.join(f'{v:.1f}' for v in r['load_average_at_end'])}; reproduce: `{r['command']}`",
         f"- model: {r['model']} (`{r['model_id']}`, {r['steps']} training steps)",
         f"- int8: {r['int8']['method']}, activations {r['int8']['activations']}, weights "
         f"{r['int8']['weights']}, {r['int8']['calibration']} calibration on "
         f"{r['int8']['calibration_patches']} patches of {r['int8']['patch']} px from "
-        f"{', '.join(Path(f).name for f in r['int8']['calibration_files'])}; kept in float: "
+        f"{', '.join(Path(f).name for f in r['int8']['calibration_files'])}; channels equalised: "
+        f"{r['int8']['equalised']}; op types quantised: {r['int8']['op_types']}; kept in float: "
         f"analysis {r['int8']['analysis_kept_float']}, synthesis {r['int8']['synthesis_kept_float']}",
         f"- ONNX fp32 vs PyTorch, max relative error: analysis "
         f"{r['fp32_checks']['analysis_fp32_vs_torch_rel_err']:.1e}, synthesis "

@@ -31,7 +31,7 @@ from satcodec.codec.models import DOWNSAMPLING, ReducedVAE
 from satcodec.codec.registry import ModelInfo
 from satcodec.errors import ConfigError, ExportError, RuntimeUnavailableError
 from satcodec.export.calibration import calibration_patches, synthesis_inputs
-from satcodec.export.deploy import deploy_transforms, half_precision
+from satcodec.export.deploy import deploy_transforms, equalise, half_precision
 from satcodec.fileutil import atomic_write_bytes
 
 FORMAT = "satcodec-export-v1"
@@ -56,18 +56,43 @@ INPUT_NORMALISATION = {
 
 @dataclass
 class Int8Options:
-    """Static QDQ quantisation settings (onnxruntime ``quantize_static``)."""
+    """Static QDQ quantisation settings (onnxruntime ``quantize_static``).
 
-    calibration: str = "minmax"  # minmax | entropy | percentile
+    The defaults were chosen on the held-out scenes with a trained model (see
+    bench/results/export_speed.md): per-channel ranges equalised exactly around each GDN,
+    percentile calibration, and the tensors that face the codec's own numbers kept in float.
+    """
+
+    calibration: str = "percentile"  # minmax | entropy | percentile (99.999 %)
     per_channel: bool = True
-    # convolutions kept in float, the three that face the codec's own numbers: the first
-    # analysis conv reads 12-bit pixels (8 bits cannot hold them), the last analysis conv writes
-    # the latents that the codec quantises with its own step (an 8-bit grid on top of it moved
-    # symbols and rates by several %), the last synthesis conv writes pixels. 20% of the
-    # analysis MACs stay float; see bench/results/export_speed.md for the cost in speed
-    keep_float: tuple[str, ...] = ("analysis:first", "analysis:last", "synthesis:last")
+    # convolutions kept in float ("side:first", "side:last", "side:norms" = the GDN 1x1 convs,
+    # or "side:NODE"): the first analysis conv reads 12-bit pixels (8 bits cannot hold them),
+    # the last analysis conv writes the latents the codec quantises with its own step (an 8-bit
+    # grid under it moved rates and PSNR by several %), the first synthesis conv reads
+    # symbol x step (an 8-bit grid misaligned with the step), the last writes pixels; the
+    # synthesis GDN norms are the most sensitive of its int8 layers for little compute
+    keep_float: tuple[str, ...] = (
+        "analysis:first",
+        "analysis:last",
+        "synthesis:first",
+        "synthesis:last",
+        "synthesis:norms",
+    )
     count: int = 32  # calibration patches
     patch: int = 256
+    # op types to quantise, "OpType" (both sides) or "side:OpType"; a side with none listed
+    # quantises every op type onnxruntime supports (Abs, Div, Mul, DepthToSpace... too)
+    op_types: tuple[str, ...] = ("synthesis:Conv",)
+    # exact power-of-two channel rescaling around each GDN before quantising (deploy.equalise)
+    equalise: bool = True
+
+    def op_types_for(self, side: str) -> list[str] | None:
+        ops = [
+            o.partition(":")[2] if ":" in o else o
+            for o in self.op_types
+            if not (":" in o and not o.startswith(side + ":"))
+        ]
+        return ops or None
 
 
 @dataclass
@@ -266,11 +291,13 @@ def _excluded(side: str, path: Path, keep_float: Sequence[str]) -> list[str]:
             out.append(convs[0])
         elif which == "last":
             out.append(convs[-1])
+        elif which == "norms":
+            out += [c for c in convs if "norm" in c]
         elif which in convs:
             out.append(which)
         else:
             raise ConfigError(
-                f"keep_float entry {spec!r}: no such conv (have first, last, {convs})"
+                f"keep_float entry {spec!r}: no such conv (have first, last, norms, {convs})"
             )
     return sorted(set(out))
 
@@ -322,6 +349,7 @@ def quantize_int8(
                 weight_type=QuantType.QInt8,
                 calibrate_method=methods[opts.calibration],
                 nodes_to_exclude=exclude_here,
+                op_types_to_quantize=opts.op_types_for(side),
                 extra_options={"WeightSymmetric": True},
             )
     return {
@@ -420,7 +448,19 @@ def export_onnx(
                     inputs = list(patches[:, None])
                 else:
                     inputs = list(synthesis_inputs(latents))
-                q = quantize_int8(fp32, final, side, inputs, opts)
+                src = fp32
+                if opts.equalise:
+                    src = Path(tmp) / f"{side}.equalised.onnx"
+                    eq = equalise(
+                        module,
+                        torch.from_numpy(np.concatenate(inputs[:: max(1, len(inputs) // 16)])),
+                    )
+                    _torch_export(eq, example, src, side, opset)
+                    _inline_identities(src)
+                    checks[f"{side}_equalised_vs_fp32_rel_err"] = relative_error(
+                        _run(src, probes[side]), got32
+                    )
+                q = quantize_int8(src, final, side, inputs, opts)
                 quant = quant or {
                     "method": "onnxruntime quantize_static, QDQ",
                     "activations": "uint8 (asymmetric)",
@@ -432,6 +472,11 @@ def export_onnx(
                     "calibration_patches": int(patches.shape[0]),
                     "patch": int(patches.shape[-1]),
                     "synthesis_steps": [0.5, 1.0, 2.0, 4.0],
+                    "equalised": opts.equalise,
+                    "op_types": {
+                        sd: opts.op_types_for(sd) or "all supported"
+                        for sd in ("analysis", "synthesis")
+                    },
                 }
                 quant[f"{side}_kept_float"] = q["kept_float"]
                 quant[f"{side}_preprocessed"] = q["preprocessed"]

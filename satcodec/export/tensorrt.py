@@ -3,8 +3,9 @@
 Engines are built from the fp32 ONNX export, one per transform, with one optimisation profile
 covering tiles from 64 px to ``max_tile`` px (plus the encoder's halo). int8 uses an entropy
 calibrator (``IInt8EntropyCalibrator2``) fed with the same real patches as the onnxruntime
-int8 export (:mod:`satcodec.export.calibration`); the first and last analysis convolutions and
-the last synthesis convolution are pinned to fp16, as the onnxruntime int8 export keeps them in
+int8 export (:mod:`satcodec.export.calibration`), on graphs whose channels are first equalised
+exactly around each GDN (:func:`satcodec.export.deploy.equalise`); the first and last
+convolutions of each transform are pinned to fp16, as the onnxruntime int8 export keeps them in
 float.
 
 An engine is specific to the GPU and TensorRT version that built it (recorded in
@@ -148,14 +149,14 @@ def build_engine(
             cal.set_shape(name, shape, shape, shape)
             config.set_calibration_profile(cal)
             # keep the pixel- and latent-facing convolutions in fp16, as the onnxruntime int8
-            # export keeps them in float (first + last analysis conv, last synthesis conv)
+            # export keeps them in float (first and last conv of each transform)
             convs = [
                 network.get_layer(i)
                 for i in range(network.num_layers)
                 if network.get_layer(i).type == trt.LayerType.CONVOLUTION
             ]
             if convs:
-                keep = [convs[0], convs[-1]] if side == "analysis" else [convs[-1]]
+                keep = [convs[0], convs[-1]]
                 for layer in keep:
                     layer.precision = trt.DataType.HALF
                     layer.set_output_type(0, trt.DataType.HALF)
@@ -210,6 +211,19 @@ def export_tensorrt(
                 lat = [analysis(torch.from_numpy(p[None])).numpy() for p in patches]
             calib_x = [p[None] for p in patches]
             calib_y = list(synthesis_inputs(lat))
+            # int8 engines are built from the equalised graphs (same function, balanced ranges)
+            from satcodec.export.deploy import equalise
+            from satcodec.export.onnx_export import _inline_identities, _torch_export
+
+            _, synthesis = deploy_transforms(model)
+            for side, module, data in (
+                ("analysis", analysis, calib_x),
+                ("synthesis", synthesis, calib_y),
+            ):
+                batch = torch.from_numpy(np.concatenate(data[:: max(1, len(data) // 16)]))
+                path = Path(tmp) / GRAPHS[side][0]
+                _torch_export(equalise(module, batch), torch.from_numpy(data[0]), path, side, 17)
+                _inline_identities(path)
         for side in ("analysis", "synthesis"):
             engines[side] = build_engine(
                 Path(tmp) / GRAPHS[side][0],
