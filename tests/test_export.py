@@ -141,6 +141,28 @@ def test_int8_is_static_qdq_and_close_to_fp32(model, fp32_dir, int8_dir, sample_
     assert 0 < relative_error(y8, y32) < 0.1
 
 
+def test_equalise_is_exact_and_balances_channels(model, sample_array):
+    """Power-of-two channel rescaling around GDN: same function, bit for bit, flatter ranges."""
+    from satcodec.export.deploy import BakedGDN, deploy_transforms, equalise
+
+    net, _ = model
+    x = torch.from_numpy(np.concatenate([_window(sample_array, 128, 128)] * 2))
+    for transform, inp in zip(deploy_transforms(net), (x, None), strict=True):
+        if inp is None:
+            with torch.no_grad():
+                inp = torch.round(net.analysis_transform(x))
+        eq = equalise(transform, inp)
+        with torch.no_grad():
+            assert torch.equal(eq(inp), transform(inp))
+            a, b = inp, inp
+            for m0, m1 in zip(transform, eq, strict=True):
+                a, b = m0(a), m1(b)
+                if isinstance(m0, BakedGDN):
+                    r0, r1 = a.abs().amax(dim=(0, 2, 3)), b.abs().amax(dim=(0, 2, 3))
+                    # ranges are chosen on a percentile, checked here on the max: allow slack
+                    assert r1.max() / r1.min() <= max(r0.max() / r0.min(), 2.0) * 1.25
+
+
 def _encoder(net, info, array, analysis):
     return Encoder(
         net,

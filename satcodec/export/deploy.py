@@ -97,7 +97,8 @@ def _conv_of(module: nn.Module) -> tuple[nn.Conv2d, int] | None:
 
 
 def _pow2(ratio: torch.Tensor, max_log2: int) -> torch.Tensor:
-    return torch.exp2(torch.clamp(torch.round(torch.log2(ratio)), 0, max_log2))
+    """2^floor(log2 ratio) in [1, 2^max_log2]: lifts a channel into (R/2, R], never above R."""
+    return torch.exp2(torch.clamp(torch.floor(torch.log2(ratio)), 0, max_log2))
 
 
 def equalise(
@@ -118,9 +119,9 @@ def equalise(
     * the GDN multiplies its output channel i by s_i (its row i of β, γ divided, or for IGDN
       multiplied, by s_i) and the next conv divides its input channel i by s_i.
 
-    The factors are powers of two (exact in floating point), chosen from ``percentile`` of |x|
-    per channel on ``calibration`` so each channel reaches the largest one's range, at most
-    2^max_log2. Returns a new module; ``transform`` (a :func:`bake` result) is untouched.
+    The factors are powers of two (exact in floating point: the rescaled module computes the
+    same outputs bit for bit), chosen from ``percentile`` of |x| per channel on ``calibration``
+    so each channel lands within a factor 2 of the largest one's range, at most 2^max_log2. Returns a new module; ``transform`` (a :func:`bake` result) is untouched.
     """
     out = copy.deepcopy(transform)
     layers = list(out)
