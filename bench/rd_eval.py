@@ -537,6 +537,7 @@ def cmd_peer(a: argparse.Namespace) -> int:
             "MACs: convolutions, transposed convolutions and GDN channel mixing per input pixel. "
             "The peer's encoder runs g_a, h_a and h_s (it needs the scales to code y); its "
             "decoder h_s and g_s. The reduced model has no hyper networks.\n",
+            *([f"**Budget and caveats.** {a.note}\n"] if a.note else []),
             table,
             "",
             "## Per image\n",
@@ -596,6 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     pe.add_argument("--no-real", action="store_true", help="skip the reduced real bitstreams")
     pe.add_argument("--anchor-bpp", default="0.125,0.25,0.5,1,2,3", help="JPEG 2000 rates")
     pe.add_argument("--tag", default="rd_peer")
+    pe.add_argument("--note", help="a paragraph on the training budget, printed above the table")
     pe.add_argument("-q", "--quiet", action="store_true")
     pe.set_defaults(func=cmd_peer)
     a = p.parse_args(argv)
