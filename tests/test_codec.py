@@ -91,7 +91,7 @@ def test_same_stream_decodes_identically_in_fresh_processes_with_1_or_2_threads(
     tiny_model, sample_array, tmp_path
 ):
     stream = tmp_path / "s.satc"
-    stream.write_bytes(satcodec.encode(sample_array, bpp=1.0, model=tiny_model, tile=256))
+    stream.write_bytes(satcodec.encode(sample_array, quality=60, model=tiny_model, tile=256))
     import os
 
     env = dict(os.environ, SATCODEC_MODEL_PATH=str(tiny_model.parent))
@@ -345,3 +345,10 @@ def test_nodata_mask_in_a_stream_without_nodata_is_a_damaged_tile(tiny_model):
         satcodec.decode(bad)
     out, meta = satcodec.decode(bad, allow_damaged=True)
     assert meta["damaged_tiles"] == [(0, 0, 0)] and out.shape == (1, 64, 64)
+
+
+def test_unreachable_bpp_target_raises_instead_of_missing(tiny_model, sample_array):
+    from satcodec.errors import RateControlError
+
+    with pytest.raises(RateControlError, match="cannot reach"):
+        satcodec.encode(sample_array, bpp=12.0, model=tiny_model)

@@ -288,6 +288,13 @@ class Encoder:
             if len(data) <= budget:
                 return data
             raise RateControlError(f"cannot fit the image in {bpp} bpp with this model")
+        got = 8 * len(best) / self.pixels
+        if not never_exceed and abs(got / bpp - 1) > 0.03:
+            # the promise is ±3 %: say so instead of returning a stream far off target
+            raise RateControlError(
+                f"this model cannot reach {bpp} bpp on this image (closest {got:.3f} bpp); "
+                "use --max-bpp, --quality or another --model"
+            )
         return best
 
 
