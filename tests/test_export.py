@@ -95,6 +95,7 @@ def test_manifest_checker_and_dynamic_axes(model, fp32_dir):
     net, info = model
     m = json.loads((fp32_dir / "manifest.json").read_text())
     assert m["model_id"] == info.model_id and m["precision"] == "fp32" and m["opset"] == 17
+    assert m["recipe"] >= 1 and m["versions"]["onnxruntime"]
     assert "band_offset" in m["input_normalisation"]["formula"]
     assert m["graphs"]["analysis"]["runs_on"] == "board"
     assert m["graphs"]["synthesis"]["runs_on"] == "ground"

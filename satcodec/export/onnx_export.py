@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import platform
@@ -35,6 +36,9 @@ from satcodec.export.deploy import deploy_transforms, equalise, half_precision
 from satcodec.fileutil import atomic_write_bytes
 
 FORMAT = "satcodec-export-v1"
+# bump when the export recipe changes (deployment form, int8 defaults): cached exports are keyed
+# on it, so a new recipe never silently reuses graphs made by an old one
+RECIPE = 5
 OPSET = 17
 PRECISIONS = ("fp32", "fp16", "int8")
 MANIFEST = "manifest.json"
@@ -81,8 +85,10 @@ class Int8Options:
     count: int = 32  # calibration patches
     patch: int = 256
     # op types to quantise, "OpType" (both sides) or "side:OpType"; a side with none listed
-    # quantises every op type onnxruntime supports (Abs, Div, Mul, DepthToSpace... too)
-    op_types: tuple[str, ...] = ("synthesis:Conv",)
+    # quantises every op type onnxruntime supports (Abs, Div, Mul, DepthToSpace... too). Conv
+    # only: onnxruntime has no int8 Abs/Div, so quantising them only adds Q/DQ pairs around
+    # float ops (same accuracy, 15% slower analysis on this CPU)
+    op_types: tuple[str, ...] = ("Conv",)
     # exact power-of-two channel rescaling around each GDN before quantising (deploy.equalise)
     equalise: bool = True
 
@@ -109,6 +115,7 @@ class ExportManifest:
     checks: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
+    recipe: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False)
@@ -366,7 +373,9 @@ def _quiet_logging() -> Iterator[None]:
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        yield
+        # the calibrators print their progress to stdout; keep the CLI's output clean
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         root.setLevel(level)
 
@@ -507,6 +516,7 @@ def export_onnx(
         checks=checks,
         versions=_versions(),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        recipe=RECIPE,
     )
     atomic_write_bytes(out / MANIFEST, manifest.to_json().encode())
     return manifest

@@ -24,6 +24,7 @@ from satcodec.export.onnx_export import (
     MANIFEST,
     OPSET,
     PRECISIONS,
+    RECIPE,
     ExportManifest,
     default_cache_dir,
     export_onnx,
@@ -84,7 +85,7 @@ def cached_onnx_export(
     never see a half-written export.
     """
     root = Path(cache) if cache else default_cache_dir()
-    folder = root / f"{info.model_id}-onnx-{precision}-op{OPSET}"
+    folder = root / f"{info.model_id}-onnx-{precision}-op{OPSET}-r{RECIPE}"
     if (folder / MANIFEST).exists():
         try:
             verify_export(folder, info.model_id)
