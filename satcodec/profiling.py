@@ -329,9 +329,11 @@ class Projection:
 def roofline(layers: Sequence[Layer], prof: HardwareProfile, pixels: int) -> Projection:
     """Per-layer roofline over the profile's peaks: Σ max(2·MAC / peak, bytes / bandwidth).
 
-    Every layer is assumed to read its input and weights from DRAM and write its output once
-    (no on-chip fusion: accelerators that keep feature maps on chip do better on the memory
-    term). A bound from datasheet figures, not a measurement.
+    Every layer is assumed to run at the profile's precision and to read its input and weights
+    from DRAM and write its output once (no on-chip fusion: accelerators that keep feature maps
+    on chip do better on the memory term; the int8 export keeps three convolutions in float,
+    which this ignores). Peak throughput at 100 % utilisation makes it a lower bound on
+    latency, from datasheet figures, not a measurement.
     """
     b = BYTES[prof.precision]
     peak = prof.peak_ops()
