@@ -332,9 +332,8 @@ def roofline(layers: Sequence[Layer], prof: HardwareProfile, pixels: int) -> Pro
     Every layer is assumed to run at the profile's precision and to read its input and weights
     from DRAM and write its output once (no on-chip fusion: accelerators that keep feature maps
     on chip do better on the memory term; the int8 export keeps the analysis' first and last
-    convolutions in float,
-    which this ignores). Peak throughput at 100 % utilisation makes it a lower bound on
-    latency, from datasheet figures, not a measurement.
+    convolutions in float, which this ignores). Peak throughput at 100 % utilisation makes it a
+    lower bound on latency, from datasheet figures, not a measurement.
     """
     b = BYTES[prof.precision]
     peak = prof.peak_ops()
