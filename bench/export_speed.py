@@ -290,6 +290,9 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     out.with_suffix(".md").write_text(render(result))
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)  # exported graphs are build artefacts
     print(f"wrote {out.with_suffix('.md')} and .json ({result['wall_s']:.0f} s)")
     return 0
 
