@@ -457,9 +457,12 @@ def grid_search(
     grid = sorted(setup.grids[spec.grid_key or spec.label])
     results: dict[float, float] = {}
 
+    walls: list[float] = []
+
     def run(lr: float) -> None:
         r = train_run(setup, spec, lr, GRID_SEED, work / f"grid_{spec.slug}_{lr:g}")
         results[lr] = r["curves"]["train_loss"][-1]
+        walls.append(r["wall_s"])
         log(f"    grid {spec.label:13s} lr={lr:<8g} final train loss {results[lr]:.5g}")
 
     for lr in grid:
@@ -484,13 +487,14 @@ def grid_search(
         "grid": {f"{k:g}": v for k, v in sorted(results.items())},
         "best_lr": best,
         "at_edge": best in (lrs[0], lrs[-1]),
+        "grid_wall_s": round(sum(walls), 1),
     }
 
 
 def run_task(task: Task, opts: BenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     assert task.build is not None
     setup = task.build(opts)
-    work = Path(opts.work) / task.name
+    work = Path(opts.work) / (task.name + ("_quick" if opts.quick else ""))
     out: dict[str, Any] = {
         "task": task.name,
         "title": task.title,
@@ -504,7 +508,7 @@ def run_task(task: Task, opts: BenchOptions, log: Callable[[str], None] = print)
     }
     t0 = time.time()
     groups = [("optimizers", default_optimizers())]
-    wanted = opts.variants.get(task.name, ())
+    wanted = () if opts.quick else opts.variants.get(task.name, ())
     chosen = [v for v in inna_variants() if "*" in wanted or v.label in wanted]
     if chosen:
         groups.append(("variants", chosen))
@@ -512,8 +516,60 @@ def run_task(task: Task, opts: BenchOptions, log: Callable[[str], None] = print)
         for spec in specs:
             out[group][spec.label] = _tune_and_run(setup, spec, opts, work, log, task.name)
     out["wall_s"] = round(time.time() - t0, 1)
+    # training time of every run, as measured when it ran (cached runs keep their time)
+    out["train_time_s"] = round(
+        sum(
+            o["grid_wall_s"] + sum(r["wall_s"] for r in o["runs"])
+            for g in ("optimizers", "variants")
+            for o in out[g].values()
+        ),
+        1,
+    )
+    main = default_optimizers()
+    out["step_cost"] = step_cost(
+        setup, main, {s.label: out["optimizers"][s.label]["best_lr"] for s in main}
+    )
     out["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return out
+
+
+def step_cost(
+    setup: TaskSetup,
+    specs: list[OptimizerSpec],
+    lrs: dict[str, float],
+    steps: int = 10,
+    rounds: int = 3,
+) -> dict[str, dict[str, float]]:
+    """Milliseconds per training step and per ``optimizer.step()`` of each optimizer, measured
+    back to back on this machine (best of ``rounds`` interleaved rounds of ``steps`` steps),
+    so the comparison does not depend on the load during the (cached) benchmark runs."""
+    from satcodec.train import build_optimizer
+
+    state = {}
+    for spec in specs:
+        model = setup.make_model(0)
+        opt = build_optimizer(spec.name, model.parameters(), lrs[spec.label], **spec.kwargs)
+        state[spec.label] = (model, opt, setup.make_batch_fn(0))
+    best: dict[str, dict[str, float]] = {
+        k: {"step_ms": math.inf, "optimizer_step_ms": math.inf} for k in state
+    }
+    for r in range(rounds + 1):  # round 0 warms up
+        for label, (model, opt, batch_fn) in state.items():
+            t_opt = 0.0
+            t0 = time.perf_counter()
+            for k in range(steps):
+                loss, _ = setup.loss_fn(model, batch_fn(k, 0, 1))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                t1 = time.perf_counter()
+                opt.step()
+                t_opt += time.perf_counter() - t1
+            total = time.perf_counter() - t0
+            if r:
+                b = best[label]
+                b["step_ms"] = min(b["step_ms"], 1e3 * total / steps)
+                b["optimizer_step_ms"] = min(b["optimizer_step_ms"], 1e3 * t_opt / steps)
+    return {k: {kk: round(vv, 3) for kk, vv in v.items()} for k, v in best.items()}
 
 
 def _tune_and_run(setup, spec, opts, work, log, name) -> dict[str, Any]:
@@ -596,7 +652,7 @@ def table(result: dict[str, Any], group: str = "optimizers") -> str:
         "final train loss",
         f"final {metric}",
         *[f"final {k}" for k in extra],
-        "s/run",
+        "ms/step (optimizer.step)",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, o in result[group].items():
@@ -610,7 +666,12 @@ def table(result: dict[str, Any], group: str = "optimizers") -> str:
             _fmt(_final(runs, "train_loss")),
             _fmt(_final(runs, metric), pct),
             *[_fmt(_final(runs, k)) for k in extra],
-            f"{np.mean([r['wall_s'] for r in runs]):.1f}",
+            (
+                f"{result['step_cost'][label]['step_ms']:.1f} "
+                f"({result['step_cost'][label]['optimizer_step_ms']:.2f})"
+                if label in result.get("step_cost", {})
+                else "—"
+            ),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -652,10 +713,15 @@ def plot(result: dict[str, Any], path: Path, group: str = "optimizers") -> None:
         axes[2].plot(bad, [cap] * len(bad), "x", color="k", ms=8)
         axes[2].plot([o["best_lr"]], [g[o["best_lr"]]], "*", color=c, ms=14)
     axes[0].set_yscale("log")
-    axes[0].set_title("training loss (log), mean and min–max over seeds")
-    axes[1].set_title(f"{metric}, mean and min–max over seeds")
+    axes[0].set_title("training loss (log), mean and min–max over seeds", fontsize=10)
+    axes[1].set_title(f"{metric}, mean and min–max over seeds", fontsize=10)
+    # a run that blows up (and maybe recovers) would flatten everything else: clip the view at
+    # 3x the starting value; the table and the JSON keep the true values
+    first = next(iter(shown.values()))["runs"][0]["curves"]
+    axes[0].set_ylim(top=3 * first["train_loss"][0])
     if not result["higher_is_better"]:
         axes[1].set_yscale("log")
+        axes[1].set_ylim(top=3 * first[metric][0])
     for ax in axes[:2]:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -815,7 +881,9 @@ def report(summary: dict[str, Any], tag: str) -> str:
         f"# INNA benchmark{' (quick smoke run)' if summary['quick'] else ''}",
         "",
         f"Reproduce: `{summary['command']}` (torch {summary['torch']}, {summary['machine']}, "
-        f"{summary['wall_s'] / 60:.1f} min). Raw curves and grids: `{tag}.json`.",
+        f"this invocation {summary['wall_s'] / 60:.1f} min; finished runs found in the work "
+        "folder, default `runs/inna_bench`, are reused, so give a fresh `--work` to retrain "
+        f"everything). Raw curves and grids: `{tag}.json`.",
         "",
         *(
             [
@@ -841,11 +909,19 @@ def report(summary: dict[str, Any], tag: str) -> str:
         lines += [f"## {res['title']}", "", f"![{name}]({tag}_{name}.png)", ""]
         lines += [f"- {k}: {v}" for k, v in res["info"].items()]
         lines += [
-            f"- budget: {res['epochs']} epochs = {res['steps']} steps",
-            f"- task wall time: {res['wall_s'] / 60:.1f} min, finished {res.get('finished', '?')}",
+            f"- budget: {res['epochs']} epochs = {res['steps']} steps per run",
+            f"- training time of all its runs (grids and seeds, as measured when each ran): "
+            f"{res.get('train_time_s', math.nan) / 60:.0f} min",
             "",
         ]
-        lines += [table(res), "", "Final values: mean [min, max] over seeds.", ""]
+        lines += [
+            table(res),
+            "",
+            "Final values: mean [min, max] over seeds. ms/step: one training step (forward, "
+            "backward, update) and, in brackets, `optimizer.step()` alone, measured back to back "
+            "on this machine in the invocation that wrote this file.",
+            "",
+        ]
         if res.get("variants"):
             lines += [
                 "INNA variants, each with its own γ₀ grid search (not part of the verdicts):",
