@@ -382,15 +382,7 @@ def train_peer(
     this architecture) instead of the reduced model's 1e-3, at which the full GDN model
     diverged within the first ten steps here (training PSNR from 24 dB to −30 dB).
     """
-    from satcodec.codec.data import PatchSampler, load_scene_bands, scene_paths
-    from satcodec.codec.training import (
-        DEFAULT_EXCLUDE,
-        DEFAULT_VAL,
-        rd_loss,
-        rd_validation,
-        val_patches,
-    )
-    from satcodec.train import TrainConfig, Trainer
+    from satcodec.codec.training import fit_rd
 
     if patch % PEER_DOWNSAMPLING:
         raise ValueError(f"patch must be a multiple of {PEER_DOWNSAMPLING}, got {patch}")
@@ -398,47 +390,27 @@ def train_peer(
     out.mkdir(parents=True, exist_ok=True)
     config = config or HyperpriorConfig()
     (out / "peer_config.json").write_text(json.dumps(config.to_dict()))
-    all_paths = scene_paths(data, exclude=DEFAULT_EXCLUDE)
-    train_paths = [p for p in all_paths if p.name not in DEFAULT_VAL]
-    val_paths = [p for p in all_paths if p.name in DEFAULT_VAL]
-    sampler = PatchSampler([s for p in train_paths for s in load_scene_bands(p)], patch=patch)
     model = ScaleHyperprior(config)
-
-    def batch_fn(step: int, rank: int, world: int) -> torch.Tensor:
-        return torch.from_numpy(sampler.batch(step, batch, seed=seed, rank=rank, world=world))
-
-    cfg = TrainConfig(
-        steps=steps,
+    trainer, meta = fit_rd(
+        model,
+        data,
+        lmbda,
+        steps,
+        out,
         optimizer=optimizer,
         lr=lr,
-        schedule=schedule,
-        schedule_kwargs={"warmup": float(warmup)} if warmup else {},
+        batch=batch,
+        patch=patch,
         seed=seed,
+        resume=resume,
+        schedule=schedule,
+        schedule_kwargs={"warmup": float(warmup)} if warmup else None,
         val_every=val_every,
         ckpt_every=ckpt_every,
-        out_dir=str(out),
-        resume=resume,
         progress=progress,
     )
-    val_fn = rd_validation(val_patches(val_paths)) if val_paths else None
-    trainer = Trainer(model, rd_loss(lmbda), batch_fn, cfg, val_fn=val_fn)
-    history = trainer.fit()
-    final_val = next((r for r in reversed(history) if "val/bpp" in r), {})
-    meta = {
-        "lmbda": lmbda,
-        "steps": steps,
-        "batch": batch,
-        "patch": patch,
-        "optimizer": optimizer,
-        "lr": lr,
-        "warmup": warmup,
-        "schedule": schedule,
-        "seed": seed,
-        "train_scenes": [p.name for p in train_paths],
-        "val_scenes": [p.name for p in val_paths],
-        "val": {k: v for k, v in final_val.items() if k.startswith("val/")},
-        "complexity": peer_complexity(model),
-    }
+    meta["warmup"] = warmup
+    meta["complexity"] = peer_complexity(model)
     if trainer.rank == 0:
         save_peer(out / "peer.safetensors", model, meta)
     return meta

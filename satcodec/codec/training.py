@@ -66,7 +66,8 @@ def rd_validation(patches: list[tuple[np.ndarray, float]]):
     return val_fn
 
 
-def train_codec(
+def fit_rd(
+    model: torch.nn.Module,
     data: str | Path,
     lmbda: float,
     steps: int,
@@ -78,16 +79,20 @@ def train_codec(
     patch: int = 128,
     seed: int = 0,
     resume: bool = False,
-    config: ModelConfig | None = None,
     val_scenes: list[str] | None = None,
     exclude: list[str] | None = None,
     schedule: str = "decay",
+    schedule_kwargs: dict[str, float] | None = None,
     val_every: int = 1000,
     ckpt_every: int = 250,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Train a :class:`ReducedVAE` at rate–distortion trade-off ``lmbda``; write ``out/model.safetensors``."""
-    out = Path(out)
+) -> tuple[Trainer, dict[str, Any]]:
+    """Rate–distortion training of any codec ``model`` (``forward`` -> ``x_hat``, ``bits``).
+
+    One recipe for every codec family (scenes, held-out split, sampler, loss, trainer), so
+    models compared against each other are trained the same way. Returns the trainer and the
+    training metadata (a model card's facts).
+    """
     val_names = DEFAULT_VAL if val_scenes is None else val_scenes
     all_paths = scene_paths(data, exclude=DEFAULT_EXCLUDE if exclude is None else exclude)
     train_paths = [p for p in all_paths if p.name not in val_names]
@@ -95,7 +100,6 @@ def train_codec(
     if not train_paths:
         raise ValueError(f"no training scenes in {data}")
     sampler = PatchSampler([s for p in train_paths for s in load_scene_bands(p)], patch=patch)
-    model = ReducedVAE(config or ModelConfig())
 
     def batch_fn(step: int, rank: int, world: int) -> torch.Tensor:
         return torch.from_numpy(sampler.batch(step, batch, seed=seed, rank=rank, world=world))
@@ -105,6 +109,7 @@ def train_codec(
         optimizer=optimizer,
         lr=lr,
         schedule=schedule,
+        schedule_kwargs=schedule_kwargs or {},
         seed=seed,
         val_every=val_every,
         ckpt_every=ckpt_every,
@@ -128,8 +133,53 @@ def train_codec(
         "train_scenes": [p.name for p in train_paths],
         "val_scenes": [p.name for p in val_paths],
         "val": {k: v for k, v in final_val.items() if k.startswith("val/")},
-        "complexity": complexity(model),
     }
+    return trainer, meta
+
+
+def train_codec(
+    data: str | Path,
+    lmbda: float,
+    steps: int,
+    out: str | Path,
+    *,
+    optimizer: str = "adam",
+    lr: float = 1e-3,
+    batch: int = 8,
+    patch: int = 128,
+    seed: int = 0,
+    resume: bool = False,
+    config: ModelConfig | None = None,
+    val_scenes: list[str] | None = None,
+    exclude: list[str] | None = None,
+    schedule: str = "decay",
+    val_every: int = 1000,
+    ckpt_every: int = 250,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train a :class:`ReducedVAE` at rate–distortion trade-off ``lmbda``; write ``out/model.safetensors``."""
+    out = Path(out)
+    model = ReducedVAE(config or ModelConfig())
+    trainer, meta = fit_rd(
+        model,
+        data,
+        lmbda,
+        steps,
+        out,
+        optimizer=optimizer,
+        lr=lr,
+        batch=batch,
+        patch=patch,
+        seed=seed,
+        resume=resume,
+        val_scenes=val_scenes,
+        exclude=exclude,
+        schedule=schedule,
+        val_every=val_every,
+        ckpt_every=ckpt_every,
+        progress=progress,
+    )
+    meta["complexity"] = complexity(model)
     if trainer.rank == 0:
         model_id = save_model(out / "model.safetensors", model, meta)
         (out / "model.json").write_text(json.dumps({"model_id": model_id, **meta}, indent=2))
