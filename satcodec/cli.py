@@ -143,8 +143,11 @@ def cmd_train(a: argparse.Namespace) -> int:
         patch=a.patch,
         seed=a.seed,
         resume=a.resume,
-        config=ModelConfig(hidden=a.hidden, latent=a.latent, activation=a.activation),
+        config=None
+        if a.init
+        else ModelConfig(hidden=a.hidden, latent=a.latent, activation=a.activation),
         schedule=a.schedule,
+        init=a.init,
     )
     val = meta.get("val", {})
     print(
@@ -276,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--activation", default="sgdn", choices=["sgdn", "gdn", "relu"])
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", action="store_true")
+    t.add_argument(
+        "--init", help="start from a trained model (name or .safetensors path) instead of random"
+    )
     t.set_defaults(func=cmd_train)
 
     demo = sub.add_parser(

@@ -178,3 +178,31 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path):
         load_checkpoint(tmp_path / "junk.safetensors", m2)
     with pytest.raises(WeightsError, match="does not fit"):
         load_checkpoint(path, torch.nn.Linear(5, 2))
+
+
+def test_train_codec_starts_from_a_trained_rung_with_init(tmp_path, tiny_model):
+    """``satcodec train --init`` fine-tunes a neighbouring rung: its weights and architecture."""
+    import shutil
+
+    from satcodec.codec.models import ModelConfig
+    from satcodec.codec.registry import load_model
+    from satcodec.codec.training import train_codec
+    from satcodec.errors import ConfigError
+    from tests.conftest import RPC_SAMPLE, SAMPLE
+
+    data = tmp_path / "scenes"
+    data.mkdir()
+    shutil.copy(RPC_SAMPLE, data / "train.tif")
+    shutil.copy(SAMPLE, data / "val.tif")
+    source, info = load_model(tiny_model)
+    kw = dict(batch=2, patch=64, val_scenes=["val.tif"], val_every=0, progress=False)
+    # no optimiser step at all: the output is the initial model, bit for bit
+    meta = train_codec(data, 1e-3, 0, tmp_path / "run0", init=tiny_model, lr=0.0, **kw)
+    assert meta["init"] == {"model": "tiny", "model_id": info.model_id}
+    assert meta["model_id"] == info.model_id
+    meta = train_codec(data, 4e-3, 2, tmp_path / "run2", init="tiny", **kw)
+    tuned, tuned_info = load_model(tmp_path / "run2" / "model.safetensors")
+    assert tuned_info.config == info.config  # the architecture comes from the init model
+    assert tuned_info.model_id != info.model_id  # ... and training moved the weights
+    with pytest.raises(ConfigError, match="differs"):
+        train_codec(data, 1e-3, 1, tmp_path / "bad", init=tiny_model, config=ModelConfig(), **kw)

@@ -11,7 +11,8 @@ import torch
 
 from satcodec.codec.data import PatchSampler, load_scene_bands, scene_paths
 from satcodec.codec.models import ModelConfig, ReducedVAE, complexity
-from satcodec.codec.registry import save_model
+from satcodec.codec.registry import load_model, save_model
+from satcodec.errors import ConfigError
 from satcodec.train import TrainConfig, Trainer
 
 # Distortion is MSE on the normalised range scaled to a 12-bit word, so λ means the same for
@@ -156,10 +157,26 @@ def train_codec(
     val_every: int = 1000,
     ckpt_every: int = 250,
     progress: bool = True,
+    init: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train a :class:`ReducedVAE` at rate–distortion trade-off ``lmbda``; write ``out/model.safetensors``."""
+    """Train a :class:`ReducedVAE` at rate–distortion trade-off ``lmbda``; write ``out/model.safetensors``.
+
+    ``init`` (a model name or weights path) starts from trained weights instead of random
+    ones: a neighbouring rung of the rate ladder converges in a fraction of the steps.
+    Its architecture is used; ``config`` must then be ``None`` or equal to it.
+    """
     out = Path(out)
+    init_info = None
+    if init is not None:
+        source, init_info = load_model(init)
+        if config is not None and config != init_info.config:
+            raise ConfigError(
+                f"--init {init}: its architecture {init_info.config} differs from {config}"
+            )
+        config = init_info.config
     model = ReducedVAE(config or ModelConfig())
+    if init is not None:
+        model.load_state_dict(source.state_dict())
     trainer, meta = fit_rd(
         model,
         data,
@@ -180,6 +197,8 @@ def train_codec(
         progress=progress,
     )
     meta["complexity"] = complexity(model)
+    if init_info is not None:
+        meta["init"] = {"model": init_info.name, "model_id": init_info.model_id}
     if trainer.rank == 0:
         model_id = save_model(out / "model.safetensors", model, meta)
         (out / "model.json").write_text(json.dumps({"model_id": model_id, **meta}, indent=2))
