@@ -51,11 +51,13 @@ def main() -> None:
         for line in (run / "metrics.jsonl").read_text().splitlines()
         if line.strip()
     ]
-    lmbda = (
-        float(json.loads((run / "lmbda.json").read_text())["lmbda"])
-        if (run / "lmbda.json").exists()
-        else None
-    )
+    # model.json is written by `satcodec train` at the end of a run; lmbda.json by older runs
+    run_meta: dict = {}
+    for name in ("model.json", "lmbda.json"):
+        if (run / name).exists():
+            run_meta = {**json.loads((run / name).read_text()), **run_meta}
+    lmbda = float(run_meta["lmbda"]) if "lmbda" in run_meta else None
+    init = run_meta.get("init")  # {"model", "model_id"} when fine-tuned from another rung
     val_names = ["shareloc_pleiades-pan_ventoux.tif", "shareloc_pleiades-pan_giza.tif"]
     tmp = MODELS_DIR / f".{a.name}.tmp.safetensors"
     save_model(tmp, model, {})
@@ -105,6 +107,8 @@ def main() -> None:
         "default": a.default,
         "val_scenes": val_names,
     }
+    if init:
+        meta["init"] = init
     # measured RD (mean over the held-out scenes) lets rate control pick the best model
     by_rate: dict[float, list[tuple[float, float]]] = {}
     for _name, _rate, bpp, p_ours, _p_j2k, _err in rows:
@@ -128,7 +132,12 @@ def main() -> None:
         f"decoder: {c['decoder_mac_per_pixel']:.0f} MAC/pixel, {c['decoder_params']:,} parameters",
         f"- training: λ = {lmbda} (loss = bpp + λ·4095²·MSE on the bit-depth-normalised range), "
         f"{extra['step']} steps, batch 8 of 128² single-band crops, {cfg['optimizer']} lr {cfg['lr']} "
-        f"schedule {cfg['schedule']}, seed {cfg['seed']}, fp32, 1 CPU thread",
+        f"schedule {cfg['schedule']}, seed {cfg['seed']}, fp32, 1 CPU thread"
+        + (
+            f", initialised from {init['model']} (id `{init['model_id'][:12]}`)"
+            if init
+            else ", from random weights"
+        ),
         "- data: the real rasters of the project's development set (Pleiades, WorldView-2/3, Landsat 7/8, "
         "Sentinel-1/2), every band a sample, nodata collars skipped; held out by scene: "
         + ", ".join(val_names)
@@ -155,7 +164,8 @@ def main() -> None:
         "## Reproduce",
         "",
         "```sh",
-        f"satcodec train --data DATA --lmbda {lmbda} --steps {extra['step']} --out {run}",
+        f"satcodec train --data DATA --lmbda {lmbda} --steps {extra['step']} --out {run}"
+        + (f" --init {init['model']}" if init else ""),
         f"python scripts/ship_model.py {run} --name {a.name} --data DATA"
         + (" --default" if a.default else ""),
         "```",
