@@ -130,8 +130,15 @@ def cmd_models(a: argparse.Namespace) -> int:
 
 def cmd_train(a: argparse.Namespace) -> int:
     from satcodec.codec.models import ModelConfig
+    from satcodec.codec.registry import load_model
     from satcodec.codec.training import train_codec
 
+    if a.init:  # the init model's architecture, optionally with a wider latent
+        config = load_model(a.init)[1].config
+        if a.latent is not None:
+            config = ModelConfig(**{**config.to_dict(), "latent": a.latent})
+    else:
+        config = ModelConfig(hidden=a.hidden, latent=a.latent or 192, activation=a.activation)
     meta = train_codec(
         a.data,
         a.lmbda,
@@ -143,9 +150,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         patch=a.patch,
         seed=a.seed,
         resume=a.resume,
-        config=None
-        if a.init
-        else ModelConfig(hidden=a.hidden, latent=a.latent, activation=a.activation),
+        config=config,
         schedule=a.schedule,
         init=a.init,
     )
@@ -275,7 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--patch", type=int, default=128)
     t.add_argument("--hidden", type=int, default=64)
-    t.add_argument("--latent", type=int, default=192)
+    t.add_argument(
+        "--latent", type=int, help="latent channels M (default 192; with --init: widen to M)"
+    )
     t.add_argument("--activation", default="sgdn", choices=["sgdn", "gdn", "relu"])
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", action="store_true")

@@ -25,7 +25,7 @@ from satcodec.anchors import jpeg2000_at_bpp  # noqa: E402
 from satcodec.api import decode, encode  # noqa: E402
 from satcodec.codec.models import ModelConfig, ReducedVAE, complexity  # noqa: E402
 from satcodec.codec.pipeline import Encoder, array_window_reader  # noqa: E402
-from satcodec.codec.registry import MODELS_DIR, save_model  # noqa: E402
+from satcodec.codec.registry import MODELS_DIR, load_model, save_model  # noqa: E402
 from satcodec.entropy import coding_overhead, estimate_scales  # noqa: E402
 from satcodec.metrics import psnr  # noqa: E402
 from satcodec.raster import open_raster  # noqa: E402
@@ -42,7 +42,10 @@ def main() -> None:
     a = ap.parse_args()
     run = Path(a.run)
     ckpt = run / "checkpoint.safetensors"
-    model = ReducedVAE(ModelConfig())
+    # the architecture from the run's final weights file (a rung may have a wider latent)
+    final = run / "model.safetensors"
+    config = load_model(final)[1].config if final.exists() else ModelConfig()
+    model = ReducedVAE(config)
     extra = load_checkpoint(ckpt, model)
     model.eval()
     cfg = extra["config"]
@@ -67,8 +70,6 @@ def main() -> None:
             arr, bits = r.read(), r.meta.bit_depth
         data = encode(arr, quality=50, model=tmp)
         native.append(8 * len(data) / arr.size)
-        from satcodec.codec.registry import load_model
-
         net, info = load_model(tmp)
         enc = Encoder(
             net,

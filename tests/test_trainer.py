@@ -206,3 +206,27 @@ def test_train_codec_starts_from_a_trained_rung_with_init(tmp_path, tiny_model):
     assert tuned_info.model_id != info.model_id  # ... and training moved the weights
     with pytest.raises(ConfigError, match="differs"):
         train_codec(data, 1e-3, 1, tmp_path / "bad", init=tiny_model, config=ModelConfig(), **kw)
+
+
+def test_widened_latent_computes_the_same_function(tiny_model):
+    """A rung grown to more latent channels starts exactly where the trained model was."""
+    import torch
+
+    from satcodec.codec.models import widen_latent
+    from satcodec.codec.registry import load_model
+
+    model, info = load_model(tiny_model)
+    m = info.config.latent
+    wide = widen_latent(model, m + 8)
+    assert wide.config.latent == m + 8
+    x = torch.rand(1, 1, 64, 64) * 0.2
+    with torch.no_grad():
+        y, y_wide = model.analysis_transform(x), wide.analysis_transform(x)
+        assert torch.equal(y, y_wide[:, :m])
+        assert y_wide[:, m:].abs().sum() > 0  # the new channels are live, not dead
+        diff = model.synthesis_transform(torch.round(y)) - wide.synthesis_transform(
+            torch.round(y_wide)
+        )
+    assert float(diff.abs().max()) < 1e-6
+    with pytest.raises(ValueError, match="narrow"):
+        widen_latent(model, m - 1)

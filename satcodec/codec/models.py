@@ -122,6 +122,35 @@ class ReducedVAE(nn.Module):
         return {"x_hat": x_hat, "bits": bits, "scales": scales}
 
 
+def widen_latent(model: ReducedVAE, latent: int, seed: int = 0) -> ReducedVAE:
+    """A copy of ``model`` with ``latent`` ≥ M latent channels that computes the same function.
+
+    The new analysis channels get a fresh random initialisation and the synthesis reads them
+    with zero weights, so fine-tuning starts from the trained model's rate–distortion point.
+    Why: at stride 16, M = 192 channels are 0.75 latents per pixel; above ~2 bpp every
+    channel is in use and the transform, not the entropy model, caps the PSNR.
+    """
+    old = model.config
+    if latent < old.latent:
+        raise ValueError(f"cannot narrow the latent from {old.latent} to {latent} channels")
+    torch.manual_seed(seed)
+    wide = ReducedVAE(ModelConfig(**{**old.to_dict(), "latent": latent}))
+    state = wide.state_dict()
+    m = old.latent
+    last_conv = f"analysis_transform.{len(wide.analysis_transform) - 1}"
+    first_up = "synthesis_transform.0.conv"
+    for k, v in model.state_dict().items():
+        if k.startswith(last_conv):
+            state[k][:m] = v  # trained channels first, fresh ones after
+        elif k == f"{first_up}.weight":
+            state[k].zero_()
+            state[k][:, :m] = v
+        else:
+            state[k] = v
+    wide.load_state_dict(state)
+    return wide
+
+
 def count_macs(module: nn.Module, input_shape: tuple[int, int, int, int]) -> int:
     """Multiply-accumulates of the convolutions and GDNs of ``module`` for one input."""
     macs = 0

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from satcodec.codec.data import PatchSampler, load_scene_bands, scene_paths
-from satcodec.codec.models import ModelConfig, ReducedVAE, complexity
+from satcodec.codec.models import ModelConfig, ReducedVAE, complexity, widen_latent
 from satcodec.codec.registry import load_model, save_model
 from satcodec.errors import ConfigError
 from satcodec.train import TrainConfig, Trainer
@@ -163,20 +163,24 @@ def train_codec(
 
     ``init`` (a model name or weights path) starts from trained weights instead of random
     ones: a neighbouring rung of the rate ladder converges in a fraction of the steps.
-    Its architecture is used; ``config`` must then be ``None`` or equal to it.
+    Its architecture is used; ``config`` may only differ by a wider latent
+    (:func:`~satcodec.codec.models.widen_latent`: same function at step 0).
     """
     out = Path(out)
     init_info = None
     if init is not None:
         source, init_info = load_model(init)
-        if config is not None and config != init_info.config:
+        if config is None:
+            config = init_info.config
+        widened = ModelConfig(**{**init_info.config.to_dict(), "latent": config.latent})
+        if config != widened or config.latent < init_info.config.latent:
             raise ConfigError(
-                f"--init {init}: its architecture {init_info.config} differs from {config}"
+                f"--init {init}: its architecture {init_info.config} differs from {config} "
+                "(only a wider latent can be grown from a trained model)"
             )
-        config = init_info.config
-    model = ReducedVAE(config or ModelConfig())
-    if init is not None:
-        model.load_state_dict(source.state_dict())
+        model = widen_latent(source, config.latent, seed=seed)
+    else:
+        model = ReducedVAE(config or ModelConfig())
     trainer, meta = fit_rd(
         model,
         data,
