@@ -176,6 +176,16 @@ def cmd_research_inna_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_research_recsys_bench(a: argparse.Namespace) -> int:
+    from satcodec.benchmarks.recsys_bench import RecsysBenchOptions, run_benchmark
+
+    opts = RecsysBenchOptions(
+        quick=a.quick, data=a.data, seeds=a.seeds, out=a.out, work=a.work, progress=not a.quiet
+    )
+    run_benchmark(opts)
+    return 0
+
+
 def cmd_denoise(a: argparse.Namespace) -> int:
     from satcodec.ground_segment.denoiser import denoise_file
     from satcodec.ground_segment.noise import NoiseParams
@@ -312,6 +322,18 @@ def build_parser() -> argparse.ArgumentParser:
     ib.add_argument("--out", default="bench/results")
     ib.add_argument("--work", default="runs/inna_bench", help="per-run logs and checkpoints")
     ib.set_defaults(func=cmd_research_inna_bench)
+    rb = research.add_parser(
+        "recsys-bench",
+        help="NCACF music recommender, warm and cold start, vs popularity/ALS/LightFM "
+        "(bench/results/recsys_bench*)",
+    )
+    rb.add_argument("--quick", action="store_true", help="smoke run of about two minutes")
+    rb.add_argument("--data", help="Last.fm HetRec 2011 folder (default: ../shared/data/music)")
+    rb.add_argument("--seeds", type=int, help="seeds (splits and initialisations; default 3)")
+    rb.add_argument("--out", default="bench/results")
+    rb.add_argument("--work", default="runs/recsys_bench", help="per-run logs and checkpoints")
+    rb.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    rb.set_defaults(func=cmd_research_recsys_bench)
 
     dn = sub.add_parser(
         "denoise", help="remove sensor noise from a GeoTIFF (ground denoiser, tiled, no seams)"

@@ -95,3 +95,8 @@ class NoiseModelError(SatcodecError, ValueError):
 
 class GroundPipelineError(SatcodecError, RuntimeError):
     """The ground pipeline cannot run (inbox/outbox unusable, state file corrupt, cluster down)."""
+
+
+# --- research: recommendation ---------------------------------------------------------------
+class RecsysDataError(SatcodecError, ValueError):
+    """A listening-data folder (Last.fm HetRec 2011) is missing files or holds malformed tables."""
