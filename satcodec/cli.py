@@ -186,6 +186,32 @@ def cmd_research_recsys_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_research_abc_bench(a: argparse.Namespace) -> int:
+    from satcodec.benchmarks.abc_bench import BenchOptions, run_benchmark
+    from satcodec.errors import ConfigError
+
+    def ints(text: str) -> list[int]:
+        try:
+            return [int(float(v)) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(
+                f"--budgets: comma-separated integers expected, got {text!r}"
+            ) from None
+
+    opts = BenchOptions(
+        quick=a.quick,
+        tasks=a.tasks.split(",") if a.tasks else None,
+        methods=a.methods.split(",") if a.methods else None,
+        budgets=ints(a.budgets) if a.budgets else None,
+        observations=a.observations,
+        c2st_samples=a.c2st_samples,
+        rounds=a.rounds,
+        out=a.out,
+    )
+    run_benchmark(opts)
+    return 0
+
+
 def cmd_denoise(a: argparse.Namespace) -> int:
     from satcodec.ground_segment.denoiser import denoise_file
     from satcodec.ground_segment.noise import NoiseParams
@@ -322,6 +348,25 @@ def build_parser() -> argparse.ArgumentParser:
     ib.add_argument("--out", default="bench/results")
     ib.add_argument("--work", default="runs/inna_bench", help="per-run logs and checkpoints")
     ib.set_defaults(func=cmd_research_inna_bench)
+    ab = research.add_parser(
+        "abc-bench",
+        help="ABC (rejection, SMC, flow/cVAE surrogates) vs sbi NPE on sbibm tasks, C2ST "
+        "(bench/results/abc_bench*; needs the 'abc' extra and sbibm)",
+    )
+    ab.add_argument("--quick", action="store_true", help="smoke run of about two minutes")
+    ab.add_argument(
+        "--tasks", help="comma-separated subset of: two_moons,gaussian_linear,slcp,gaussian_mixture"
+    )
+    ab.add_argument(
+        "--methods",
+        help="comma-separated subset of: rej_abc,smc_abc,surrogate_flow,surrogate_cvae,npe",
+    )
+    ab.add_argument("--budgets", help="real-simulation budgets, e.g. 1000,10000 (the default)")
+    ab.add_argument("--observations", type=int, help="sbibm observations 1..N (default 3)")
+    ab.add_argument("--c2st-samples", type=int, help="C2ST samples per side (default 1000)")
+    ab.add_argument("--rounds", type=int, default=1, help="surrogate rounds (default 1: amortised)")
+    ab.add_argument("--out", default="bench/results")
+    ab.set_defaults(func=cmd_research_abc_bench)
     rb = research.add_parser(
         "recsys-bench",
         help="NCACF music recommender, warm and cold start, vs popularity/ALS/LightFM "

@@ -100,3 +100,8 @@ class GroundPipelineError(SatcodecError, RuntimeError):
 # --- research: recommendation ---------------------------------------------------------------
 class RecsysDataError(SatcodecError, ValueError):
     """A listening-data folder (Last.fm HetRec 2011) is missing files or holds malformed tables."""
+
+
+# --- research: approximate Bayesian computation ------------------------------------------------
+class SimulationBudgetError(SatcodecError, RuntimeError):
+    """A counted simulator was asked for more simulations than its budget allows."""
