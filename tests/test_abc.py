@@ -120,6 +120,20 @@ def test_smc_beats_rejection_at_equal_budget_under_a_wide_prior() -> None:
     assert smc.epsilon < 0.6 * rej.epsilon, (smc.epsilon, rej.epsilon)
 
 
+def test_smc_weights_give_the_abc_posterior_in_1d() -> None:
+    # 1-D, many particles: precise enough that dropping either part of the importance weight
+    # p(θ) / Σ w K (checked by hand: variance −20..−30%, or the mean +0.19) fails this test
+    prior = Independent(Normal(torch.zeros(1), 3 * torch.ones(1)), 1)
+    torch.manual_seed(7)
+    sim = Simulator(lambda th: th + torch.randn_like(th))
+    res = smc_abc(sim, prior, torch.tensor([2.0]), Euclidean(), 60_000, population_size=2000)
+    shrink = 9 / 10  # posterior N(2·0.9, 0.9); the ε-ball adds shrink²·ε²/3 to the variance
+    target_var = 0.9 + shrink**2 * res.epsilon**2 / 3
+    assert res.epsilon < 0.4 and res.ess > 1000
+    assert abs(float(res.mean()) - 1.8) < 5 * math.sqrt(0.9 / res.ess)
+    assert abs(float(res.cov()) / target_var - 1) < 4 * math.sqrt(2 / res.ess)
+
+
 def test_smc_importance_weights_correct_a_bounded_prior() -> None:
     # uniform prior on [0, 1]² with x_obs near the corner: the kernel proposes outside the
     # support, which must never be simulated, and the posterior mass piles up in the corner

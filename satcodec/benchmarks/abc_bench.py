@@ -542,6 +542,9 @@ def plot(summary: list[dict[str, Any]], o: BenchOptions, path: Path) -> None:
             if pub is not None and 10_000 in budgets:
                 ax.plot([10_000 * 1.35], [pub], marker="*", ms=10, color=colors[method], ls="")
         ax.set_xscale("log")
+        ax.set_xticks(budgets, [f"{b:,}" for b in budgets])
+        ax.minorticks_off()
+        ax.set_xlim(min(budgets) * 0.7, max(budgets) * 1.6)
         ax.set_ylim(0.48, 1.02)
         ax.axhline(0.5, color="k", lw=0.6, ls=":")
         ax.set_title(task)
