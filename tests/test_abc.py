@@ -152,6 +152,24 @@ def test_smc_importance_weights_correct_a_bounded_prior() -> None:
     assert (res.mean() < 0.3).all()
 
 
+def test_kde_bandwidth_follows_the_particles_shape() -> None:
+    from satcodec.research.abc.rejection import kde_bandwidth
+
+    g = torch.Generator().manual_seed(0)
+    blob = torch.randn(500, 2, generator=g)
+    h_blob = kde_bandwidth(blob, torch.ones(500))
+    assert 0.15 < h_blob < 0.8  # near Silverman's 500^(-1/6) = 0.35 for a Gaussian
+    angle = torch.rand(500, generator=g) * 2 * math.pi
+    ring = torch.stack([angle.cos(), angle.sin()], 1) + 0.01 * torch.randn(500, 2, generator=g)
+    assert kde_bandwidth(ring, torch.ones(500)) < 0.3 * h_blob  # a thin ring needs a thin kernel
+    res = ABCResult(blob, torch.full((500,), 1 / 500), torch.zeros(500), 0.0, 0)
+    draws = res.sample(4000, generator=g)
+    var = draws.var(0) / blob.var(0)  # KDE variance = (1 + h²) × particle variance
+    assert torch.allclose(var, torch.full((2,), 1 + h_blob**2), atol=0.12)
+    plain = res.sample(7, kde=False, generator=g)  # plain resampling returns particles
+    assert all(bool((blob == row).all(1).any()) for row in plain)
+
+
 # --- the counter ----------------------------------------------------------------------------
 class RowCounter:
     def __init__(self) -> None:

@@ -52,13 +52,17 @@ class ABCResult:
         kde: bool = True,
         prior: Any = None,
         generator: torch.Generator | None = None,
+        bandwidth: str | float = "cv",
     ) -> torch.Tensor:
         """``n`` draws from the particle approximation.
 
-        With ``kde`` (default), a weighted Gaussian kernel density estimate (bandwidth matrix
-        h²·Σ_w, Scott's factor h = ESS^(−1/(p+4))), as sbibm does for its ABC baselines so that
-        a few hundred particles can be compared with 10^4 reference samples; draws outside the
-        support of ``prior`` (when given) are redrawn. Without, plain weighted resampling.
+        With ``kde`` (default), a weighted Gaussian kernel density estimate with bandwidth
+        matrix h²·Σ_w (Σ_w the weighted covariance), as sbibm does for its ABC baselines so that
+        a few hundred particles can be compared with 10^4 reference samples. ``bandwidth``:
+        ``"cv"`` (default; h maximises the leave-one-out likelihood of the particles, sbibm also
+        cross-validates), ``"scott"`` (h = ESS^(−1/(p+4)), far too wide for thin or multimodal
+        posteriors) or a number h. Draws outside the support of ``prior`` (when given) are
+        redrawn. Without ``kde``, plain weighted resampling.
         """
         if n < 1:
             raise ConfigError(f"sample: n must be >= 1, got {n}")
@@ -67,7 +71,14 @@ class ABCResult:
         if not kde:
             return base
         p = self.theta.shape[1]
-        h = max(self.ess, 1.0) ** (-1.0 / (p + 4))
+        if bandwidth == "cv":
+            h = kde_bandwidth(self.theta, self.weights)
+        elif bandwidth == "scott":
+            h = max(self.ess, 1.0) ** (-1.0 / (p + 4))
+        elif isinstance(bandwidth, (int, float)) and bandwidth > 0:
+            h = float(bandwidth)
+        else:
+            raise ConfigError(f"sample: bandwidth must be 'cv', 'scott' or > 0, got {bandwidth!r}")
         chol = _safe_cholesky(self.cov() * h * h)
         out = base + torch.randn(n, p, generator=generator, dtype=base.dtype) @ chol.T
         if prior is not None:
@@ -79,6 +90,36 @@ class ABCResult:
                 j = torch.multinomial(self.weights, k, replacement=True, generator=generator)
                 out[bad] = self.theta[j] + torch.randn(k, p, generator=generator) @ chol.T
         return out
+
+
+def kde_bandwidth(
+    theta: torch.Tensor, weights: torch.Tensor, grid: torch.Tensor | None = None
+) -> float:
+    """Bandwidth factor h of a weighted Gaussian KDE with kernel covariance h²·Σ_w, chosen on
+    ``grid`` (default 10^-2.5 … 10^0.3) by the weighted leave-one-out log-likelihood."""
+    n, p = theta.shape
+    if n < 3:
+        return 1.0
+    w = (weights / weights.sum()).double()
+    chol = _safe_cholesky(weighted_cov(theta, weights).double())
+    if n > 1000:  # O(n²): score a weighted subsample, plenty to choose one scalar
+        keep = torch.multinomial(w, 1000, replacement=False)
+        theta, w = theta[keep], w[keep] / w[keep].sum()
+        n = 1000
+    z = torch.linalg.solve_triangular(chol, theta.double().T, upper=False).T  # whitened
+    d2 = torch.cdist(z, z).pow(2)
+    d2.fill_diagonal_(torch.inf)
+    grid = torch.logspace(-2.5, 0.3, 22, dtype=torch.float64) if grid is None else grid.double()
+    log_w = torch.log(w)
+    loo_norm = torch.log1p(-w.clamp(max=1 - 1e-12))  # the left-out weight is renormalised away
+    best_h, best = 1.0, -math.inf
+    for h in grid.tolist():
+        log_k = -0.5 * d2 / (h * h) - p * math.log(h)  # constants common to all h dropped
+        ll = torch.logsumexp(log_k + log_w[None, :], dim=1) - loo_norm
+        score = float((w * ll).sum())
+        if score > best:
+            best_h, best = h, score
+    return best_h
 
 
 def effective_sample_size(weights: torch.Tensor) -> float:
