@@ -286,3 +286,24 @@ def test_cli_has_recsys_bench():
 
     a = build_parser().parse_args(["research", "recsys-bench", "--quick", "--seeds", "2"])
     assert a.quick and a.seeds == 2 and a.func.__name__ == "cmd_research_recsys_bench"
+
+
+def test_inna_bench_music_task_is_registered_and_trains():
+    _real_data()
+    from satcodec.benchmarks import inna_bench as ib
+
+    task = ib.TASKS["music"]
+    assert task.build is not None and not task.pending
+    setup = task.build(ib.BenchOptions(quick=True))
+    model = setup.make_model(0)
+    before = setup.evaluate(model)
+    assert set(before) == {"train_loss", "test_ndcg50"} and 0 <= before["test_ndcg50"] <= 1
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    batches = setup.make_batch_fn(0)
+    for step in range(2 * setup.steps_per_epoch):
+        loss, _ = setup.loss_fn(model, batches(step, 0, 1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = setup.evaluate(model)
+    assert after["train_loss"] < before["train_loss"]

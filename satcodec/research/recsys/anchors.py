@@ -161,7 +161,8 @@ def lightfm_warp(
     t0 = time.time()
     for epoch in range(1, max_epochs + 1):
         model.fit_partial(inter, item_features=feats, epochs=1, num_threads=1)
-        if epoch % eval_every == 0 or epoch == max_epochs:
+        # every epoch at first (the cold model peaks early), then every ``eval_every``
+        if epoch <= 6 or epoch % eval_every == 0 or epoch == max_epochs:
             fn = snapshot()
             val = evaluate_val(fn)
             curve.append((epoch, val["ndcg"]))

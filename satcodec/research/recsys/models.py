@@ -24,7 +24,6 @@ This module imports torch, numpy and :mod:`satcodec.errors` only, never the code
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -52,7 +51,7 @@ class NCACFConfig:
     alpha: float = 2.0
     epsilon: float = 1e-6
     confidence: str = "binary"
-    init_std: float = 0.1
+    init_std: float = 0.1  # factor init N(0, std²); the official code uses 0.01 (not compared)
 
     def validate(self) -> NCACFConfig:
         for name, value, allowed in (
@@ -238,10 +237,6 @@ def describe(model: NCACF) -> str:
         parts.append("φ MLP " + "→".join(str(s) for s in sizes) + f" ({cfg.variant})")
     parts.append(f"{parameter_count(model) / 1e6:.2f}M parameters")
     return ", ".join(parts)
-
-
-def sigmoid_inverse(p: float) -> float:
-    return math.log(p / (1 - p))
 
 
 def as_tensor(a: np.ndarray) -> torch.Tensor:

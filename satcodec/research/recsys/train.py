@@ -114,6 +114,7 @@ def fit_ncacf(
     def batch_fn(step: int, rank: int, world: int) -> torch.Tensor:
         return train_items[batches(step, rank, world)]
 
+    # the trainer passes its (possibly DDP-wrapped) model; single-process here, so use ours
     def loss_fn(m: torch.nn.Module, items: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         x = content[items] if model.phi is not None else None
         return ncacf_loss(model, items, counts[:, items], x)
