@@ -163,7 +163,7 @@ def cmd_ladder(a: argparse.Namespace) -> int:
         "Excluded: "
         + "; ".join(f"`{k}` ({v})" for k, v in EXCLUDED.items())
         + ". The `satcodec` curve is the ladder: at each target the model the API picks by "
-        "default (nearest native rate); `satcodec:<model>` curves are the single models.\n",
+        "default (best measured PSNR on its model card at that rate); `satcodec:<model>` curves are the single models.\n",
     ]
     groups = [("pan", PAN, "single-band optical, 11–13-bit data")]
     if not a.pan_only:

@@ -350,8 +350,10 @@ def _satcodec_models(model: Any) -> list[Any]:
 
 
 def _ladder_choice(infos: list[Any], bpp: float) -> str:
-    """The model the API picks by default for ``bpp`` (nearest native rate in log scale)."""
-    return min(infos, key=lambda m: abs(math.log2(bpp / float(m.meta.get("native_bpp", 1.0))))).name
+    """The model the API picks by default for ``bpp`` (the same rule, on these models)."""
+    from satcodec.codec.pipeline import choose_model
+
+    return choose_model(bpp, infos)
 
 
 class _AnchorCache:

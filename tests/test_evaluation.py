@@ -343,3 +343,32 @@ def test_lower_bound_passes_gradients_that_raise_the_value():
     x.grad = None
     lower_bound(x, 0.11).sum().backward()  # wants x smaller: blocked below the bound
     assert torch.equal(x.grad, torch.tensor([0.0, 1.0]))
+
+
+def test_ladder_pick_is_the_best_measured_model_at_each_rate():
+    """Rate control and the eval's ladder curve pick by the cards' measured RD, not native rate."""
+    from satcodec.codec.models import ModelConfig
+    from satcodec.codec.pipeline import choose_model
+    from satcodec.codec.registry import ModelInfo
+    from satcodec.evaluation import _ladder_choice
+
+    def info(name: str, native: float, rd: list[list[float]]) -> ModelInfo:
+        return ModelInfo(
+            name,
+            Path(f"{name}.safetensors"),
+            "0" * 32,
+            ModelConfig(),
+            {"native_bpp": native, "rd": rd},
+        )
+
+    low = info("low", 0.4, [[0.252, 38.0], [0.502, 41.0], [1.0, 42.0]])
+    mid = info("mid", 1.0, [[0.502, 41.5], [1.0, 44.5], [2.0, 47.0]])  # real rates: 0.502
+    # native rate nearest to 2 bpp, but measured worse there than "wide"
+    near = info("near", 1.9, [[1.0, 43.0], [2.0, 47.5], [3.0, 49.0]])
+    wide = info("wide", 2.6, [[1.0, 43.5], [2.0, 48.2], [3.0, 50.0]])
+    models = [low, mid, near, wide]
+    picks = {b: choose_model(b, models) for b in (0.25, 0.5, 1.0, 2.0, 3.0)}
+    assert picks == {0.25: "low", 0.5: "mid", 1.0: "mid", 2.0: "wide", 3.0: "wide"}
+    assert all(_ladder_choice(models, b) == p for b, p in picks.items())
+    # outside every card's range: the best extrapolation among them, never an error
+    assert choose_model(8.0, models) == "wide"
