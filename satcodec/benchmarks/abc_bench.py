@@ -514,17 +514,20 @@ def render_markdown(
     lines += ["## Surrogate ABC against ABC-SMC", ""]
     for budget in o.budgets or []:
         for kind in ("surrogate_flow", "surrogate_cvae"):
-            wins, told = [], 0
+            wins, clear, told = [], [], 0
             for task in o.tasks or []:
                 a, b = by.get((task, budget, kind)), by.get((task, budget, "smc_abc"))
                 if a and b:
                     told += 1
                     if a["mean"] < b["mean"]:
                         wins.append(task)
+                    if a["max"] < b["min"]:  # every observation's C2ST below every one of SMC's
+                        clear.append(task)
             if told:
                 lines.append(
                     f"- {budget:,} simulations, {LABELS[kind]}: lower mean C2ST than our "
-                    f"ABC-SMC on {len(wins)} of {told} tasks ({', '.join(wins) or 'none'})."
+                    f"ABC-SMC on {len(wins)} of {told} tasks ({', '.join(wins) or 'none'}); "
+                    f"min–max ranges apart on {len(clear)} ({', '.join(clear) or 'none'})."
                 )
     lines += [
         "",
