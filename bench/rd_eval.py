@@ -92,6 +92,22 @@ def _batch_of(info: Any) -> str:
     return "?"
 
 
+def _steps_of(meta: dict[str, Any]) -> str:
+    """Training steps, counting those of the model a rung was fine-tuned from."""
+    from satcodec.codec.registry import load_model
+    from satcodec.errors import SatcodecError
+
+    steps = meta.get("steps", "?")
+    init = meta.get("init")
+    if not init:
+        return str(steps)
+    try:
+        before = load_model(init["model"])[1].meta.get("steps", "?")
+    except SatcodecError:
+        before = "?"
+    return f"{before} + {steps} (from {init['model']})"
+
+
 def _budget_table(infos: list[Any]) -> str:
     from satcodec.codec.models import complexity
     from satcodec.codec.registry import load_model
@@ -107,8 +123,8 @@ def _budget_table(infos: list[Any]) -> str:
             (
                 info.name,
                 info.model_id[:12],
-                m.get("lmbda", "?"),
-                m.get("steps", "?"),
+                f"{m['lmbda']:g}" if isinstance(m.get("lmbda"), float) else "?",
+                _steps_of(m),
                 _batch_of(info),
                 f"{m.get('optimizer', '?')} lr {m.get('lr', '?')} {m.get('schedule', '?')}",
                 f"{lo:.2g}–{hi:.2g}",
