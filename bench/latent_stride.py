@@ -24,11 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from satcodec.codec.data import scene_paths
-from satcodec.codec.layers import SubPixelUp, activation, conv_down
-from satcodec.codec.models import Gain, ModelConfig, ReducedVAE, count_macs
+from satcodec.codec.models import ModelConfig, ReducedVAE, count_macs
 from satcodec.codec.training import (
     DEFAULT_EXCLUDE,
     DEFAULT_VAL,
@@ -41,31 +39,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def build(variant: str) -> tuple[ReducedVAE, int]:
-    """``s<stride>-m<M>``: a ReducedVAE, re-plumbed to 3 stages for stride 8."""
+    """``s<stride>-m<M>``: a ReducedVAE with 4 (stride 16) or 3 (stride 8) stages."""
     stride_s, m_s = variant.split("-")
     stride, m = int(stride_s[1:]), int(m_s[1:])
-    model = ReducedVAE(ModelConfig(latent=m))
-    if stride == 8:
-        n, act, g = 64, "sgdn", model.config.input_gain
-        model.analysis_transform = nn.Sequential(
-            Gain(g),
-            conv_down(1, n),
-            activation(act, n, inverse=False),
-            conv_down(n, n),
-            activation(act, n, inverse=False),
-            conv_down(n, m),
-        )
-        model.synthesis_transform = nn.Sequential(
-            SubPixelUp(m, n),
-            activation(act, n, inverse=True),
-            SubPixelUp(n, n),
-            activation(act, n, inverse=True),
-            SubPixelUp(n, 1),
-            Gain(1.0 / g),
-        )
-    elif stride != 16:
+    if stride not in (8, 16):
         raise SystemExit(f"stride must be 8 or 16, got {stride}")
-    return model, stride
+    return ReducedVAE(ModelConfig(latent=m, stages=4 if stride == 16 else 3)), stride
 
 
 def evaluate(model: ReducedVAE, crops: list[np.ndarray], lmbda: float) -> dict[str, float]:

@@ -352,3 +352,36 @@ def test_unreachable_bpp_target_raises_instead_of_missing(tiny_model, sample_arr
 
     with pytest.raises(RateControlError, match="cannot reach"):
         satcodec.encode(sample_array, bpp=12.0, model=tiny_model)
+
+
+def test_stride8_models_train_and_load_but_the_v1_stream_refuses_them(tmp_path, sample_array):
+    """Stride-8 latents (3 stages) are an experiment: weights round-trip, coding says why not."""
+    import torch
+
+    from satcodec.codec.models import ModelConfig, ReducedVAE, complexity
+    from satcodec.codec.registry import save_model
+    from satcodec.errors import ConfigError, WeightsError
+
+    model = ReducedVAE(ModelConfig(hidden=16, latent=24, stages=3))
+    x = torch.rand(1, 1, 64, 64)
+    assert model.analysis_transform(x).shape == (1, 24, 8, 8)  # stride 8
+    assert model(x)["x_hat"].shape == x.shape
+    assert complexity(model)["decoder_mac_per_pixel"] > 0
+    path = tmp_path / "s8.safetensors"
+    save_model(path, model, {})
+    loaded, info = load_model(path)
+    assert info.config.stages == 3 and info.config.downsampling == 8
+    with pytest.raises(ConfigError, match="stride-8 latents"):
+        satcodec.encode(sample_array[:, :128, :128], quality=50, model=path)
+    with pytest.raises(ValueError, match="stages must be 3 or 4"):
+        ReducedVAE(ModelConfig(stages=5))
+    # a weights file that declares an impossible stage count is refused as weights
+    bad = tmp_path / "bad.safetensors"
+    from safetensors.torch import load_file, save_file
+
+    from satcodec.codec.registry import FORMAT
+
+    cfg = json.dumps({**info.config.to_dict(), "stages": 7})
+    save_file(load_file(str(path)), str(bad), metadata={"format": FORMAT, "config": cfg})
+    with pytest.raises(WeightsError, match="stages"):
+        load_model(bad)

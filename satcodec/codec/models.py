@@ -30,6 +30,13 @@ class ModelConfig:
     # satellite DN normalised by the sensor peak have a std of ~0.02-0.07; a fixed gain puts
     # the latents on the quantiser's scale from the first step instead of after thousands
     input_gain: float = 16.0
+    # stride-2 stages: 4 gives the stride-16 latents bitstream v1 codes; 3 (stride 8) is the
+    # experiment of bench/latent_stride.py (more latents per pixel, a higher PSNR ceiling)
+    stages: int = 4
+
+    @property
+    def downsampling(self) -> int:
+        return 2**self.stages
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -42,6 +49,7 @@ class ModelConfig:
             latent=int(d["latent"]),
             activation=str(d["activation"]),
             input_gain=float(d.get("input_gain", 1.0)),
+            stages=int(d.get("stages", 4)),
         )
 
 
@@ -87,26 +95,19 @@ class ReducedVAE(nn.Module):
         super().__init__()
         self.config = config = config or ModelConfig()
         n, m, b, act = config.hidden, config.latent, config.bands, config.activation
-        self.analysis_transform = nn.Sequential(
-            Gain(config.input_gain),
-            conv_down(b, n),
-            activation(act, n, inverse=False),
-            conv_down(n, n),
-            activation(act, n, inverse=False),
-            conv_down(n, n),
-            activation(act, n, inverse=False),
-            conv_down(n, m),
-        )
-        self.synthesis_transform = nn.Sequential(
-            SubPixelUp(m, n),
-            activation(act, n, inverse=True),
-            SubPixelUp(n, n),
-            activation(act, n, inverse=True),
-            SubPixelUp(n, n),
-            activation(act, n, inverse=True),
-            SubPixelUp(n, b),
-            Gain(1.0 / config.input_gain),
-        )
+        if config.stages not in (3, 4):
+            raise ValueError(f"stages must be 3 or 4 (stride 8 or 16), got {config.stages}")
+        down: list[nn.Module] = [Gain(config.input_gain)]
+        up: list[nn.Module] = []
+        for i in range(config.stages):  # N channels between stages, M latents at the end
+            last = i == config.stages - 1
+            down.append(conv_down(b if i == 0 else n, m if last else n))
+            up.append(SubPixelUp(m if i == 0 else n, b if last else n))
+            if not last:
+                down.append(activation(act, n, inverse=False))
+                up.append(activation(act, n, inverse=True))
+        self.analysis_transform = nn.Sequential(*down)
+        self.synthesis_transform = nn.Sequential(*up, Gain(1.0 / config.input_gain))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Training pass on normalised input ``x`` of shape (B, bands, H, W), H and W multiples of 16.
@@ -178,7 +179,7 @@ def complexity(model: ReducedVAE, size: int = 256) -> dict[str, float]:
     b, m = model.config.bands, model.config.latent
     pixels = size * size
     enc_macs = count_macs(model.analysis_transform, (1, b, size, size))
-    lat = size // DOWNSAMPLING
+    lat = size // model.config.downsampling
     dec_macs = count_macs(model.synthesis_transform, (1, m, lat, lat))
     return {
         "encoder_mac_per_pixel": enc_macs / pixels,

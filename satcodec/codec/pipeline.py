@@ -157,6 +157,7 @@ class Encoder:
             raise ConfigError(f"tile size must be a multiple of 16 between 64 and 8192, got {tile}")
         if model.config.bands != 1:
             raise ConfigError("only single-band models are supported; bands are coded one by one")
+        require_stream_stride(model)
         self.model, self.info = model, info
         self.analysis = analysis or torch_analysis(model)
         self.height, self.width, self.bands = height, width, bands
@@ -305,6 +306,15 @@ def step_for_quality(quality: float) -> float:
     return 2 ** ((QUALITY_NATIVE - quality) / QUALITY_PER_OCTAVE)
 
 
+def require_stream_stride(model: ReducedVAE) -> None:
+    """Bitstream v1 carries stride-16 latents; refuse other models before coding anything."""
+    if model.config.downsampling != DOWNSAMPLING:
+        raise ConfigError(
+            f"this model has stride-{model.config.downsampling} latents; bitstream v1 codes "
+            f"stride-{DOWNSAMPLING} models only (stride 8 is an experiment: bench/latent_stride.py)"
+        )
+
+
 def choose_model(bpp: float | None, models: Sequence[ModelInfo] | None = None) -> str:
     """The model (of ``models``, default: the shipped ones) expected to do best at ``bpp``.
 
@@ -381,6 +391,7 @@ class Decoder:
         self.synthesis = synthesis or torch_synthesis(model)
         self.header = h = reader.header
         self.model = model
+        require_stream_stride(model)
         if model.config.latent != h.latent_channels:
             raise BitstreamError(
                 f"bitstream has {h.latent_channels} latent channels but its model has {model.config.latent}"

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from satcodec.codec.models import DOWNSAMPLING, ReducedVAE
+from satcodec.codec.pipeline import require_stream_stride
 from satcodec.codec.registry import ModelInfo
 from satcodec.errors import ConfigError, ExportError, RuntimeUnavailableError
 from satcodec.export.calibration import calibration_patches, synthesis_inputs
@@ -417,6 +418,7 @@ def export_onnx(
     patches, sources = calibration_patches(
         calib, count=opts.count if precision == "int8" else 2, patch=opts.patch
     )
+    require_stream_stride(model)  # the runtimes feed the v1 pipeline
     analysis, synthesis = deploy_transforms(model)
     with torch.no_grad():
         latents = [analysis(torch.from_numpy(p[None])).numpy() for p in patches]
