@@ -134,8 +134,9 @@ def widen_latent(model: ReducedVAE, latent: int, seed: int = 0) -> ReducedVAE:
     old = model.config
     if latent < old.latent:
         raise ValueError(f"cannot narrow the latent from {old.latent} to {latent} channels")
-    torch.manual_seed(seed)
-    wide = ReducedVAE(ModelConfig(**{**old.to_dict(), "latent": latent}))
+    with torch.random.fork_rng():  # seeded fresh channels without touching the caller's RNG
+        torch.manual_seed(seed)
+        wide = ReducedVAE(ModelConfig(**{**old.to_dict(), "latent": latent}))
     state = wide.state_dict()
     m = old.latent
     last_conv = f"analysis_transform.{len(wide.analysis_transform) - 1}"
