@@ -60,7 +60,10 @@ MAX_TILE_SIZE = 8192
 MAX_TILES = 1 << 24
 MAX_METADATA_BYTES = 1 << 24
 MAX_METADATA_DEPTH = 64  # JSON nesting; georeferencing needs ~4
-DOWNSAMPLING = 16
+DOWNSAMPLING = 16  # the default latent stride
+# latent strides a stream may declare: 16 (four stride-2 stages) and 8 (three). Streams written
+# before stride 8 existed all say 16, so they read unchanged.
+SUPPORTED_DOWNSAMPLING = (8, 16)
 _U32_MAX = 0xFFFFFFFF
 
 # dtype code -> (name, bits, min, max)
@@ -171,10 +174,13 @@ def _field_problem(h: StreamHeader) -> tuple[str, str] | None:
         return "limit", f"latent channels {h.latent_channels!r} is outside 1..{MAX_LATENT_CHANNELS}"
     if not _is_int(h.tile_size) or not MIN_TILE_SIZE <= h.tile_size <= MAX_TILE_SIZE:
         return "limit", f"tile size {h.tile_size!r} is outside {MIN_TILE_SIZE}..{MAX_TILE_SIZE}"
-    if h.downsampling != DOWNSAMPLING:
-        return "invalid", f"downsampling factor {h.downsampling!r} is not {DOWNSAMPLING}"
-    if h.tile_size % DOWNSAMPLING:
-        return "invalid", f"tile size {h.tile_size} is not a multiple of {DOWNSAMPLING}"
+    if h.downsampling not in SUPPORTED_DOWNSAMPLING:
+        return "invalid", (
+            f"downsampling factor {h.downsampling!r} is not one of "
+            f"{', '.join(map(str, SUPPORTED_DOWNSAMPLING))}"
+        )
+    if h.tile_size % h.downsampling:
+        return "invalid", f"tile size {h.tile_size} is not a multiple of {h.downsampling}"
     if h.dtype not in _DTYPE_CODES:
         return "invalid", f"dtype {h.dtype!r} is not one of {', '.join(_DTYPE_CODES)}"
     _name, bits, lo, hi = _DTYPES[_DTYPE_CODES[h.dtype]]

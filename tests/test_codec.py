@@ -354,15 +354,19 @@ def test_unreachable_bpp_target_raises_instead_of_missing(tiny_model, sample_arr
         satcodec.encode(sample_array, bpp=12.0, model=tiny_model)
 
 
-def test_stride8_models_train_and_load_but_the_v1_stream_refuses_them(tmp_path, sample_array):
-    """Stride-8 latents (3 stages) are an experiment: weights round-trip, coding says why not."""
+def test_stride8_models_code_and_decode_with_their_stride_in_the_header(tmp_path, sample_array):
+    """Stride-8 latents (3 stages): weights round-trip and the stream carries the stride."""
     import torch
 
     from satcodec.codec.models import ModelConfig, ReducedVAE, complexity
     from satcodec.codec.registry import save_model
-    from satcodec.errors import ConfigError, WeightsError
+    from satcodec.errors import BitstreamError, WeightsError
 
+    torch.manual_seed(7)
     model = ReducedVAE(ModelConfig(hidden=16, latent=24, stages=3))
+    with torch.no_grad():  # as the tiny fixture: put untrained latents on the quantiser's grid
+        model.analysis_transform[-1].weight.mul_(40.0)
+        model.synthesis_transform[0].conv.weight.div_(40.0)
     x = torch.rand(1, 1, 64, 64)
     assert model.analysis_transform(x).shape == (1, 24, 8, 8)  # stride 8
     assert model(x)["x_hat"].shape == x.shape
@@ -371,8 +375,32 @@ def test_stride8_models_train_and_load_but_the_v1_stream_refuses_them(tmp_path, 
     save_model(path, model, {})
     loaded, info = load_model(path)
     assert info.config.stages == 3 and info.config.downsampling == 8
-    with pytest.raises(ConfigError, match="stride-8 latents"):
-        satcodec.encode(sample_array[:, :128, :128], quality=50, model=path)
+
+    img = sample_array[:, :200, :300]  # odd latent grid: 25 x 37.5 -> 38 latents
+    data = satcodec.encode(img, quality=60, model=path, tile=128)
+    h = StreamReader(data).header
+    assert h.downsampling == 8 and (h.latent_height, h.latent_width) == (25, 38)
+    out, meta = satcodec.decode(data, model=path)
+    assert out.shape == img.shape and out.dtype == img.dtype and meta["damaged_tiles"] == []
+    # tiles are independent but their halo makes the reconstruction almost tile-size free
+    big, _ = satcodec.decode(satcodec.encode(img, quality=60, model=path, tile=512), model=path)
+    err = np.abs(out.astype(float) - img).mean()
+    assert np.abs(out.astype(float) - big).mean() < 0.05 * err
+    # a damaged tile is confined to itself plus the synthesis halo (in stride-8 pixels)
+    bad = bytearray(data)
+    a, b = _tile_payload_offset(data, 0, 0, 1)
+    bad[(a + b) // 2] ^= 0x5A
+    got, meta = satcodec.decode(bytes(bad), model=path, allow_damaged=True)
+    assert meta["damaged_tiles"] == [(0, 0, 1)]
+    halo = DECODE_HALO * 8
+    outside = np.ones(img.shape[1:], bool)
+    outside[: 128 + halo, 128 - halo : 256 + halo] = False
+    np.testing.assert_array_equal(got[0][outside], out[0][outside])
+    # the stride is part of the contract: a stride-16 model of the same width is refused
+    from satcodec.codec.pipeline import Decoder
+
+    with pytest.raises(BitstreamError, match="stride-8 latents but its model has stride-16"):
+        Decoder(StreamReader(data), ReducedVAE(ModelConfig(hidden=16, latent=24)))
     with pytest.raises(ValueError, match="stages must be 3 or 4"):
         ReducedVAE(ModelConfig(stages=5))
     # a weights file that declares an impossible stage count is refused as weights

@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from satcodec.bitstream import StreamHeader, StreamReader, TileRecord, write_stream
+from satcodec.bitstream import (
+    SUPPORTED_DOWNSAMPLING,
+    StreamHeader,
+    StreamReader,
+    TileRecord,
+    write_stream,
+)
 from satcodec.codec.models import DOWNSAMPLING, ReducedVAE
 from satcodec.codec.registry import ModelInfo, find_model_by_id, list_models, load_model
 from satcodec.entropy import (
@@ -40,7 +46,9 @@ from satcodec.errors import (
     TileCorruptedError,
 )
 
-ENCODE_HALO = 2 * DOWNSAMPLING  # analysis receptive radius is 2·(1+2+4+8) = 30 px
+# analysis receptive radius is 2·(1+2+4+8) = 30 px at stride 16 (14 px at stride 8); 32 is a
+# multiple of both strides, so the halo is a whole number of latents either way
+ENCODE_HALO = 2 * DOWNSAMPLING
 DECODE_HALO = 2  # latents; synthesis receptive radius ≈ 1 + ½ + ¼ + ⅛ latents
 DEFAULT_TILE = 512
 QUALITY_NATIVE = 50.0  # --quality 50 = the model's trained operating point (step 1)
@@ -173,7 +181,7 @@ class Encoder:
     def _analyse(
         self, read: WindowReader, progress: Callable[[int, int], None] | None
     ) -> Iterator[LatentTile]:
-        T, halo = self.tile, ENCODE_HALO
+        T, halo, stride = self.tile, ENCODE_HALO, self.model.config.downsampling
         total = self.bands * self.tiles_y * self.tiles_x
         done = 0
         for b in range(self.bands):
@@ -181,9 +189,9 @@ class Encoder:
                 for c in range(self.tiles_x):
                     y0, x0 = r * T, c * T
                     th, tw = min(T, self.height - y0), min(T, self.width - x0)
-                    lh, lw = math.ceil(th / DOWNSAMPLING), math.ceil(tw / DOWNSAMPLING)
-                    win_h = lh * DOWNSAMPLING + 2 * halo
-                    win_w = lw * DOWNSAMPLING + 2 * halo
+                    lh, lw = math.ceil(th / stride), math.ceil(tw / stride)
+                    win_h = lh * stride + 2 * halo
+                    win_w = lw * stride + 2 * halo
                     raw = read(b, y0 - halo, x0 - halo, win_h, win_w).astype(np.float32)
                     mask = None
                     if self.nodata is not None:
@@ -193,7 +201,7 @@ class Encoder:
                         mask = inner.copy() if inner.any() else None
                     x = ((raw - self.offsets[b]) / self.peak)[None, None]
                     y = self.analysis(np.ascontiguousarray(x, dtype=np.float32))[0]
-                    hl = halo // DOWNSAMPLING
+                    hl = halo // stride
                     lat = np.array(y[:, hl : hl + lh, hl : hl + lw], dtype=np.float32)
                     yield LatentTile(b, r, c, lat, mask)
                     done += 1
@@ -251,6 +259,7 @@ class Encoder:
             quant_step_q16=q16,
             tile_size=self.tile,
             latent_channels=self.model.config.latent,
+            downsampling=self.model.config.downsampling,
             band_offsets=tuple(self.offsets),
             metadata=self.metadata,
         )
@@ -307,11 +316,11 @@ def step_for_quality(quality: float) -> float:
 
 
 def require_stream_stride(model: ReducedVAE) -> None:
-    """Bitstream v1 carries stride-16 latents; refuse other models before coding anything."""
-    if model.config.downsampling != DOWNSAMPLING:
+    """Refuse, before coding anything, a model whose latent stride the bitstream cannot carry."""
+    if model.config.downsampling not in SUPPORTED_DOWNSAMPLING:
         raise ConfigError(
-            f"this model has stride-{model.config.downsampling} latents; bitstream v1 codes "
-            f"stride-{DOWNSAMPLING} models only (stride 8 is an experiment: bench/latent_stride.py)"
+            f"this model has stride-{model.config.downsampling} latents; the bitstream carries "
+            f"strides {', '.join(map(str, SUPPORTED_DOWNSAMPLING))} only"
         )
 
 
@@ -392,6 +401,11 @@ class Decoder:
         self.header = h = reader.header
         self.model = model
         require_stream_stride(model)
+        if model.config.downsampling != h.downsampling:
+            raise BitstreamError(
+                f"bitstream has stride-{h.downsampling} latents but its model has "
+                f"stride-{model.config.downsampling} latents"
+            )
         if model.config.latent != h.latent_channels:
             raise BitstreamError(
                 f"bitstream has {h.latent_channels} latent channels but its model has {model.config.latent}"
@@ -428,7 +442,7 @@ class Decoder:
     def band_latents(self, band: int) -> tuple[np.ndarray, list[tuple[int, int, np.ndarray]]]:
         """All latents of one band as int32 (C, LH, LW) and the nodata masks of its tiles."""
         h = self.header
-        L = h.tile_size // DOWNSAMPLING
+        L = h.tile_size // h.downsampling
         plane = np.zeros((h.latent_channels, h.latent_height, h.latent_width), np.int32)
         masks = []
         for r in range(h.tiles_y):
@@ -442,7 +456,7 @@ class Decoder:
     def synthesise_tile(self, plane: np.ndarray, band: int, row: int, col: int) -> np.ndarray:
         """Pixels (float, sensor units) of one tile from the band's latent plane."""
         h = self.header
-        L, halo = h.tile_size // DOWNSAMPLING, DECODE_HALO
+        L, halo = h.tile_size // h.downsampling, DECODE_HALO
         ly0, lx0 = row * L, col * L
         lh, lw = h.tile_latent_shape(row, col)
         a0, b0 = max(0, ly0 - halo), max(0, lx0 - halo)
@@ -450,7 +464,7 @@ class Decoder:
         window = (plane[:, a0:a1, b0:b1].astype(np.float32) * np.float32(self.step))[None]
         x_hat = self.synthesis(np.ascontiguousarray(window))[0, 0]
         _, _, ph, pw = h.tile_pixel_window(row, col)
-        oy, ox = (ly0 - a0) * DOWNSAMPLING, (lx0 - b0) * DOWNSAMPLING
+        oy, ox = (ly0 - a0) * h.downsampling, (lx0 - b0) * h.downsampling
         return x_hat[oy : oy + ph, ox : ox + pw] * self.peak + h.band_offsets[band]
 
 

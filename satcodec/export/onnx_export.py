@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from satcodec.codec.models import DOWNSAMPLING, ReducedVAE
+from satcodec.codec.models import ReducedVAE
 from satcodec.codec.pipeline import require_stream_stride
 from satcodec.codec.registry import ModelInfo
 from satcodec.errors import ConfigError, ExportError, RuntimeUnavailableError
@@ -512,7 +512,7 @@ def export_onnx(
         precision=precision,
         opset=opset,
         graphs=graphs,
-        input_normalisation=dict(INPUT_NORMALISATION, downsampling=str(DOWNSAMPLING)),
+        input_normalisation=dict(INPUT_NORMALISATION, downsampling=str(model.config.downsampling)),
         config=model.config.to_dict(),
         quantisation=quant,
         checks=checks,

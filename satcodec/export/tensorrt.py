@@ -60,14 +60,16 @@ def require_tensorrt() -> tuple[Any, Any]:
     return trt, torch
 
 
-def _shapes(side: str, channels: int, max_tile: int) -> tuple[tuple[int, ...], ...]:
+def _shapes(
+    side: str, channels: int, max_tile: int, stride: int = DOWNSAMPLING
+) -> tuple[tuple[int, ...], ...]:
     """(min, opt, max) input shapes of one transform for tiles MIN_TILE..max_tile."""
 
     def shape(tile: int) -> tuple[int, ...]:
         if side == "analysis":
             s = tile + 2 * ENCODE_HALO
             return (1, 1, s, s)
-        s = tile // DOWNSAMPLING + 2 * DECODE_HALO
+        s = tile // stride + 2 * DECODE_HALO
         return (1, channels, s, s)
 
     return shape(MIN_TILE), shape(min(OPT_TILE, max_tile)), shape(max_tile)
@@ -112,6 +114,7 @@ def build_engine(
     calibration: Sequence[np.ndarray] | None = None,
     max_tile: int = MAX_TILE,
     workspace_gib: float = 2.0,
+    stride: int = DOWNSAMPLING,
 ) -> dict[str, Any]:
     """Build and serialise one engine; returns what ``engine.json`` records for it."""
     trt, torch = require_tensorrt()
@@ -129,7 +132,7 @@ def build_engine(
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     name = network.get_input(0).name
-    lo, opt, hi = _shapes(side, channels, max_tile)
+    lo, opt, hi = _shapes(side, channels, max_tile, stride)
     profile = builder.create_optimization_profile()
     profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
@@ -233,6 +236,7 @@ def export_tensorrt(
                 model.config.latent,
                 calib_x if side == "analysis" else calib_y,
                 max_tile,
+                stride=model.config.downsampling,
             )
     manifest = {
         "format": "satcodec-tensorrt-v1",
