@@ -12,7 +12,8 @@ the unquantised reconstruction (the transform's own ceiling), encoder/decoder MA
     python bench/latent_stride.py --data ../shared/data/sat [--steps 1500] [--lmbda 1.6e-2]
         [--variants s16-m192,s16-m320,s8-m96]
 
-Stride-8 models are an experiment here: bitstream v1 fixes the latent stride at 16.
+Each run also writes ``model.safetensors`` + ``model.json`` (with the command that made it),
+so a variant can be shipped with ``scripts/ship_model.py`` like a ``satcodec train`` run.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 
 from satcodec.codec.data import scene_paths
 from satcodec.codec.models import ModelConfig, ReducedVAE, count_macs
+from satcodec.codec.registry import save_model
 from satcodec.codec.training import (
     DEFAULT_EXCLUDE,
     DEFAULT_VAL,
@@ -34,6 +36,7 @@ from satcodec.codec.training import (
     fit_rd,
     val_patches,
 )
+from satcodec.train import load_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,6 +48,14 @@ def build(variant: str) -> tuple[ReducedVAE, int]:
     if stride not in (8, 16):
         raise SystemExit(f"stride must be 8 or 16, got {stride}")
     return ReducedVAE(ModelConfig(latent=m, stages=4 if stride == 16 else 3)), stride
+
+
+def write_model(model: ReducedVAE, work: Path, lmbda: float, steps: int, command: str) -> None:
+    """``model.safetensors`` + ``model.json`` as ``satcodec train`` writes them, so
+    ``scripts/ship_model.py`` can ship a variant with the command that made it."""
+    meta = {"lmbda": lmbda, "steps": steps, "command": command}
+    model_id = save_model(work / "model.safetensors", model, meta)
+    (work / "model.json").write_text(json.dumps({"model_id": model_id, **meta}, indent=2))
 
 
 def evaluate(model: ReducedVAE, crops: list[np.ndarray], lmbda: float) -> dict[str, float]:
@@ -86,13 +97,23 @@ def main() -> None:
     for variant in a.variants.split(","):
         work = Path(a.work) / variant
         result = work / "result.json"
+        command = (
+            f"python bench/latent_stride.py --data DATA --steps {a.steps} --lmbda {a.lmbda} "
+            f"--variants {variant} --work {a.work}"
+        )
         if result.exists():  # each variant is its own resumable run
             rows.append(json.loads(result.read_text()))
+            if not (work / "model.safetensors").exists():  # runs finished before this was added
+                torch.manual_seed(0)
+                model, _ = build(variant)
+                extra = load_checkpoint(work / "checkpoint.safetensors", model)
+                write_model(model, work, a.lmbda, extra["step"], command)
             continue
         torch.manual_seed(0)
         model, stride = build(variant)
         t0 = time.time()
         fit_rd(model, a.data, a.lmbda, a.steps, work, resume=True, val_every=0)
+        write_model(model, work, a.lmbda, a.steps, command)
         px = 256 * 256
         m = model.analysis_transform[-1].out_channels
         row = {

@@ -138,7 +138,12 @@ def cmd_train(a: argparse.Namespace) -> int:
         if a.latent is not None:
             config = ModelConfig(**{**config.to_dict(), "latent": a.latent})
     else:
-        config = ModelConfig(hidden=a.hidden, latent=a.latent or 192, activation=a.activation)
+        config = ModelConfig(
+            hidden=a.hidden,
+            latent=a.latent or 192,
+            activation=a.activation,
+            stages=4 if a.stride == 16 else 3,
+        )
     meta = train_codec(
         a.data,
         a.lmbda,
@@ -320,6 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--latent", type=int, help="latent channels M (default 192; with --init: widen to M)"
     )
     t.add_argument("--activation", default="sgdn", choices=["sgdn", "gdn", "relu"])
+    t.add_argument(
+        "--stride",
+        type=int,
+        default=16,
+        choices=[8, 16],
+        help="latent stride: 16 (four stages) or 8 (three; more latents per pixel, for high rates)",
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", action="store_true")
     t.add_argument(

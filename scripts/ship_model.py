@@ -32,6 +32,22 @@ from satcodec.raster import open_raster  # noqa: E402
 from satcodec.train import load_checkpoint  # noqa: E402
 
 
+def train_command(
+    lmbda: float | None, steps: int, run: Path, init: dict | None, config: ModelConfig, cfg: dict
+) -> str:
+    """The ``satcodec train`` line that reproduces this run (flags only where not default)."""
+    cmd = f"satcodec train --data DATA --lmbda {lmbda} --steps {steps} --out {run}"
+    if init:
+        cmd += f" --init {init['model']}"
+    if config.latent != 192:
+        cmd += f" --latent {config.latent}"
+    if config.downsampling != 16:
+        cmd += f" --stride {config.downsampling}"
+    if float(cfg["lr"]) != 1e-3:
+        cmd += f" --lr {cfg['lr']}"
+    return cmd
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("run")
@@ -127,7 +143,8 @@ def main() -> None:
         f"# Model card: {a.name}",
         "",
         f"- model id: `{model_id}`",
-        f"- architecture: ReducedVAE, N={model.config.hidden}, M={model.config.latent}, activation "
+        f"- architecture: ReducedVAE, stride-{model.config.downsampling} latents "
+        f"({model.config.stages} stages), N={model.config.hidden}, M={model.config.latent}, activation "
         f"{model.config.activation}, input gain {model.config.input_gain}",
         f"- encoder: {c['encoder_mac_per_pixel']:.0f} MAC/pixel, {c['encoder_params']:,} parameters; "
         f"decoder: {c['decoder_mac_per_pixel']:.0f} MAC/pixel, {c['decoder_params']:,} parameters",
@@ -165,8 +182,8 @@ def main() -> None:
         "## Reproduce",
         "",
         "```sh",
-        f"satcodec train --data DATA --lmbda {lmbda} --steps {extra['step']} --out {run}"
-        + (f" --init {init['model']}" if init else ""),
+        run_meta.get("command")
+        or train_command(lmbda, extra["step"], run, init, model.config, cfg),
         f"python scripts/ship_model.py {run} --name {a.name} --data DATA"
         + (" --default" if a.default else ""),
         "```",

@@ -230,3 +230,25 @@ def test_widened_latent_computes_the_same_function(tiny_model):
     assert float(diff.abs().max()) < 1e-6
     with pytest.raises(ValueError, match="narrow"):
         widen_latent(model, m - 1)
+
+
+def test_cli_train_stride8_writes_a_stride8_model(tmp_path):
+    """``satcodec train --stride 8`` trains the three-stage model the stream can carry."""
+    import shutil
+
+    from satcodec.cli import main
+    from satcodec.codec.registry import load_model
+    from tests.conftest import RPC_SAMPLE, SAMPLE
+
+    data = tmp_path / "scenes"
+    data.mkdir()
+    shutil.copy(RPC_SAMPLE, data / "train.tif")
+    shutil.copy(SAMPLE, data / "shareloc_pleiades-pan_ventoux.tif")  # a default held-out name
+    out = tmp_path / "run"
+    args = ["train", "--data", str(data), "--lmbda", "4e-3", "--steps", "2", "--out", str(out)]
+    args += ["--stride", "8", "--latent", "24", "--hidden", "16", "--batch", "2", "--patch", "64"]
+    assert main(args) == 0
+    _model, info = load_model(out / "model.safetensors")
+    assert info.config.downsampling == 8 and info.config.latent == 24
+    with pytest.raises(SystemExit):  # argparse refuses a stride the stream cannot carry
+        main([*args[:-10], "--stride", "4"])
