@@ -143,7 +143,22 @@ def _codec_chain(noisy, bd, rate, model) -> tuple[np.ndarray, float] | None:
     return dec[0], 8 * len(data) / noisy.size
 
 
-def part_chains(items, sensor: str, rates, joint: Path | None, codec_model: str | None, out: Path):
+def joint_for_rate(joints: list[Path], rate: float) -> Path:
+    """The joint model whose training rate is nearest ``rate`` (log scale).
+
+    A rule fixed before measuring, from the models' own metadata (their mean training bpp), so
+    the chain does not pick its model on the crops it is scored on.
+    """
+    from satcodec.codec.registry import load_model
+
+    def distance(path: Path) -> float:
+        bpp = load_model(path)[1].meta.get("train_tail", {}).get("bpp")
+        return abs(np.log2(float(bpp) / rate)) if bpp else float("inf")
+
+    return min(joints, key=distance)
+
+
+def part_chains(items, sensor: str, rates, joints: list[Path], codec_model: str | None, out: Path):
     table = load_sensor_table()
     p = NoiseParams(float(table[sensor]["a"]), float(table[sensor]["b"]), f"sensor:{sensor}")
     model, _ = load_denoiser()
@@ -179,7 +194,9 @@ def part_chains(items, sensor: str, rates, joint: Path | None, codec_model: str 
                     r["seq_est_psnr"] = psnr(clean, np.clip(np.rint(den), 0, 2**bd - 1), bd)
                 except NoiseModelError:
                     pass
-            if joint is not None:
+            if joints:
+                joint = joint_for_rate(joints, rate)
+                r["joint_model"] = joint.stem
                 jr = _codec_chain(noisy, bd, rate, str(joint))
                 if jr is not None:
                     dec, r["joint_bpp"] = jr
@@ -234,6 +251,14 @@ def part_chains(items, sensor: str, rates, joint: Path | None, codec_model: str 
             d = [r[key] - r["j2k_bm3d_psnr"] for r in rows if r["target_bpp"] == rate and key in r]
             diffs.append(f"{np.mean(d):+.2f}" if d else "n/a")
         lines.append(f"| {rate} | " + " | ".join(cells + diffs) + " |")
+    if joints:
+        served = {rate: joint_for_rate(joints, rate).stem for rate in rates}
+        lines += [
+            "",
+            "(c) uses, per target rate, the joint model whose training rate is nearest it: "
+            + ", ".join(f"{rate} bpp → {name}" for rate, name in served.items())
+            + ".",
+        ]
     (out / "ground_chains.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     try:
@@ -280,7 +305,11 @@ def main() -> None:
     ap.add_argument(
         "--codec-model", help="our codec (default: the shipped model nearest each rate)"
     )
-    ap.add_argument("--joint", default=None, help="joint model weights (default: the shipped one)")
+    ap.add_argument(
+        "--joint",
+        default=None,
+        help="joint model weights, comma-separated (default: every shipped joint model)",
+    )
     ap.add_argument("--out", default=str(RESULTS))
     a = ap.parse_args()
     out = Path(a.out)
@@ -289,13 +318,13 @@ def main() -> None:
     if a.part in ("denoise", "all"):
         part_denoise(items, load_sensor_table(), out)
     if a.part in ("chains", "all"):
-        joint = (
-            Path(a.joint)
+        joints = (
+            [Path(j) for j in a.joint.split(",")]
             if a.joint
-            else next(iter(sorted((WEIGHTS_DIR / "codec").glob("*.safetensors"))), None)
+            else sorted((WEIGHTS_DIR / "codec").glob("*.safetensors"))
         )
         rates = [float(r) for r in a.rates.split(",")]
-        part_chains(items, a.sensor, rates, joint, a.codec_model, out)
+        part_chains(items, a.sensor, rates, joints, a.codec_model, out)
 
 
 if __name__ == "__main__":
