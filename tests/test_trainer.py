@@ -87,6 +87,48 @@ def test_killed_run_resumes_to_the_same_loss_curve(tmp_path, opt):
     assert _losses(killed) == _losses(ref)  # bit-identical curve, dropout and all
 
 
+def test_non_finite_steps_are_skipped_and_persistent_divergence_raises(tmp_path):
+    """A rare non-finite gradient costs one step, not the run; a diverged run still stops."""
+    from torch import nn
+
+    def make(bad_steps: set[int], steps: int) -> tuple[Trainer, nn.Module]:
+        torch.manual_seed(0)
+        model = nn.Linear(4, 1)
+        x, y = torch.randn(64, 4), torch.randn(64, 1)
+
+        def loss_fn(m, step):
+            loss = ((m(x) - y) ** 2).mean()
+            if step in bad_steps and step % 2:  # a NaN loss, as a log(0) would give
+                loss = loss + torch.log(torch.zeros(())) * m.weight.sum() * 0
+            elif step in bad_steps:  # a finite loss whose gradient is NaN (sqrt at 0)
+                loss = loss + (m.weight - m.weight.detach()).abs().sqrt().sum() * 0
+            return loss, {}
+
+        cfg = TrainConfig(
+            steps=steps,
+            lr=0.05,
+            log_every=1,
+            ckpt_every=0,
+            progress=False,
+            out_dir=str(tmp_path / f"run{len(bad_steps)}{steps}"),
+        )
+        return Trainer(model, loss_fn, lambda step, r, w: step, cfg), model
+
+    t, model = make({3, 4}, 10)
+    t.fit()
+    assert t.skipped == 2 and all(torch.isfinite(p).all() for p in model.parameters())
+    assert t.history[-1]["skipped_steps"] == 2 and t.step == 10
+    # a skipped step leaves weights and Adam's state alone: with a step-independent loss,
+    # 10 steps with 2 skipped are exactly 8 clean steps
+    clean, clean_model = make(set(), 8)
+    clean.fit()
+    for a, b in zip(model.parameters(), clean_model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    diverged, _ = make(set(range(2, 100)), 20)
+    with pytest.raises(FloatingPointError, match="8 steps in a row"):
+        diverged.fit()
+
+
 def test_two_process_torchrun_trains_to_the_same_loss(tmp_path):
     one = tmp_path / "one"
     p = _train(one, 30)

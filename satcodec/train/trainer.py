@@ -40,6 +40,9 @@ class TrainConfig:
     schedule: str = "constant"
     schedule_kwargs: dict[str, float] = field(default_factory=dict)
     clip_grad_norm: float | None = 1.0
+    # a step whose loss or gradient is not finite is skipped (weights and optimizer state left
+    # as they were, as AMP's scaler does); this many in a row means divergence, and it raises
+    max_skipped_in_a_row: int = 8
     seed: int = 0
     log_every: int = 50
     val_every: int = 0  # 0: only at the end
@@ -92,6 +95,7 @@ class Trainer:
         if self.world > 1:
             self.train_model = torch.nn.parallel.DistributedDataParallel(model)
         self.step = 0
+        self.skipped = 0  # steps whose loss or gradient was not finite (not applied)
         self.history: list[dict[str, Any]] = []
 
     # --- persistence -----------------------------------------------------------------------
@@ -106,7 +110,7 @@ class Trainer:
     def save(self) -> None:
         if self.rank != 0:
             return
-        extra = {"step": self.step, "config": asdict(self.config)}
+        extra = {"step": self.step, "skipped": self.skipped, "config": asdict(self.config)}
         save_checkpoint(self.checkpoint_path, self.model, self.optimizer, extra)
 
     def _resume(self) -> None:
@@ -114,6 +118,7 @@ class Trainer:
             return
         extra = load_checkpoint(self.checkpoint_path, self.model, self.optimizer)
         self.step = int(extra["step"])
+        self.skipped = int(extra.get("skipped", 0))
         # drop log records written after the checkpoint, so the curve continues seamlessly
         if self.rank == 0 and self.log_path.exists():
             kept = [
@@ -148,6 +153,7 @@ class Trainer:
         )
         acc: dict[str, float] = {}
         n_acc = 0
+        skipped_in_a_row = 0
         t0 = time.time()
         self.model.train()
         while self.step < cfg.steps:
@@ -160,16 +166,30 @@ class Trainer:
             loss, metrics = self.loss_fn(self.train_model, batch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.clip_grad_norm:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
-            self.optimizer.step()
+            # the norm is computed either way (inf: measure without clipping); DDP has already
+            # averaged the gradients, so every rank takes the same decision
+            norm = torch.nn.utils.clip_grad_norm_(
+                self.model.parameters(), cfg.clip_grad_norm or float("inf")
+            )
             value = float(loss.detach())
             if self.world > 1:
                 t = torch.tensor([value])
                 torch.distributed.all_reduce(t)
                 value = float(t) / self.world
-            if not math.isfinite(value):
-                raise FloatingPointError(f"loss became {value} at step {self.step}")
+            if not (math.isfinite(value) and math.isfinite(float(norm))):
+                self.skipped += 1
+                skipped_in_a_row += 1
+                self.optimizer.zero_grad(set_to_none=True)
+                if skipped_in_a_row >= cfg.max_skipped_in_a_row:
+                    raise FloatingPointError(
+                        f"loss {value} / gradient norm {float(norm)} not finite for "
+                        f"{skipped_in_a_row} steps in a row, up to step {self.step}"
+                    )
+                self.step += 1
+                bar.update(1)
+                continue
+            skipped_in_a_row = 0
+            self.optimizer.step()
             acc["loss"] = acc.get("loss", 0.0) + value
             for k, v in metrics.items():
                 acc[k] = acc.get(k, 0.0) + float(v)
@@ -179,6 +199,8 @@ class Trainer:
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 rec = {"step": self.step, "lr": self.optimizer.param_groups[0]["lr"]}
                 rec.update({k: v / n_acc for k, v in acc.items()})
+                if self.skipped:
+                    rec["skipped_steps"] = self.skipped
                 rec["elapsed_s"] = round(time.time() - t0, 2)
                 self._log(rec)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items() if k in ("loss", *metrics)})
