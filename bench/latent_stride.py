@@ -87,6 +87,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--lmbda", type=float, default=1.6e-2)
     ap.add_argument("--variants", default="s16-m192,s16-m320,s8-m96")
+    ap.add_argument(
+        "--decay-start",
+        type=float,
+        default=0.9,
+        help="fraction of the run after which the learning rate drops to 0.3x (1e-3 -> 3e-4)",
+    )
     ap.add_argument("--work", default="runs/latent_stride")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "latent_stride.md"))
     a = ap.parse_args()
@@ -100,6 +106,7 @@ def main() -> None:
         command = (
             f"python bench/latent_stride.py --data DATA --steps {a.steps} --lmbda {a.lmbda} "
             f"--variants {variant} --work {a.work}"
+            + (f" --decay-start {a.decay_start}" if a.decay_start != 0.9 else "")
         )
         if result.exists():  # each variant is its own resumable run
             rows.append(json.loads(result.read_text()))
@@ -112,7 +119,16 @@ def main() -> None:
         torch.manual_seed(0)
         model, stride = build(variant)
         t0 = time.time()
-        fit_rd(model, a.data, a.lmbda, a.steps, work, resume=True, val_every=0)
+        fit_rd(
+            model,
+            a.data,
+            a.lmbda,
+            a.steps,
+            work,
+            resume=True,
+            val_every=0,
+            schedule_kwargs={"start": a.decay_start},
+        )
         write_model(model, work, a.lmbda, a.steps, command)
         px = 256 * 256
         m = model.analysis_transform[-1].out_channels

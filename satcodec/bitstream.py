@@ -299,12 +299,12 @@ class StreamHeader:
 
     @property
     def latent_height(self) -> int:
-        """Rows of the latent grid: ``ceil(height / 16)``."""
+        """Rows of the latent grid: ``ceil(height / downsampling)``."""
         return _ceil_div(self.height, self.downsampling)
 
     @property
     def latent_width(self) -> int:
-        """Columns of the latent grid: ``ceil(width / 16)``."""
+        """Columns of the latent grid: ``ceil(width / downsampling)``."""
         return _ceil_div(self.width, self.downsampling)
 
     @property
@@ -329,7 +329,7 @@ class StreamHeader:
 
     @property
     def latents_per_tile(self) -> int:
-        """Latents per side of a full tile: ``tile_size / 16``."""
+        """Latents per side of a full tile: ``tile_size / downsampling``."""
         return self.tile_size // self.downsampling
 
     def _check_rc(self, row: int, col: int) -> None:
