@@ -120,7 +120,8 @@ def cmd_models(a: argparse.Namespace) -> int:
         c = complexity(net)
         m = info.meta
         rows.append(
-            f"{info.name:18s} {info.model_id}  λ={m.get('lmbda', '?'):<7} steps={m.get('steps', '?'):<6} "
+            f"{info.name:20s} {info.model_id}  λ={m.get('lmbda', '?'):<7} steps={m.get('steps', '?'):<6} "
+            f"stride {info.config.downsampling:<2} M={info.config.latent:<3} "
             f"native≈{m.get('native_bpp', float('nan')):.2f} bpp  enc {c['encoder_mac_per_pixel'] / 1e3:.1f}k MAC/px "
             f"{c['encoder_params'] / 1e3:.0f}k params  dec {c['decoder_mac_per_pixel'] / 1e3:.1f}k MAC/px"
         )
