@@ -355,3 +355,20 @@ def test_decode_garbage_raises_only_entropy_errors(which, mutation, pos, blob, n
 def test_decode_random_bytes_any_shape(blob, c, h, w, seed):
     idx = np.random.default_rng(seed).integers(0, 256, c).astype(np.uint8)
     _check_decode_contract(blob, idx, (c, h, w))
+
+
+def test_laplace_bits_gradient_is_finite_for_outliers_at_small_scales():
+    """An outlier latent in a nearly unused channel (the scale floor) once made NaN gradients."""
+    import torch
+
+    from satcodec.codec.models import laplace_bits
+
+    y = torch.tensor([0.0, 0.3, 0.7, 6.0, 40.0, -40.0], requires_grad=True)
+    scale = torch.tensor(0.05, requires_grad=True)
+    bits = laplace_bits(y, scale)
+    bits.sum().backward()
+    assert torch.isfinite(bits).all()
+    assert torch.isfinite(y.grad).all() and torch.isfinite(scale.grad).all()
+    # the values are the discretised Laplacian's: P(0) = 1 - e^{-0.5/s}, symmetric in y
+    assert abs(float(bits[0]) + math.log2(1 - math.exp(-0.5 / 0.05))) < 1e-4
+    assert float(bits[4]) == float(bits[5])

@@ -66,7 +66,10 @@ def laplace_bits(y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     # P = ½(e^{−lower/s}·c − e^{−upper/s}) where c = 2 − e^{−(0.5−a)/s} when a < 0.5
     straddle = a < 0.5
     e_upper = torch.exp(-upper / scale)
-    e_lower = torch.where(straddle, 2.0 - torch.exp(-(0.5 - a) / scale), torch.exp(-lower / scale))
+    # the branch torch.where does not select is still differentiated: clamp its argument, or
+    # exp(+large) overflows there and 0·inf turns the gradient into NaN (outliers, small scales)
+    inner = torch.clamp(0.5 - a, min=0.0)
+    e_lower = torch.where(straddle, 2.0 - torch.exp(-inner / scale), torch.exp(-lower / scale))
     p = 0.5 * (e_lower - e_upper)
     return -torch.log2(torch.clamp(p, min=1e-9))
 
