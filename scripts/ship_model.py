@@ -41,7 +41,7 @@ def train_command(
         cmd += f" --init {init['model']}"
     if config.latent != 192:
         cmd += f" --latent {config.latent}"
-    if config.downsampling != 16:
+    if config.downsampling != 16 and not init:  # a fine-tune takes its init's stride
         cmd += f" --stride {config.downsampling}"
     if float(cfg["lr"]) != 1e-3:
         cmd += f" --lr {cfg['lr']}"
