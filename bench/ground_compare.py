@@ -162,6 +162,7 @@ def part_chains(items, sensor: str, rates, joints: list[Path], codec_model: str 
     table = load_sensor_table()
     p = NoiseParams(float(table[sensor]["a"]), float(table[sensor]["b"]), f"sensor:{sensor}")
     model, _ = load_denoiser()
+    served = {rate: joint_for_rate(joints, rate) for rate in rates} if joints else {}
     rows = []
     for i, (name, clean, bd) in enumerate(items):
         noisy = simulate_noise(clean, p, bd, seed=200 + i)
@@ -194,8 +195,8 @@ def part_chains(items, sensor: str, rates, joints: list[Path], codec_model: str 
                     r["seq_est_psnr"] = psnr(clean, np.clip(np.rint(den), 0, 2**bd - 1), bd)
                 except NoiseModelError:
                     pass
-            if joints:
-                joint = joint_for_rate(joints, rate)
+            if served:
+                joint = served[rate]
                 r["joint_model"] = joint.stem
                 jr = _codec_chain(noisy, bd, rate, str(joint))
                 if jr is not None:
@@ -251,12 +252,11 @@ def part_chains(items, sensor: str, rates, joints: list[Path], codec_model: str 
             d = [r[key] - r["j2k_bm3d_psnr"] for r in rows if r["target_bpp"] == rate and key in r]
             diffs.append(f"{np.mean(d):+.2f}" if d else "n/a")
         lines.append(f"| {rate} | " + " | ".join(cells + diffs) + " |")
-    if joints:
-        served = {rate: joint_for_rate(joints, rate).stem for rate in rates}
+    if served:
         lines += [
             "",
             "(c) uses, per target rate, the joint model whose training rate is nearest it: "
-            + ", ".join(f"{rate} bpp → {name}" for rate, name in served.items())
+            + ", ".join(f"{rate} bpp → {joint.stem}" for rate, joint in served.items())
             + ".",
         ]
     (out / "ground_chains.md").write_text("\n".join(lines) + "\n")

@@ -36,7 +36,6 @@ from satcodec.codec.training import (
     fit_rd,
     val_patches,
 )
-from satcodec.train import load_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -110,11 +109,6 @@ def main() -> None:
         )
         if result.exists():  # each variant is its own resumable run
             rows.append(json.loads(result.read_text()))
-            if not (work / "model.safetensors").exists():  # runs finished before this was added
-                torch.manual_seed(0)
-                model, _ = build(variant)
-                extra = load_checkpoint(work / "checkpoint.safetensors", model)
-                write_model(model, work, a.lmbda, extra["step"], command)
             continue
         torch.manual_seed(0)
         model, stride = build(variant)
