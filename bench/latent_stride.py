@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from satcodec.codec.data import scene_paths
+from satcodec.codec.data import read_scene, scene_paths
 from satcodec.codec.models import ModelConfig, ReducedVAE, count_macs
 from satcodec.codec.registry import save_model
 from satcodec.codec.training import (
@@ -97,7 +97,8 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(1)
     paths = scene_paths(a.data, exclude=DEFAULT_EXCLUDE)
-    crops = [c for c, _ in val_patches([p for p in paths if p.name in DEFAULT_VAL], size=256)]
+    val_split = [read_scene(p) for p in paths if p.name in DEFAULT_VAL]
+    crops = [c for c, _ in val_patches(val_split, size=256)]
     rows = []
     for variant in a.variants.split(","):
         work = Path(a.work) / variant

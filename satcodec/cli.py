@@ -158,7 +158,11 @@ def cmd_train(a: argparse.Namespace) -> int:
         resume=a.resume,
         config=config,
         schedule=a.schedule,
+        schedule_kwargs={"start": a.decay_start, "final": a.decay_final}
+        if a.schedule == "decay"
+        else None,
         init=a.init,
+        device=a.device,
     )
     val = meta.get("val", {})
     print(
@@ -312,13 +316,20 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_models)
 
     t = sub.add_parser("train", help="train a codec at one rate–distortion trade-off")
-    t.add_argument("--data", required=True, help="folder of GeoTIFF scenes")
+    t.add_argument("--data", required=True, help="folder of GeoTIFF scenes, or a scene pack (.npz)")
     t.add_argument("--lmbda", type=float, required=True)
     t.add_argument("--steps", type=int, required=True)
     t.add_argument("--out", required=True)
     t.add_argument("--optimizer", default="adam")
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--schedule", default="decay")
+    t.add_argument(
+        "--decay-start", type=float, default=0.9, help="decay schedule: fraction of the run"
+    )
+    t.add_argument(
+        "--decay-final", type=float, default=0.3, help="decay schedule: lr multiplier after it"
+    )
+    t.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU")
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--patch", type=int, default=128)
     t.add_argument("--hidden", type=int, default=64)

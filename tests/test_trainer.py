@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -294,3 +295,100 @@ def test_cli_train_stride8_writes_a_stride8_model(tmp_path):
     assert info.config.downsampling == 8 and info.config.latent == 24
     with pytest.raises(SystemExit):  # argparse refuses a stride the stream cannot carry
         main([*args[:-10], "--stride", "4"])
+
+
+def test_scene_pack_trains_exactly_like_the_geotiff_folder(tmp_path, tiny_model):
+    """A scene pack (for GPU hosts without GDAL) holds the very arrays the GeoTIFFs give:
+    the same band samples, and a training run on it ends on the same weights, bit for bit."""
+    import shutil
+
+    from satcodec.codec.data import band_samples, load_scenes, save_scene_pack
+    from satcodec.codec.registry import load_model
+    from satcodec.codec.training import train_codec
+    from tests.conftest import RPC_SAMPLE, SAMPLE
+
+    data = tmp_path / "scenes"
+    data.mkdir()
+    shutil.copy(RPC_SAMPLE, data / "train.tif")
+    shutil.copy(SAMPLE, data / "val.tif")
+    pack = save_scene_pack(load_scenes(data), tmp_path / "scenes.npz")
+    from_tifs, from_pack = load_scenes(data), load_scenes(pack)
+    assert [s.name for s in from_pack] == ["train.tif", "val.tif"]
+    for a, b in zip(from_tifs, from_pack, strict=True):
+        assert a.bit_depth == b.bit_depth and a.data.dtype == b.data.dtype
+        for sa, sb in zip(band_samples(a), band_samples(b), strict=True):
+            np.testing.assert_array_equal(sa.pixels, sb.pixels)
+            np.testing.assert_array_equal(sa.valid, sb.valid)
+    assert [s.name for s in load_scenes(pack, exclude=["val*"])] == ["train.tif"]
+    kw = dict(batch=2, patch=64, val_scenes=["val.tif"], val_every=0, progress=False)
+    train_codec(data, 4e-3, 2, tmp_path / "tifs", init=tiny_model, **kw)
+    train_codec(pack, 4e-3, 2, tmp_path / "pack", init=tiny_model, **kw)
+    m1, i1 = load_model(tmp_path / "tifs" / "model.safetensors")
+    m2, i2 = load_model(tmp_path / "pack" / "model.safetensors")
+    assert i1.model_id == i2.model_id
+
+
+def test_malformed_scene_pack_is_refused_clearly(tmp_path):
+    from satcodec.codec.data import Scene, load_scenes, save_scene_pack
+    from satcodec.errors import RasterError
+
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(RasterError, match="unreadable scene pack"):
+        load_scenes(tmp_path / "junk.npz")
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(RasterError, match="not a satcodec scene pack"):
+        load_scenes(tmp_path / "other.npz")
+    bad = Scene("a.tif", np.zeros((1, 8, 8), np.uint16), np.ones((8, 9), bool), 12)
+    save_scene_pack([bad], tmp_path / "bad.npz")
+    with pytest.raises(RasterError, match="do not match"):
+        load_scenes(tmp_path / "bad.npz")
+    with pytest.raises(RasterError, match="neither a folder"):
+        load_scenes(tmp_path / "missing")
+
+
+def test_trainer_moves_batches_to_its_device_and_refuses_a_missing_gpu(tmp_path):
+    from satcodec.train.trainer import _to_device
+
+    seen = []
+
+    def loss_fn(m, b):
+        seen.append(b["x"].device.type)
+        return ((m(b["x"]) - b["y"][0]) ** 2).mean(), {}
+
+    def batch_fn(step, rank, world):
+        return {"x": torch.ones(2, 3), "y": [torch.zeros(2, 1)]}
+
+    cfg = TrainConfig(steps=2, out_dir=str(tmp_path / "run"), progress=False, device="cpu")
+    Trainer(torch.nn.Linear(3, 1), loss_fn, batch_fn, cfg).fit()
+    assert seen == ["cpu", "cpu"]
+    moved = _to_device({"a": [torch.ones(1)], "b": (torch.zeros(1), 3)}, torch.device("meta"))
+    assert moved["a"][0].device.type == "meta" and moved["b"][0].device.type == "meta"
+    assert moved["b"][1] == 3 and isinstance(moved["b"], tuple)
+    if not torch.cuda.is_available():
+        cfg = TrainConfig(steps=1, out_dir=str(tmp_path / "gpu"), progress=False, device="cuda")
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            Trainer(torch.nn.Linear(3, 1), loss_fn, batch_fn, cfg)
+
+
+def test_prefetched_batches_train_exactly_like_inline_ones(tmp_path):
+    """Prefetch (batch k+1 built on a thread during step k, the GPU default) changes no result."""
+    calls = []
+
+    def batch_fn(step, rank, world):
+        calls.append(step)
+        g = torch.Generator().manual_seed(step)
+        return torch.randn(4, 3, generator=g)
+
+    def loss_fn(m, x):
+        return (m(x) - x.sum(1, keepdim=True)).pow(2).mean(), {}
+
+    weights = []
+    for prefetch in (False, True):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 1)
+        out = tmp_path / f"p{prefetch}"
+        cfg = TrainConfig(steps=7, out_dir=str(out), progress=False, prefetch=prefetch)
+        Trainer(model, loss_fn, batch_fn, cfg).fit()
+        weights.append(model.weight.detach().clone())
+    torch.testing.assert_close(weights[0], weights[1], rtol=0, atol=0)
+    assert sorted(calls[7:]) == list(range(7))  # every batch built once, none beyond the run

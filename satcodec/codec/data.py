@@ -8,12 +8,14 @@ nodata collars; flips and 90° rotations augment. Validation is split by scene, 
 from __future__ import annotations
 
 import fnmatch
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from satcodec.raster import open_raster
+from satcodec.errors import RasterError
+from satcodec.fileutil import atomic_path
 
 
 @dataclass
@@ -26,8 +28,21 @@ class BandSample:
     peak: float
 
 
-def load_scene_bands(path: Path, bit_depth: int | None = None) -> list[BandSample]:
-    """Read a GeoTIFF and return one normalised :class:`BandSample` per band."""
+@dataclass
+class Scene:
+    """One scene as stored: every band at its native dtype, the valid mask and the bit depth."""
+
+    name: str
+    data: np.ndarray  # (bands, H, W)
+    valid: np.ndarray  # bool (H, W)
+    bit_depth: int
+
+
+def read_scene(path: str | Path, bit_depth: int | None = None) -> Scene:
+    """Read a GeoTIFF scene; nodata (declared, or large all-zero collars) is marked invalid."""
+    from satcodec.raster import open_raster  # here, so scene packs load without GDAL
+
+    path = Path(path)
     with open_raster(path, bit_depth=bit_depth) as r:
         data = r.read()
         meta = r.meta
@@ -37,13 +52,26 @@ def load_scene_bands(path: Path, bit_depth: int | None = None) -> list[BandSampl
         zero = np.all(data == 0, axis=0)
         # large all-zero regions are nodata collars of rotated scenes, not dark ground
         valid = ~zero if zero.mean() > 0.01 else np.ones(zero.shape, bool)
-    peak = float(2**meta.bit_depth - 1)
+    return Scene(path.name, data, valid, int(meta.bit_depth))
+
+
+def band_samples(scene: Scene, *, remove_mean: bool = True) -> list[BandSample]:
+    """One :class:`BandSample` per band: ``(x - mean) / peak``, or ``x / peak`` when the
+    level matters (signal-dependent noise) and ``remove_mean`` is false."""
+    peak = float(2**scene.bit_depth - 1)
     out = []
-    for b in range(data.shape[0]):
-        band = data[b].astype(np.float32)
-        mean = float(np.round(band[valid].mean())) if valid.any() else 0.0
-        out.append(BandSample(f"{path.name}#{b}", (band - mean) / peak, valid, peak))
+    for b in range(scene.data.shape[0]):
+        band = scene.data[b].astype(np.float32)
+        mean = 0.0
+        if remove_mean and scene.valid.any():
+            mean = float(np.round(band[scene.valid].mean()))
+        out.append(BandSample(f"{scene.name}#{b}", (band - mean) / peak, scene.valid, peak))
     return out
+
+
+def load_scene_bands(path: Path, bit_depth: int | None = None) -> list[BandSample]:
+    """Read a GeoTIFF and return one normalised :class:`BandSample` per band."""
+    return band_samples(read_scene(path, bit_depth))
 
 
 class PatchSampler:
@@ -101,3 +129,69 @@ def scene_paths(folder: str | Path, exclude: list[str] | None = None) -> list[Pa
     paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".tif", ".tiff"))
     exclude = exclude or []
     return [p for p in paths if not any(fnmatch.fnmatch(p.name, g) for g in exclude)]
+
+
+# A scene pack is the decoded training scenes in one .npz (native integer pixels, valid masks,
+# bit depths): what a training host without GDAL (a rented GPU node) needs, bit for bit the
+# arrays that reading the GeoTIFFs gives.
+_PACK_FORMAT = "satcodec-scene-pack/1"
+
+
+def save_scene_pack(scenes: list[Scene], path: str | Path) -> Path:
+    """Write ``scenes`` to one ``.npz`` (atomically); :func:`load_scenes` reads it back."""
+    arrays: dict[str, np.ndarray] = {
+        "format": np.array(_PACK_FORMAT),
+        "names": np.array([s.name for s in scenes]),
+        "bit_depths": np.array([s.bit_depth for s in scenes], dtype=np.int64),
+    }
+    for i, s in enumerate(scenes):
+        arrays[f"data{i}"] = s.data
+        arrays[f"valid{i}"] = s.valid
+    path = Path(path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+    return path
+
+
+def load_scene_pack(path: str | Path) -> list[Scene]:
+    """Read a pack written by :func:`save_scene_pack`; a malformed one raises :class:`RasterError`."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "format" not in z.files or str(z["format"]) != _PACK_FORMAT:
+                raise RasterError(f"{path}: not a satcodec scene pack ({_PACK_FORMAT})")
+            names = [str(n) for n in z["names"]]
+            depths = [int(d) for d in z["bit_depths"]]
+            if len(depths) != len(names):
+                raise RasterError(f"{path}: {len(names)} names but {len(depths)} bit depths")
+            scenes = []
+            for i, (name, depth) in enumerate(zip(names, depths, strict=True)):
+                if f"data{i}" not in z.files or f"valid{i}" not in z.files:
+                    raise RasterError(f"{path}: scene {i} ({name}) has no data or valid mask")
+                data, valid = z[f"data{i}"], z[f"valid{i}"]
+                if data.ndim != 3 or valid.shape != data.shape[1:] or valid.dtype != bool:
+                    raise RasterError(
+                        f"{path}: scene {name}: data {data.shape} and valid mask "
+                        f"{valid.shape} {valid.dtype} do not match"
+                    )
+                if not 1 <= depth <= 32:
+                    raise RasterError(f"{path}: scene {name}: bit depth {depth} not in 1..32")
+                scenes.append(Scene(name, data, valid, depth))
+    except RasterError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise RasterError(f"{path}: unreadable scene pack: {e}") from e
+    return scenes
+
+
+def load_scenes(data: str | Path, exclude: list[str] | None = None) -> list[Scene]:
+    """Scenes of a folder of GeoTIFFs or of a scene pack (``.npz``), minus ``exclude`` globs."""
+    data = Path(data)
+    exclude = exclude or []
+    if data.is_file() and data.suffix == ".npz":
+        scenes = load_scene_pack(data)
+        return [s for s in scenes if not any(fnmatch.fnmatch(s.name, g) for g in exclude)]
+    if not data.is_dir():
+        raise RasterError(f"{data}: neither a folder of GeoTIFFs nor a scene pack (.npz)")
+    return [read_scene(p) for p in scene_paths(data, exclude=exclude)]

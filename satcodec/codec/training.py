@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from satcodec.codec.data import PatchSampler, load_scene_bands, scene_paths
+from satcodec.codec.data import PatchSampler, Scene, band_samples, load_scenes
 from satcodec.codec.models import ModelConfig, ReducedVAE, complexity, widen_latent
 from satcodec.codec.registry import load_model, save_model
 from satcodec.errors import ConfigError
@@ -40,11 +40,11 @@ def rd_loss(lmbda: float):
     return loss_fn
 
 
-def val_patches(paths: list[Path], size: int = 256) -> list[tuple[np.ndarray, float]]:
+def val_patches(scenes: list[Scene], size: int = 256) -> list[tuple[np.ndarray, float]]:
     """Centre crops (size x size) of every band of the validation scenes."""
     out = []
-    for p in paths:
-        for s in load_scene_bands(p):
+    for scene in scenes:
+        for s in band_samples(scene):
             h, w = s.pixels.shape
             if min(h, w) < size:
                 continue
@@ -56,8 +56,9 @@ def val_patches(paths: list[Path], size: int = 256) -> list[tuple[np.ndarray, fl
 def rd_validation(patches: list[tuple[np.ndarray, float]]):
     def val_fn(model: torch.nn.Module) -> dict[str, float]:
         bpps, psnrs = [], []
+        device = next(model.parameters()).device
         for arr, _peak in patches:
-            x = torch.from_numpy(arr)[None, None]
+            x = torch.from_numpy(arr)[None, None].to(device)
             out = model(x)  # eval mode: rounded latents
             bpps.append(float(out["bits"].sum()) / arr.size)
             mse = float(torch.mean((out["x_hat"] - x) ** 2))
@@ -87,6 +88,7 @@ def fit_rd(
     val_every: int = 1000,
     ckpt_every: int = 250,
     progress: bool = True,
+    device: str = "cpu",
 ) -> tuple[Trainer, dict[str, Any]]:
     """Rate–distortion training of any codec ``model`` (``forward`` -> ``x_hat``, ``bits``).
 
@@ -95,12 +97,12 @@ def fit_rd(
     training metadata (a model card's facts).
     """
     val_names = DEFAULT_VAL if val_scenes is None else val_scenes
-    all_paths = scene_paths(data, exclude=DEFAULT_EXCLUDE if exclude is None else exclude)
-    train_paths = [p for p in all_paths if p.name not in val_names]
-    val_paths = [p for p in all_paths if p.name in val_names]
-    if not train_paths:
+    scenes = load_scenes(data, exclude=DEFAULT_EXCLUDE if exclude is None else exclude)
+    train_scenes = [s for s in scenes if s.name not in val_names]
+    val_split = [s for s in scenes if s.name in val_names]
+    if not train_scenes:
         raise ValueError(f"no training scenes in {data}")
-    sampler = PatchSampler([s for p in train_paths for s in load_scene_bands(p)], patch=patch)
+    sampler = PatchSampler([b for s in train_scenes for b in band_samples(s)], patch=patch)
 
     def batch_fn(step: int, rank: int, world: int) -> torch.Tensor:
         return torch.from_numpy(sampler.batch(step, batch, seed=seed, rank=rank, world=world))
@@ -117,11 +119,13 @@ def fit_rd(
         out_dir=str(out),
         resume=resume,
         progress=progress,
+        device=device,
     )
-    val_fn = rd_validation(val_patches(val_paths)) if val_paths else None
+    val_fn = rd_validation(val_patches(val_split)) if val_split else None
     trainer = Trainer(model, rd_loss(lmbda), batch_fn, cfg, val_fn=val_fn)
     history = trainer.fit()
     final_val = next((r for r in reversed(history) if "val/bpp" in r), {})
+    model.cpu()
     meta = {
         "lmbda": lmbda,
         "steps": steps,
@@ -131,8 +135,9 @@ def fit_rd(
         "lr": lr,
         "schedule": schedule,
         "seed": seed,
-        "train_scenes": [p.name for p in train_paths],
-        "val_scenes": [p.name for p in val_paths],
+        "device": trainer.device.type,
+        "train_scenes": [s.name for s in train_scenes],
+        "val_scenes": [s.name for s in val_split],
         "val": {k: v for k, v in final_val.items() if k.startswith("val/")},
     }
     return trainer, meta
@@ -158,6 +163,8 @@ def train_codec(
     ckpt_every: int = 250,
     progress: bool = True,
     init: str | Path | None = None,
+    device: str = "cpu",
+    schedule_kwargs: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Train a :class:`ReducedVAE` at rate–distortion trade-off ``lmbda``; write ``out/model.safetensors``.
 
@@ -196,9 +203,11 @@ def train_codec(
         val_scenes=val_scenes,
         exclude=exclude,
         schedule=schedule,
+        schedule_kwargs=schedule_kwargs,
         val_every=val_every,
         ckpt_every=ckpt_every,
         progress=progress,
+        device=device,
     )
     meta["complexity"] = complexity(model)
     if init_info is not None:

@@ -18,32 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from satcodec.codec.data import BandSample, PatchSampler, scene_paths
+from satcodec.codec.data import PatchSampler, Scene, band_samples, load_scenes
 from satcodec.codec.training import DEFAULT_EXCLUDE, DEFAULT_VAL, DISTORTION_PEAK
 from satcodec.ground_segment.denoiser import GroundDenoiser, macs_per_pixel, save_denoiser
 from satcodec.ground_segment.noise import NoiseParams, sensor_noise, simulate_noise
-from satcodec.raster import open_raster
 from satcodec.train import TrainConfig, Trainer
 
 # Noise drawn per training patch, in units of the peak: σ at x = 0.2·peak log-uniform in
 # [SIGMA_LO, SIGMA_HI], a random share of it signal-dependent. Covers the sensor table.
 SIGMA_LO, SIGMA_HI, REF_LEVEL = 4e-4, 1.2e-2, 0.2
-
-
-def load_absolute_bands(path: Path) -> list[BandSample]:
-    """Every band of a scene as x/peak (not mean-removed: the noise depends on the level)."""
-    with open_raster(path) as r:
-        data, meta = r.read(), r.meta
-    if meta.nodata is not None:
-        valid = np.all(data != meta.nodata, axis=0)
-    else:
-        zero = np.all(data == 0, axis=0)
-        valid = ~zero if zero.mean() > 0.01 else np.ones(zero.shape, bool)
-    peak = float(2**meta.bit_depth - 1)
-    return [
-        BandSample(f"{path.name}#{b}", data[b].astype(np.float32) / peak, valid, peak)
-        for b in range(data.shape[0])
-    ]
 
 
 def random_noise(rng: np.random.Generator) -> tuple[float, float]:
@@ -74,11 +57,12 @@ def noisy_batch(
     }
 
 
-def _val_crops(paths: list[Path], size: int, sensor: str) -> list[dict[str, Any]]:
+def _val_crops(scenes: list[Scene], size: int, sensor: str) -> list[dict[str, Any]]:
     out = []
     params = sensor_noise(sensor)
-    for i, p in enumerate(paths):
-        for s in load_absolute_bands(p):
+    for i, scene in enumerate(scenes):
+        # x/peak, not mean-removed: the noise depends on the level
+        for s in band_samples(scene, remove_mean=False):
             h, w = s.pixels.shape
             if min(h, w) < size:
                 continue
@@ -110,10 +94,10 @@ def denoiser_validation(crops: list[dict[str, Any]], params: NoiseParams):
     return val_fn
 
 
-def _split(data: str | Path) -> tuple[list[Path], list[Path]]:
-    paths = scene_paths(data, exclude=DEFAULT_EXCLUDE)
-    train = [p for p in paths if p.name not in DEFAULT_VAL]
-    val = [p for p in paths if p.name in DEFAULT_VAL]
+def _split(data: str | Path) -> tuple[list[Scene], list[Scene]]:
+    scenes = load_scenes(data, exclude=DEFAULT_EXCLUDE)
+    train = [s for s in scenes if s.name not in DEFAULT_VAL]
+    val = [s for s in scenes if s.name in DEFAULT_VAL]
     if not train:
         raise ValueError(f"no training scenes in {data}")
     return train, val
@@ -139,8 +123,10 @@ def train_denoiser(
 ) -> dict[str, Any]:
     """Train :class:`GroundDenoiser` with the shared trainer; writes ``out/denoiser.safetensors``."""
     out = Path(out)
-    train_paths, val_paths = _split(data)
-    sampler = PatchSampler([s for p in train_paths for s in load_absolute_bands(p)], patch=patch)
+    train_scenes, val_scenes = _split(data)
+    sampler = PatchSampler(
+        [b for s in train_scenes for b in band_samples(s, remove_mean=False)], patch=patch
+    )
     model = GroundDenoiser(channels, layers)
 
     def batch_fn(step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
@@ -169,7 +155,7 @@ def train_denoiser(
     )
     params = sensor_noise(val_sensor)
     val_fn = (
-        denoiser_validation(_val_crops(val_paths, 256, val_sensor), params) if val_paths else None
+        denoiser_validation(_val_crops(val_scenes, 256, val_sensor), params) if val_scenes else None
     )
     trainer = Trainer(model, loss_fn, batch_fn, cfg, val_fn=val_fn)
     history = trainer.fit()
@@ -186,8 +172,8 @@ def train_denoiser(
         "parameters": sum(p.numel() for p in model.parameters()),
         "loss": loss,
         "noise": f"sigma at {REF_LEVEL}*peak log-uniform in [{SIGMA_LO}, {SIGMA_HI}]*peak, random signal-dependent share",
-        "train_scenes": [p.name for p in train_paths],
-        "val_scenes": [p.name for p in val_paths],
+        "train_scenes": [s.name for s in train_scenes],
+        "val_scenes": [s.name for s in val_scenes],
         "val_sensor": val_sensor,
         "val": {k: v for k, v in final_val.items() if k.startswith("val/")},
     }
@@ -231,6 +217,8 @@ def train_joint(
     resume: bool = False,
     ckpt_every: int = 100,
     progress: bool = True,
+    device: str = "cpu",
+    decay_start: float = 0.9,
 ) -> dict[str, Any]:
     """Train (or fine-tune from ``init``, a codec model name/path) a joint denoising codec.
 
@@ -241,8 +229,10 @@ def train_joint(
     from satcodec.codec.registry import load_model, save_model
 
     out = Path(out)
-    train_paths, val_paths = _split(data)
-    sampler = PatchSampler([s for p in train_paths for s in load_absolute_bands(p)], patch=patch)
+    train_scenes, val_scenes = _split(data)
+    sampler = PatchSampler(
+        [b for s in train_scenes for b in band_samples(s, remove_mean=False)], patch=patch
+    )
     if init is not None:
         base, info = load_model(init)
         model = ReducedVAE(base.config)
@@ -260,15 +250,18 @@ def train_joint(
         steps=steps,
         lr=lr,
         schedule="decay",
+        schedule_kwargs={"start": decay_start},
         seed=seed,
         val_every=0,
         ckpt_every=ckpt_every,
         out_dir=str(out),
         resume=resume,
         progress=progress,
+        device=device,
     )
     trainer = Trainer(model, joint_loss(lmbda), batch_fn, cfg)
     history = trainer.fit()
+    model.cpu()
     last = [r for r in history if "bpp" in r][-5:]
     meta = {
         "kind": "joint-denoising",
@@ -277,11 +270,13 @@ def train_joint(
         "batch": batch,
         "patch": patch,
         "lr": lr,
+        "decay_start": decay_start,
         "seed": seed,
+        "device": trainer.device.type,
         "init": init_desc,
         "noise": f"sigma at {REF_LEVEL}*peak log-uniform in [{SIGMA_LO}, {SIGMA_HI}]*peak",
-        "train_scenes": [p.name for p in train_paths],
-        "val_scenes": [p.name for p in val_paths],
+        "train_scenes": [s.name for s in train_scenes],
+        "val_scenes": [s.name for s in val_scenes],
         "train_tail": {k: float(np.mean([r[k] for r in last])) for k in ("bpp", "psnr")}
         if last
         else {},
@@ -307,9 +302,9 @@ def export_denoiser_checkpoint(run_dir: str | Path, channels: int, layers: int) 
     data = Path(__file__).resolve().parents[3] / "shared" / "data" / "sat"
     val = {}
     if data.is_dir():
-        _, val_paths = _split(data)
+        _, val_scenes = _split(data)
         fn = denoiser_validation(
-            _val_crops(val_paths, 256, "pleiades-pan"), sensor_noise("pleiades-pan")
+            _val_crops(val_scenes, 256, "pleiades-pan"), sensor_noise("pleiades-pan")
         )
         val = {f"val/{k}": v for k, v in fn(model).items()}
     meta = {
@@ -329,7 +324,7 @@ def export_denoiser_checkpoint(run_dir: str | Path, channels: int, layers: int) 
         "val": val,
     }
     if data.is_dir():
-        meta["train_scenes"] = [p.name for p in _split(data)[0]]
+        meta["train_scenes"] = [s.name for s in _split(data)[0]]
     save_denoiser(run / "denoiser.safetensors", model, meta)
     (run / "denoiser.json").write_text(json.dumps(meta, indent=2))
     return meta
@@ -354,7 +349,7 @@ def ship(run_dir: str | Path, kind: str, name: str) -> Path:
         src, meta = run / "model.safetensors", json.loads((run / "model.json").read_text())
         dest = WEIGHTS_DIR / "codec" / f"{name}.safetensors"
         title = "joint (on-board denoising) codec"
-        how = (
+        how = meta.get("command") or (
             f"python -m satcodec.ground_segment.training joint --data DATA --lmbda {meta['lmbda']} "
             f"--steps {meta['steps']} --init {meta['init'].split()[0]} --out {run}"
         )
@@ -396,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     j.add_argument("--batch", type=int, default=8)
     j.add_argument("--patch", type=int, default=128)
     j.add_argument("--lr", type=float, default=3e-4)
+    j.add_argument("--decay-start", type=float, default=0.9, help="lr x0.3 from this fraction")
+    j.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU")
     j.add_argument("--resume", action="store_true")
     sh = sub.add_parser("ship", help="copy a finished run into the package, with a card")
     sh.add_argument("--kind", choices=["denoiser", "joint"], required=True)
@@ -436,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
             patch=a.patch,
             lr=a.lr,
             resume=a.resume,
+            device=a.device,
+            decay_start=a.decay_start,
         )
     print(json.dumps({k: v for k, v in meta.items() if k not in ("train_scenes",)}, indent=1))
     return 0

@@ -13,6 +13,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from satcodec.errors import ConfigError
 from satcodec.fileutil import atomic_write_bytes
 from satcodec.train.checkpoint import load_checkpoint, save_checkpoint
 from satcodec.train.optimizers import build_optimizer
@@ -50,6 +52,21 @@ class TrainConfig:
     out_dir: str = "runs/default"
     resume: bool = False
     progress: bool = True
+    # "cuda" trains on a GPU: the model and every batch (tensors, or dicts/lists of them) are
+    # moved there; checkpoints are written from CPU copies, so they load anywhere
+    device: str = "cpu"
+    # prepare batch k+1 on a CPU thread while step k runs (None: on when device is not the CPU)
+    prefetch: bool | None = None
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
 
 
 def _dist() -> tuple[int, int]:
@@ -84,6 +101,10 @@ class Trainer:
         self.batch_fn = batch_fn
         self.val_fn = val_fn
         self.out_dir = Path(config.out_dir)
+        self.device = torch.device(config.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' asked for, but torch sees no CUDA GPU")
+        model.to(self.device)
         torch.manual_seed(config.seed)
         params = param_groups if param_groups is not None else model.parameters()
         self.optimizer = build_optimizer(
@@ -156,13 +177,27 @@ class Trainer:
         skipped_in_a_row = 0
         t0 = time.time()
         self.model.train()
+        # on a GPU the CPU would idle while a step runs: batch k+1 (a pure function of k) is
+        # prepared on a thread meanwhile
+        prefetch = cfg.prefetch if cfg.prefetch is not None else self.device.type != "cpu"
+        pool = ThreadPoolExecutor(1) if prefetch else None
+        pending: dict[int, Future] = {}
+
+        def next_batch(step: int) -> Any:
+            if pool is None:
+                return self.batch_fn(step, self.rank, self.world)
+            fut = pending.pop(step, None) or pool.submit(self.batch_fn, step, self.rank, self.world)
+            if step + 1 < cfg.steps:
+                pending[step + 1] = pool.submit(self.batch_fn, step + 1, self.rank, self.world)
+            return fut.result()
+
         while self.step < cfg.steps:
             # per-step seed: the noise and dropout of step k do not depend on where we resumed
             torch.manual_seed(cfg.seed * 1_000_003 + self.step * self.world + self.rank)
             f = self.lr_factor(self.step)
             for g, base in zip(self.optimizer.param_groups, self._base_lrs, strict=True):
                 g["lr"] = base * f
-            batch = self.batch_fn(self.step, self.rank, self.world)
+            batch = _to_device(next_batch(self.step), self.device)
             loss, metrics = self.loss_fn(self.train_model, batch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -215,6 +250,8 @@ class Trainer:
             if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
                 self.save()
         bar.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
         if self.val_fn:
             self.validate()
         self.save()

@@ -1,0 +1,296 @@
+"""Train the rate ladder (and the joint models) on a rented GPU inside a fixed wall-clock budget.
+
+A GPU lease here is minutes long and the node has no GDAL, so the work is split in two:
+
+    # here: decode the training scenes once into a scene pack (native pixels, masks, bit depths)
+    python bench/train_gpu.py pack --data ../shared/data/sat --out .gpu/scenes.npz
+    # on the GPU node: every job in parallel, one process each, all ending by the deadline
+    python bench/train_gpu.py run --pack .gpu/scenes.npz --out $OUT/runs --budget 420
+
+``run`` starts one process per job (JOBS below, or ``--jobs a,b``). Each process loads the pack,
+then measures its own step rate for a fixed window while every other job is also running
+(so the GPU's sharing is in the measurement), sets its step count so that its schedule ends
+inside the budget, and trains with the shared trainer (``satcodec.codec.training.train_codec``
+or ``satcodec.ground_segment.training.train_joint``: the same code as ``satcodec train`` on a
+CPU, fp32 with TF32 off). A job still running at the hard deadline is stopped and its last
+checkpoint exported, so the lease always returns weights. Each run folder ends with
+``model.safetensors``, ``model.json`` (with the ``command`` that reproduces it) and
+``metrics.jsonl``; ``--tar`` packs them into one file to bring back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    kind: str  # "codec" or "joint"
+    lmbda: float
+    init: str  # model name or path
+    lr: float = 3e-4
+    latent: int | None = None  # widen the init's latent to M
+
+
+JOINT_WEIGHTS = "satcodec/ground_segment/weights/codec"
+JOBS = {
+    j.name: j
+    for j in [
+        Job("reduced-s8-l2.5e-4", "codec", 2.5e-4, "reduced-s8-l1e-3"),
+        Job("reduced-s8-l1e-3", "codec", 1e-3, "reduced-s8-l1e-3"),
+        Job("reduced-s8-l4e-3", "codec", 4e-3, "reduced-s8-l4e-3"),
+        Job("reduced-s8-l1.6e-2", "codec", 1.6e-2, "reduced-s8-l1.6e-2"),
+        Job("reduced-s8-m128-l1.6e-2", "codec", 1.6e-2, "reduced-s8-l1.6e-2", latent=128),
+        Job("joint-s8-l1e-3", "joint", 1e-3, f"{JOINT_WEIGHTS}/joint-s8-l1e-3.safetensors"),
+        Job("joint-s8-l4e-3", "joint", 4e-3, f"{JOINT_WEIGHTS}/joint-s8-l4e-3.safetensors"),
+        Job("joint-s8-l1.6e-2", "joint", 1.6e-2, "reduced-s8-l1.6e-2"),
+    ]
+}
+
+
+def cmd_pack(a: argparse.Namespace) -> int:
+    from satcodec.codec.data import load_scenes, save_scene_pack
+    from satcodec.codec.training import DEFAULT_EXCLUDE
+
+    scenes = load_scenes(a.data, exclude=DEFAULT_EXCLUDE)
+    path = save_scene_pack(scenes, a.out)
+    print(f"{len(scenes)} scenes -> {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
+def _command(job: Job, a: argparse.Namespace, steps: int, out: Path) -> str:
+    """The CLI line that reproduces the job (DATA: the GeoTIFF folder or its scene pack)."""
+    common = (
+        f"--lmbda {job.lmbda} --steps {steps} --init {job.init} --lr {job.lr} "
+        f"--batch {a.batch} --patch {a.patch} --decay-start {a.decay_start} "
+        f"--device {a.device} --out runs/{out.name}"
+    )
+    if job.kind == "joint":
+        return f"python -m satcodec.ground_segment.training joint --data DATA {common}"
+    latent = f" --latent {job.latent}" if job.latent else ""
+    return f"satcodec train --data DATA {common}{latent}"
+
+
+def _calibrate(job: Job, a: argparse.Namespace, until: float) -> float:
+    """Steps per second of this job's real training step (real batches, Adam), measured up to
+    wall time ``until`` while the other jobs run too; the weights used are thrown away."""
+    import torch
+
+    from satcodec.codec.data import PatchSampler, band_samples, load_scenes
+    from satcodec.codec.registry import load_model
+    from satcodec.codec.training import DEFAULT_EXCLUDE, rd_loss
+    from satcodec.ground_segment.training import joint_loss, noisy_batch
+
+    scenes = load_scenes(a.pack, exclude=DEFAULT_EXCLUDE)
+    absolute = job.kind == "joint"
+    sampler = PatchSampler(
+        [b for s in scenes for b in band_samples(s, remove_mean=not absolute)], patch=a.patch
+    )
+    model = load_model(job.init)[0].to(a.device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=0.0)
+    loss_fn = joint_loss(job.lmbda) if absolute else rd_loss(job.lmbda)
+    steps, t_first = 0, None
+    while True:
+        if absolute:
+            b = noisy_batch(sampler, steps, a.batch, 0)
+            b = {k: v.to(a.device) for k, v in b.items()}
+        else:
+            b = torch.from_numpy(sampler.batch(steps, a.batch)).to(a.device)
+        loss, _ = loss_fn(model, b)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        float(loss.detach())  # the trainer syncs once a step too
+        steps += 1
+        now = time.time()
+        if steps == 3:  # cudnn autotuning and lazy init happen in the first steps
+            t_first, s_first = now, steps
+        if now >= until and t_first is not None and steps > s_first + 2:
+            return (steps - s_first) / (now - t_first)
+
+
+def cmd_job(a: argparse.Namespace) -> int:
+    """One job, in its own process (started by ``run``)."""
+    import torch
+
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = False  # fp32 like the CPU runs: high-PSNR rungs need it
+    torch.backends.cuda.matmul.allow_tf32 = False
+    job = JOBS[a.job]
+    out = Path(a.out) / job.name
+    out.mkdir(parents=True, exist_ok=True)
+    rate = _calibrate(job, a, a.calibrate_until)
+    left = a.deadline - time.time() - a.reserve
+    steps = max(1, int(rate * left))
+    info = {"job": job.name, "steps_per_s": round(rate, 3), "train_s": round(left, 1)}
+    info["steps"] = steps
+    (out / "calibration.json").write_text(json.dumps(info))
+    print(json.dumps(info), flush=True)
+    command = _command(job, a, steps, out)
+    if job.kind == "joint":
+        from satcodec.ground_segment.training import train_joint
+
+        meta = train_joint(
+            a.pack, job.lmbda, steps, out, init=job.init, batch=a.batch, patch=a.patch,
+            lr=job.lr, ckpt_every=200, progress=False, device=a.device,
+            decay_start=a.decay_start,
+        )  # fmt: skip
+    else:
+        from satcodec.codec.models import ModelConfig
+        from satcodec.codec.registry import load_model
+        from satcodec.codec.training import train_codec
+
+        config = load_model(job.init)[1].config
+        if job.latent:
+            config = ModelConfig(**{**config.to_dict(), "latent": job.latent})
+        meta = train_codec(
+            a.pack, job.lmbda, steps, out, lr=job.lr, batch=a.batch, patch=a.patch,
+            config=config, init=job.init, val_every=2000, ckpt_every=200, progress=False,
+            device=a.device, schedule_kwargs={"start": a.decay_start, "final": 0.3},
+        )  # fmt: skip
+    _finish(out, meta, command, a)
+    return 0
+
+
+def _finish(out: Path, meta: dict, command: str, a: argparse.Namespace) -> None:
+    import torch
+
+    meta = {**meta, "command": command, "data": "scene pack of the dev set (bench/train_gpu.py)"}
+    if a.device != "cpu" and torch.cuda.is_available():
+        meta["gpu"] = torch.cuda.get_device_name(0)
+    (out / "model.json").write_text(json.dumps(meta, indent=2))
+
+
+def _export_checkpoint(out: Path, job: Job) -> None:
+    """Weights from the last checkpoint of a job stopped at the hard deadline."""
+    from satcodec.codec.models import ModelConfig, ReducedVAE, complexity
+    from satcodec.codec.registry import load_model, save_model
+    from satcodec.train import load_checkpoint
+
+    config = load_model(job.init)[1].config
+    if job.latent:
+        config = ModelConfig(**{**config.to_dict(), "latent": job.latent})
+    model = ReducedVAE(config)
+    extra = load_checkpoint(out / "checkpoint.safetensors", model)
+    meta = {
+        "lmbda": job.lmbda,
+        "steps": int(extra["step"]),
+        "stopped_at_deadline": True,
+        "init": {"model": job.init},
+        "complexity": complexity(model),
+    }
+    model_id = save_model(out / "model.safetensors", model.eval(), meta)
+    (out / "model.json").write_text(json.dumps({"model_id": model_id, **meta}, indent=2))
+
+
+def _last_record(out: Path) -> str:
+    log = out / "metrics.jsonl"
+    if not log.exists():
+        return "-"
+    lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
+    if not lines:
+        return "-"
+    r = json.loads(lines[-1])
+    keys = ("step", "bpp", "psnr", "val/bpp", "val/psnr", "skipped_steps")
+    return " ".join(f"{k}={r[k]:.4g}" for k in keys if k in r)
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    t0 = time.time()
+    names = a.jobs.split(",") if a.jobs else list(JOBS)
+    unknown = [n for n in names if n not in JOBS]
+    if unknown:
+        raise SystemExit(f"unknown jobs {unknown}; known: {', '.join(JOBS)}")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    deadline = t0 + a.budget
+    calibrate_until = t0 + a.calibrate
+    procs = {}
+    for n in names:
+        (out / n).mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, __file__, "job", "--job", n, "--pack", a.pack, "--out", a.out,
+               "--deadline", str(deadline), "--calibrate-until", str(calibrate_until),
+               "--reserve", str(a.reserve), "--batch", str(a.batch), "--patch", str(a.patch),
+               "--decay-start", str(a.decay_start), "--device", a.device]  # fmt: skip
+        log = open(out / n / "job.log", "w")  # noqa: SIM115 - closed with the process
+        procs[n] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+    hard = deadline + a.grace
+    while True:
+        time.sleep(a.poll)
+        alive = [n for n, (p, _) in procs.items() if p.poll() is None]
+        print(f"[{time.time() - t0:6.0f} s] running {len(alive)}/{len(procs)}", flush=True)
+        for n in names:
+            print(f"    {n:26s} {_last_record(out / n)}", flush=True)
+        if not alive or time.time() > hard:
+            break
+    for n, (p, log) in procs.items():
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+            print(f"{n}: stopped at the hard deadline", flush=True)
+        log.close()
+        run = out / n
+        if not (run / "model.json").exists() and (run / "checkpoint.safetensors").exists():
+            _export_checkpoint(run, JOBS[n])
+        status = "ok" if p.returncode == 0 else f"exit {p.returncode}"
+        print(f"{n}: {status}; last: {_last_record(run)}", flush=True)
+        if p.returncode != 0:
+            print((run / "job.log").read_text()[-3000:], flush=True)
+    if a.tar:
+        with tarfile.open(a.tar + ".tmp", "w") as tf:
+            for n in names:
+                for f in sorted((out / n).iterdir()):
+                    if f.name != "checkpoint.safetensors":
+                        tf.add(f, arcname=f"{n}/{f.name}")
+        os.replace(a.tar + ".tmp", a.tar)
+        print(f"packed -> {a.tar} ({Path(a.tar).stat().st_size / 2**20:.1f} MiB)")
+    print(f"done in {time.time() - t0:.0f} s")
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("pack", help="decode the training scenes into one .npz")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_pack)
+    for name, func in (("run", cmd_run), ("job", cmd_job)):
+        r = sub.add_parser(name)
+        r.add_argument("--pack", required=True)
+        r.add_argument("--out", required=True)
+        r.add_argument("--batch", type=int, default=16)
+        r.add_argument("--patch", type=int, default=256)
+        r.add_argument("--decay-start", type=float, default=0.6)
+        r.add_argument("--device", default="cuda")
+        r.add_argument("--reserve", type=float, default=25.0, help="s kept for val + saving")
+        r.set_defaults(func=func)
+    run = sub.choices["run"]
+    run.add_argument("--budget", type=float, required=True, help="s from start to the end")
+    run.add_argument("--calibrate", type=float, default=60.0, help="s from start")
+    run.add_argument("--grace", type=float, default=40.0, help="s after the budget, then kill")
+    run.add_argument("--poll", type=float, default=30.0)
+    run.add_argument("--jobs", help="comma-separated job names (default: all)")
+    run.add_argument("--tar", help="pack the finished runs into this .tar")
+    job = sub.choices["job"]
+    job.add_argument("--job", required=True)
+    job.add_argument("--deadline", type=float, required=True)
+    job.add_argument("--calibrate-until", type=float, required=True)
+    a = ap.parse_args()
+    return a.func(a)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
