@@ -98,6 +98,11 @@ def _steps_of(meta: dict[str, Any]) -> str:
     from satcodec.errors import SatcodecError
 
     steps = meta.get("steps", "?")
+    if meta.get("history"):  # every phase, oldest first (a rung's init may since be replaced)
+        return " + ".join(
+            f"{h['steps']}" + (f" ({h['batch']}, GPU)" if h.get("device") == "cuda" else "")
+            for h in meta["history"]
+        )
     init = meta.get("init")
     if not init:
         return str(steps)

@@ -62,7 +62,17 @@ def main() -> None:
     final = run / "model.safetensors"
     config = load_model(final)[1].config if final.exists() else ModelConfig()
     model = ReducedVAE(config)
-    extra = load_checkpoint(ckpt, model)
+    # model.json is written by `satcodec train` at the end of a run; lmbda.json by older runs
+    run_meta: dict = {}
+    for name in ("model.json", "lmbda.json"):
+        if (run / name).exists():
+            run_meta = {**json.loads((run / name).read_text()), **run_meta}
+    if ckpt.exists():
+        extra = load_checkpoint(ckpt, model)
+    else:  # a run brought back without its checkpoint (bench/train_gpu.py): final weights
+        model.load_state_dict(load_model(final)[0].state_dict())
+        keys = ("optimizer", "lr", "schedule", "seed")
+        extra = {"step": run_meta["steps"], "config": {k: run_meta[k] for k in keys}}
     model.eval()
     cfg = extra["config"]
     log = [
@@ -70,11 +80,6 @@ def main() -> None:
         for line in (run / "metrics.jsonl").read_text().splitlines()
         if line.strip()
     ]
-    # model.json is written by `satcodec train` at the end of a run; lmbda.json by older runs
-    run_meta: dict = {}
-    for name in ("model.json", "lmbda.json"):
-        if (run / name).exists():
-            run_meta = {**json.loads((run / name).read_text()), **run_meta}
     lmbda = float(run_meta["lmbda"]) if "lmbda" in run_meta else None
     init = run_meta.get("init")  # {"model", "model_id"} when fine-tuned from another rung
     val_names = ["shareloc_pleiades-pan_ventoux.tif", "shareloc_pleiades-pan_giza.tif"]
@@ -126,6 +131,9 @@ def main() -> None:
     }
     if init:
         meta["init"] = init
+    for key in ("batch", "patch", "device", "gpu", "history"):
+        if key in run_meta:
+            meta[key] = run_meta[key]
     # measured RD (mean over the held-out scenes) lets rate control pick the best model
     by_rate: dict[float, list[tuple[float, float]]] = {}
     for _name, _rate, bpp, p_ours, _p_j2k, _err in rows:
@@ -149,8 +157,10 @@ def main() -> None:
         f"- encoder: {c['encoder_mac_per_pixel']:.0f} MAC/pixel, {c['encoder_params']:,} parameters; "
         f"decoder: {c['decoder_mac_per_pixel']:.0f} MAC/pixel, {c['decoder_params']:,} parameters",
         f"- training: λ = {lmbda} (loss = bpp + λ·4095²·MSE on the bit-depth-normalised range), "
-        f"{extra['step']} steps, batch 8 of 128² single-band crops, {cfg['optimizer']} lr {cfg['lr']} "
-        f"schedule {cfg['schedule']}, seed {cfg['seed']}, fp32, 1 CPU thread"
+        f"{extra['step']} steps, batch {run_meta.get('batch', 8)} of {run_meta.get('patch', 128)}² "
+        f"single-band crops, {cfg['optimizer']} lr {cfg['lr']} schedule {cfg['schedule']}, "
+        f"seed {cfg['seed']}, fp32, "
+        + (f"on one {run_meta['gpu']} (TF32 off)" if run_meta.get("gpu") else "1 CPU thread")
         + (
             f", initialised from {init['model']} (id `{init['model_id'][:12]}`)"
             if init
@@ -175,6 +185,15 @@ def main() -> None:
             lines.append(f"| {name} | {rate} | – | out of range: {err} | |")
         else:
             lines.append(f"| {name} | {rate} | {bpp:.3f} | {p_ours:.2f} | {p_j2k:.2f} |")
+    if run_meta.get("history"):
+        lines += ["", "## Training history (every phase, oldest first)", ""]
+        lines += ["| phase | λ | steps | batch | lr | device |", "|---|---:|---:|---|---:|---|"]
+        for ph in run_meta["history"]:
+            kind = f" ({ph['kind']})" if ph.get("kind") else ""
+            lines.append(
+                f"| {ph['model']}{kind} | {ph['lmbda']} | {ph['steps']} | {ph['batch']} "
+                f"| {ph['lr']} | {ph['device']} |"
+            )
     if val:
         lines += ["", f"Training-time validation (likelihood rate, rounded latents): {val[-1]}"]
     lines += [

@@ -355,7 +355,14 @@ def ship(run_dir: str | Path, kind: str, name: str) -> Path:
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dest)
-    rows = "\n".join(f"- {k}: {v}" for k, v in meta.items() if k not in ("train_scenes",))
+    rows = "\n".join(f"- {k}: {v}" for k, v in meta.items() if k not in ("train_scenes", "history"))
+    if meta.get("history"):  # every training phase, oldest first
+        rows += "\n\n| phase | λ | steps | batch | lr | device |\n|---|---:|---:|---|---:|---|\n"
+        rows += "\n".join(
+            f"| {h['model']}{' (' + h['kind'] + ')' if h.get('kind') else ''} | {h['lmbda']} "
+            f"| {h['steps']} | {h['batch']} | {h['lr']} | {h['device']} |"
+            for h in meta["history"]
+        )
     card = (
         f"# {name}: {title}\n\n{rows}\n- train scenes: {', '.join(meta.get('train_scenes', []))}\n\n"
         "Noise during training is simulated (signal-dependent Gaussian, see the module "
