@@ -37,11 +37,12 @@ sys.path.insert(0, str(REPO))
 @dataclass(frozen=True)
 class Job:
     name: str
-    kind: str  # "codec" or "joint"
+    kind: str  # "codec", "joint", or "peer" (the full scale hyperprior, from scratch)
     lmbda: float
-    init: str  # model name or path
+    init: str | None  # model name or path; None: from random weights
     lr: float = 3e-4
-    latent: int | None = None  # widen the init's latent to M
+    latent: int | None = None  # widen the init's latent to M (or M from scratch)
+    stride: int = 8  # from scratch
 
 
 JOINT_WEIGHTS = "satcodec/ground_segment/weights/codec"
@@ -56,6 +57,10 @@ JOBS = {
         Job("joint-s8-l1e-3", "joint", 1e-3, f"{JOINT_WEIGHTS}/joint-s8-l1e-3.safetensors"),
         Job("joint-s8-l4e-3", "joint", 4e-3, f"{JOINT_WEIGHTS}/joint-s8-l4e-3.safetensors"),
         Job("joint-s8-l1.6e-2", "joint", 1.6e-2, "reduced-s8-l1.6e-2"),
+        # reduced against the full hyperprior: both from scratch, equal steps (--equal-steps),
+        # each at its own recipe's learning rate (the peer diverges at 1e-3)
+        Job("scratch-reduced-s8-l4e-3", "codec", 4e-3, None, lr=1e-3, latent=96),
+        Job("scratch-peer-l4e-3", "peer", 4e-3, None, lr=1e-4),
     ]
 }
 
@@ -77,10 +82,33 @@ def _command(job: Job, a: argparse.Namespace, steps: int, out: Path) -> str:
         f"--batch {a.batch} --patch {a.patch} --decay-start {a.decay_start} "
         f"--device {a.device} --out runs/{out.name}"
     )
+    if job.init is None:
+        common = common.replace(" --init None", "")
     if job.kind == "joint":
         return f"python -m satcodec.ground_segment.training joint --data DATA {common}"
+    if job.kind == "peer":
+        return (
+            'python -c "from satcodec.codec.hyperprior import train_peer; '
+            f"train_peer('DATA', {job.lmbda}, {steps}, 'runs/{out.name}', lr={job.lr}, "
+            f"batch={a.batch}, patch={a.patch}, device='{a.device}', "
+            f"schedule_kwargs={{'start': {a.decay_start}, 'final': 0.3}})\""
+        )
     latent = f" --latent {job.latent}" if job.latent else ""
-    return f"satcodec train --data DATA {common}{latent}"
+    stride = f" --stride {job.stride}" if job.init is None else ""
+    return f"satcodec train --data DATA {common}{latent}{stride}"
+
+
+def _new_model(job: Job):
+    """The job's model before training: its init, widened, or a fresh one."""
+    from satcodec.codec.hyperprior import ScaleHyperprior
+    from satcodec.codec.models import ModelConfig, ReducedVAE
+    from satcodec.codec.registry import load_model
+
+    if job.kind == "peer":
+        return ScaleHyperprior()
+    if job.init is None:
+        return ReducedVAE(ModelConfig(latent=job.latent or 192, stages=3 if job.stride == 8 else 4))
+    return load_model(job.init)[0]
 
 
 def _calibrate(job: Job, a: argparse.Namespace, until: float) -> float:
@@ -89,7 +117,6 @@ def _calibrate(job: Job, a: argparse.Namespace, until: float) -> float:
     import torch
 
     from satcodec.codec.data import PatchSampler, band_samples, load_scenes
-    from satcodec.codec.registry import load_model
     from satcodec.codec.training import DEFAULT_EXCLUDE, rd_loss
     from satcodec.ground_segment.training import joint_loss, noisy_batch
 
@@ -98,7 +125,7 @@ def _calibrate(job: Job, a: argparse.Namespace, until: float) -> float:
     sampler = PatchSampler(
         [b for s in scenes for b in band_samples(s, remove_mean=not absolute)], patch=a.patch
     )
-    model = load_model(job.init)[0].to(a.device).train()
+    model = _new_model(job).to(a.device).train()
     opt = torch.optim.Adam(model.parameters(), lr=0.0)
     loss_fn = joint_loss(job.lmbda) if absolute else rd_loss(job.lmbda)
     steps, t_first = 0, None
@@ -136,10 +163,26 @@ def cmd_job(a: argparse.Namespace) -> int:
     steps = max(1, int(rate * left))
     info = {"job": job.name, "steps_per_s": round(rate, 3), "train_s": round(left, 1)}
     info["steps"] = steps
-    (out / "calibration.json").write_text(json.dumps(info))
+    (out / "calibration.tmp").write_text(json.dumps(info))
+    os.replace(out / "calibration.tmp", out / "calibration.json")
     print(json.dumps(info), flush=True)
+    if a.equal_steps:  # every job of the group trains as many steps as the slowest can
+        group = a.equal_steps.split(",")
+        files = [Path(a.out) / n / "calibration.json" for n in group]
+        while not all(f.exists() for f in files):
+            time.sleep(0.5)
+        steps = min(json.loads(f.read_text())["steps"] for f in files)
+        print(f"equal steps with {group}: {steps}", flush=True)
     command = _command(job, a, steps, out)
-    if job.kind == "joint":
+    if job.kind == "peer":
+        from satcodec.codec.hyperprior import train_peer
+
+        meta = train_peer(
+            a.pack, job.lmbda, steps, out, lr=job.lr, batch=a.batch, patch=a.patch,
+            val_every=2000, ckpt_every=200, progress=False, device=a.device,
+            schedule_kwargs={"start": a.decay_start, "final": 0.3},
+        )  # fmt: skip
+    elif job.kind == "joint":
         from satcodec.ground_segment.training import train_joint
 
         meta = train_joint(
@@ -152,9 +195,12 @@ def cmd_job(a: argparse.Namespace) -> int:
         from satcodec.codec.registry import load_model
         from satcodec.codec.training import train_codec
 
-        config = load_model(job.init)[1].config
-        if job.latent:
-            config = ModelConfig(**{**config.to_dict(), "latent": job.latent})
+        if job.init is None:
+            config = _new_model(job).config
+        else:
+            config = load_model(job.init)[1].config
+            if job.latent:
+                config = ModelConfig(**{**config.to_dict(), "latent": job.latent})
         meta = train_codec(
             a.pack, job.lmbda, steps, out, lr=job.lr, batch=a.batch, patch=a.patch,
             config=config, init=job.init, val_every=2000, ckpt_every=200, progress=False,
@@ -179,16 +225,26 @@ def _export_checkpoint(out: Path, job: Job) -> None:
     from satcodec.codec.registry import load_model, save_model
     from satcodec.train import load_checkpoint
 
-    config = load_model(job.init)[1].config
-    if job.latent:
-        config = ModelConfig(**{**config.to_dict(), "latent": job.latent})
-    model = ReducedVAE(config)
+    if job.kind == "peer" or job.init is None:
+        model = _new_model(job)
+    else:
+        config = load_model(job.init)[1].config
+        if job.latent:
+            config = ModelConfig(**{**config.to_dict(), "latent": job.latent})
+        model = ReducedVAE(config)
     extra = load_checkpoint(out / "checkpoint.safetensors", model)
+    if job.kind == "peer":
+        from satcodec.codec.hyperprior import save_peer
+
+        meta = {"lmbda": job.lmbda, "steps": int(extra["step"]), "stopped_at_deadline": True}
+        save_peer(out / "peer.safetensors", model.eval(), meta)
+        (out / "model.json").write_text(json.dumps(meta, indent=2))
+        return
     meta = {
         "lmbda": job.lmbda,
         "steps": int(extra["step"]),
         "stopped_at_deadline": True,
-        "init": {"model": job.init},
+        "init": {"model": job.init} if job.init else None,
         "complexity": complexity(model),
     }
     model_id = save_model(out / "model.safetensors", model.eval(), meta)
@@ -224,6 +280,8 @@ def cmd_run(a: argparse.Namespace) -> int:
                "--deadline", str(deadline), "--calibrate-until", str(calibrate_until),
                "--reserve", str(a.reserve), "--batch", str(a.batch), "--patch", str(a.patch),
                "--decay-start", str(a.decay_start), "--device", a.device]  # fmt: skip
+        if a.equal_steps and n in a.equal_steps.split(","):
+            cmd += ["--equal-steps", a.equal_steps]
         log = open(out / n / "job.log", "w")  # noqa: SIM115 - closed with the process
         procs[n] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
     hard = deadline + a.grace
@@ -256,6 +314,12 @@ def cmd_run(a: argparse.Namespace) -> int:
                         tf.add(f, arcname=f"{n}/{f.name}")
         os.replace(a.tar + ".tmp", a.tar)
         print(f"packed -> {a.tar} ({Path(a.tar).stat().st_size / 2**20:.1f} MiB)")
+        if a.tar_chunk_mib:  # a lease brings files back only up to a size: cat PARTS > TAR
+            data, chunk = Path(a.tar).read_bytes(), int(a.tar_chunk_mib * 2**20)
+            for i in range(0, len(data), chunk):
+                Path(f"{a.tar}.{i // chunk:02d}").write_bytes(data[i : i + chunk])
+            Path(a.tar).unlink()
+            print(f"split into {-(-len(data) // chunk)} parts of <= {a.tar_chunk_mib} MiB")
     print(f"done in {time.time() - t0:.0f} s")
     return 0
 
@@ -276,6 +340,7 @@ def main() -> int:
         r.add_argument("--decay-start", type=float, default=0.6)
         r.add_argument("--device", default="cuda")
         r.add_argument("--reserve", type=float, default=25.0, help="s kept for val + saving")
+        r.add_argument("--equal-steps", help="comma-separated jobs that train equal steps")
         r.set_defaults(func=func)
     run = sub.choices["run"]
     run.add_argument("--budget", type=float, required=True, help="s from start to the end")
@@ -284,6 +349,7 @@ def main() -> int:
     run.add_argument("--poll", type=float, default=30.0)
     run.add_argument("--jobs", help="comma-separated job names (default: all)")
     run.add_argument("--tar", help="pack the finished runs into this .tar")
+    run.add_argument("--tar-chunk-mib", type=float, help="split the .tar into parts this big")
     job = sub.choices["job"]
     job.add_argument("--job", required=True)
     job.add_argument("--deadline", type=float, required=True)

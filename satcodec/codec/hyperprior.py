@@ -373,6 +373,8 @@ def train_peer(
     val_every: int = 1000,
     ckpt_every: int = 250,
     progress: bool = True,
+    device: str = "cpu",
+    schedule_kwargs: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Train the peer like :func:`satcodec.codec.training.train_codec` trains the reduced model
     (same scenes, held-out split, sampler, seed, loss, optimizer, schedule, clipping, batch)
@@ -404,10 +406,14 @@ def train_peer(
         seed=seed,
         resume=resume,
         schedule=schedule,
-        schedule_kwargs={"warmup": float(warmup)} if warmup else None,
+        schedule_kwargs={
+            **(schedule_kwargs or {}),
+            **({"warmup": float(warmup)} if warmup else {}),
+        },
         val_every=val_every,
         ckpt_every=ckpt_every,
         progress=progress,
+        device=device,
     )
     meta["warmup"] = warmup
     meta["complexity"] = peer_complexity(model)
