@@ -5,7 +5,7 @@ The noise of step ``k`` is a function of (seed, k) only, so training resumes exa
 
     python -m satcodec.ground_segment.training denoiser --data DIR --steps 3000 --out runs/gd
     python -m satcodec.ground_segment.training joint --data DIR --lmbda 1e-3 --steps 1500 \
-        --init reduced-l1e-3 --out runs/joint
+        --init reduced-s8-l1e-3 --out runs/joint
 """
 
 from __future__ import annotations
