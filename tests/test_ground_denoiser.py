@@ -100,3 +100,50 @@ def test_shipped_denoiser_removes_sensor_noise_on_the_sample():
     noisy = simulate_noise(clean, p, 12, seed=3)
     den = denoise_array(noisy, p, 12)
     assert psnr(clean, den, 12) > psnr(clean, noisy, 12) + 1.0  # measured +1.6 dB
+
+
+def test_decoded_batches_are_the_codec_round_trip_of_the_noisy_ones(tiny_model):
+    """The codec-aware denoiser trains on noisy patches after a real codec round trip."""
+    from satcodec.codec.data import PatchSampler, band_samples, load_scenes
+    from satcodec.codec.registry import load_model
+    from satcodec.ground_segment.training import decoded_batch, noisy_batch, random_noise
+
+    scenes = load_scenes(SAMPLE.parent)
+    sampler = PatchSampler([b for s in scenes for b in band_samples(s, remove_mean=False)], 96)
+    codec = load_model(tiny_model)[0].eval()
+    b1 = decoded_batch(sampler, 3, 2, 0, [codec], crop=32)
+    b2 = decoded_batch(sampler, 3, 2, 0, [codec], crop=32)
+    for k in ("clean", "noisy", "sigma"):
+        assert b1[k].shape == (2, 1, 32, 32)
+        torch.testing.assert_close(b1[k], b2[k], rtol=0, atol=0)  # a function of the step
+    raw = noisy_batch(sampler, 3, 2, 0)
+    torch.testing.assert_close(b1["clean"], raw["clean"][:, :, 32:64, 32:64])
+    assert not torch.equal(b1["noisy"], raw["noisy"][:, :, 32:64, 32:64])  # it went through
+    a, b = random_noise(np.random.default_rng([0, 3, 0, 991]))
+    torch.testing.assert_close(b1["sigma"][0], torch.sqrt(a + b * b1["noisy"][0]))
+
+
+def test_codec_aware_denoiser_trains_from_the_shipped_one(tmp_path, random_denoiser, tiny_model):
+    import shutil
+
+    from satcodec.ground_segment.training import train_denoiser
+
+    data = tmp_path / "scenes"
+    data.mkdir()
+    shutil.copy(SAMPLE, data / "train.tif")
+    meta = train_denoiser(
+        data, 0, tmp_path / "run0", init=random_denoiser[1], codec_models=[str(tiny_model)],
+        patch=32, batch=2, val_every=0, progress=False, lr=0.0,
+    )  # fmt: skip
+    start, _ = load_denoiser(tmp_path / "run0" / "denoiser.safetensors")
+    for k, v in random_denoiser[0].state_dict().items():  # zero steps: the init, unchanged
+        torch.testing.assert_close(start.state_dict()[k], v, rtol=0, atol=1e-3)
+    assert meta["codec_models"] == [str(tiny_model)] and meta["layers"] == 4
+    train_denoiser(
+        data, 2, tmp_path / "run2", init=random_denoiser[1], codec_models=[str(tiny_model)],
+        patch=32, batch=2, val_every=0, progress=False,
+    )  # fmt: skip
+    moved, _ = load_denoiser(tmp_path / "run2" / "denoiser.safetensors")
+    assert any(
+        not torch.allclose(moved.state_dict()[k], v) for k, v in start.state_dict().items()
+    )

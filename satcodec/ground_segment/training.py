@@ -20,7 +20,12 @@ import torch
 
 from satcodec.codec.data import PatchSampler, Scene, band_samples, load_scenes
 from satcodec.codec.training import DEFAULT_EXCLUDE, DEFAULT_VAL, DISTORTION_PEAK
-from satcodec.ground_segment.denoiser import GroundDenoiser, macs_per_pixel, save_denoiser
+from satcodec.ground_segment.denoiser import (
+    GroundDenoiser,
+    load_denoiser,
+    macs_per_pixel,
+    save_denoiser,
+)
 from satcodec.ground_segment.noise import NoiseParams, sensor_noise, simulate_noise
 from satcodec.train import TrainConfig, Trainer
 
@@ -55,6 +60,42 @@ def noisy_batch(
         "noisy": torch.from_numpy(noisy),
         "sigma": torch.from_numpy(sigma.astype(np.float32)),
     }
+
+
+def decoded_batch(
+    sampler: PatchSampler,
+    step: int,
+    size: int,
+    seed: int,
+    codecs: list[torch.nn.Module],
+    crop: int,
+    rank: int = 0,
+    world: int = 1,
+) -> dict[str, torch.Tensor]:
+    """:func:`noisy_batch`, each noisy patch then through a codec — a random one of ``codecs``
+    at a random quantisation step (2^U(−1, 1)) — and centre-cropped to ``crop`` px (away from
+    the patch border, which the real encoder's halo hides): what the ground denoiser sees
+    after decoding. ``noisy`` is the decoded patch; ``sigma`` the sensor's noise evaluated on
+    it, as the pipeline tells the denoiser."""
+    b = noisy_batch(sampler, step, size, seed, rank, world)
+    p = b["clean"].shape[-1]
+    o = (p - crop) // 2
+    decoded = torch.empty_like(b["noisy"])
+    sigma = torch.empty_like(b["sigma"])
+    for j in range(b["noisy"].shape[0]):
+        a, bb = random_noise(np.random.default_rng([seed, step, rank + j * world, 991]))
+        rng = np.random.default_rng([seed, step, rank + j * world, 577])
+        codec = codecs[int(rng.integers(len(codecs)))]
+        q = float(2.0 ** rng.uniform(-1.0, 1.0))
+        x = b["noisy"][j : j + 1]
+        mean = x.mean()
+        with torch.no_grad():
+            y = codec.analysis_transform(x - mean)
+            x_hat = codec.synthesis_transform(torch.round(y / q) * q) + mean
+        decoded[j] = x_hat[0].clamp(0.0, 1.0)
+        sigma[j] = torch.sqrt(a + bb * decoded[j])
+    window = (slice(None), slice(None), slice(o, o + crop), slice(o, o + crop))
+    return {"clean": b["clean"][window], "noisy": decoded[window], "sigma": sigma[window]}
 
 
 def _val_crops(scenes: list[Scene], size: int, sensor: str) -> list[dict[str, Any]]:
@@ -120,16 +161,39 @@ def train_denoiser(
     ckpt_every: int = 100,
     progress: bool = True,
     loss: str = "relative",
+    init: str | Path | None = None,
+    codec_models: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Train :class:`GroundDenoiser` with the shared trainer; writes ``out/denoiser.safetensors``."""
+    """Train :class:`GroundDenoiser` with the shared trainer; writes ``out/denoiser.safetensors``.
+
+    ``init`` starts from trained denoiser weights. ``codec_models`` (codec model names or
+    paths) trains it on what it meets in the ground segment: noisy patches after a round trip
+    through one of those codecs (:func:`decoded_batch`) instead of raw noisy ones.
+    """
     out = Path(out)
     train_scenes, val_scenes = _split(data)
+    # a codec sees a larger patch whose centre the denoiser gets (no patch-border artefacts)
+    margin = 32 if codec_models else 0
     sampler = PatchSampler(
-        [b for s in train_scenes for b in band_samples(s, remove_mean=False)], patch=patch
+        [b for s in train_scenes for b in band_samples(s, remove_mean=False)],
+        patch=patch + 2 * margin,
     )
-    model = GroundDenoiser(channels, layers)
+    if init is not None:  # a copy: load_denoiser's instance is shared by its cache
+        source, _ = load_denoiser(init)
+        channels, layers = source.config["channels"], source.config["layers"]
+        model = GroundDenoiser(channels, layers)
+        model.load_state_dict(source.state_dict())
+    else:
+        model = GroundDenoiser(channels, layers)
+    codecs = []
+    if codec_models:
+        from satcodec.codec.registry import load_model
+
+        codecs = [load_model(name)[0].eval() for name in codec_models]
 
     def batch_fn(step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
+        if codecs:
+            return decoded_batch(sampler, step, batch, seed, codecs, patch, rank, world)
         return noisy_batch(sampler, step, batch, seed, rank, world)
 
     def loss_fn(m: torch.nn.Module, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
@@ -152,6 +216,7 @@ def train_denoiser(
         out_dir=str(out),
         resume=resume,
         progress=progress,
+        prefetch=bool(codecs),  # a codec round trip per patch: build batches on a thread
     )
     params = sensor_noise(val_sensor)
     val_fn = (
@@ -171,6 +236,8 @@ def train_denoiser(
         "mac_per_pixel": macs_per_pixel(model),
         "parameters": sum(p.numel() for p in model.parameters()),
         "loss": loss,
+        "init": str(init) if init else None,
+        "codec_models": codec_models,
         "noise": f"sigma at {REF_LEVEL}*peak log-uniform in [{SIGMA_LO}, {SIGMA_HI}]*peak, random signal-dependent share",
         "train_scenes": [s.name for s in train_scenes],
         "val_scenes": [s.name for s in val_scenes],
@@ -345,6 +412,10 @@ def ship(run_dir: str | Path, kind: str, name: str) -> Path:
             f"python -m satcodec.ground_segment.training denoiser --data DATA --steps {meta['steps']} "
             f"--channels {meta['channels']} --layers {meta['layers']} --out {run}"
         )
+        if meta.get("init"):
+            how += f" --init {meta['init']} --lr {meta['lr']}"
+        if meta.get("codec_models"):
+            how += f" --codec-models {','.join(meta['codec_models'])}"
     else:
         src, meta = run / "model.safetensors", json.loads((run / "model.json").read_text())
         dest = WEIGHTS_DIR / "codec" / f"{name}.safetensors"
@@ -389,6 +460,10 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--lr", type=float, default=1e-3)
     d.add_argument("--resume", action="store_true")
     d.add_argument("--loss", choices=["relative", "mse"], default="relative")
+    d.add_argument("--init", help="denoiser weights to start from")
+    d.add_argument(
+        "--codec-models", help="comma-separated codec models: train on their decoded outputs"
+    )
     j = sub.add_parser("joint")
     j.add_argument("--data", required=True)
     j.add_argument("--lmbda", type=float, default=1e-3)
@@ -428,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
             lr=a.lr,
             resume=a.resume,
             loss=a.loss,
+            init=a.init,
+            codec_models=a.codec_models.split(",") if a.codec_models else None,
         )
     else:
         meta = train_joint(
