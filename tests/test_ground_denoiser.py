@@ -144,6 +144,4 @@ def test_codec_aware_denoiser_trains_from_the_shipped_one(tmp_path, random_denoi
         patch=32, batch=2, val_every=0, progress=False,
     )  # fmt: skip
     moved, _ = load_denoiser(tmp_path / "run2" / "denoiser.safetensors")
-    assert any(
-        not torch.allclose(moved.state_dict()[k], v) for k, v in start.state_dict().items()
-    )
+    assert any(not torch.allclose(moved.state_dict()[k], v) for k, v in start.state_dict().items())
