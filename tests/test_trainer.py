@@ -392,3 +392,30 @@ def test_prefetched_batches_train_exactly_like_inline_ones(tmp_path):
         weights.append(model.weight.detach().clone())
     torch.testing.assert_close(weights[0], weights[1], rtol=0, atol=0)
     assert sorted(calls[7:]) == list(range(7))  # every batch built once, none beyond the run
+
+
+def test_gpu_jobs_record_commands_the_cli_accepts():
+    """Every codec job of bench/train_gpu.py writes a reproduce line `satcodec train` parses
+    back to the same settings (model cards copy it)."""
+    import argparse
+    import importlib.util
+    import shlex
+
+    from satcodec.cli import build_parser
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("train_gpu", root / "bench" / "train_gpu.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["train_gpu"] = mod
+    spec.loader.exec_module(mod)
+    a = argparse.Namespace(batch=16, patch=256, decay_start=0.6, device="cuda")
+    codec_jobs = [j for j in mod.JOBS.values() if j.kind == "codec"]
+    assert codec_jobs
+    for job in codec_jobs:
+        argv = shlex.split(mod._command(job, a, 1234, Path("out") / job.name))
+        assert argv[0] == "satcodec"
+        ns = build_parser().parse_args(argv[1:])
+        assert (ns.lmbda, ns.steps, ns.init, ns.lr) == (job.lmbda, 1234, job.init, job.lr)
+        assert (ns.batch, ns.patch, ns.device, ns.decay_start) == (16, 256, "cuda", 0.6)
+        if job.init is None:
+            assert ns.stride == job.stride and ns.latent == job.latent
