@@ -419,3 +419,37 @@ def test_gpu_jobs_record_commands_the_cli_accepts():
         assert (ns.batch, ns.patch, ns.device, ns.decay_start) == (16, 256, "cuda", 0.6)
         if job.init is None:
             assert ns.stride == job.stride and ns.latent == job.latent
+
+
+@pytest.mark.slow
+def test_gpu_driver_trains_inside_its_budget_and_brings_back_weights(tmp_path):
+    """bench/train_gpu.py end to end (on the CPU): pack, calibrate, train, tar, within budget."""
+    import shutil
+    import tarfile
+
+    from satcodec.codec.data import load_scenes, save_scene_pack
+    from satcodec.codec.registry import load_model
+    from tests.conftest import RPC_SAMPLE, SAMPLE
+
+    data = tmp_path / "scenes"
+    data.mkdir()
+    shutil.copy(RPC_SAMPLE, data / "a.tif")
+    shutil.copy(SAMPLE, data / "b.tif")
+    pack = save_scene_pack(load_scenes(data), tmp_path / "scenes.npz")
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, str(root / "bench" / "train_gpu.py"), "run", "--pack", str(pack),
+           "--out", str(tmp_path / "runs"), "--budget", "45", "--calibrate", "20",
+           "--reserve", "10", "--grace", "20", "--poll", "5", "--jobs", "reduced-s8-l1e-3",
+           "--batch", "2", "--patch", "64", "--device", "cpu", "--tar", str(tmp_path / "r.tar")]  # fmt: skip
+    t0 = time.time()
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    assert time.time() - t0 < 45 + 20 + 15
+    with tarfile.open(tmp_path / "r.tar") as tf:
+        names = tf.getnames()
+        tf.extractall(tmp_path / "back", filter="data")
+    assert "reduced-s8-l1e-3/model.safetensors" in names
+    assert not any(n.endswith("checkpoint.safetensors") for n in names)
+    meta = json.loads((tmp_path / "back" / "reduced-s8-l1e-3" / "model.json").read_text())
+    model, info = load_model(tmp_path / "back" / "reduced-s8-l1e-3" / "model.safetensors")
+    assert meta["steps"] > 10 and meta["init"]["model"] == "reduced-s8-l1e-3"
+    assert meta["command"].startswith("satcodec train --data DATA --lmbda 0.001")
