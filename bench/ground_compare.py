@@ -33,7 +33,6 @@ from satcodec.ground_segment.denoiser import (
     DEFAULT_WEIGHTS,
     WEIGHTS_DIR,
     denoise_array,
-    ground_denoiser_path,
     load_denoiser,
 )
 from satcodec.ground_segment.noise import (
@@ -162,10 +161,7 @@ def joint_for_rate(joints: list[Path], rate: float) -> Path:
 def part_chains(items, sensor: str, rates, joints: list[Path], codec_model: str | None, out: Path):
     table = load_sensor_table()
     p = NoiseParams(float(table[sensor]["a"]), float(table[sensor]["b"]), f"sensor:{sensor}")
-    # (b) uses the denoiser the ground pipeline uses on decoded scenes (codec-aware where
-    # shipped); (b0) the one trained on raw sensor noise, to show what that fine-tune brings
-    model, _ = load_denoiser(ground_denoiser_path())
-    raw_model, _ = load_denoiser()
+    model, _ = load_denoiser()
     served = {rate: joint_for_rate(joints, rate) for rate in rates} if joints else {}
     rows = []
     for i, (name, clean, bd) in enumerate(items):
@@ -191,9 +187,6 @@ def part_chains(items, sensor: str, rates, joints: list[Path], codec_model: str 
                 r["codec_psnr"] = psnr(clean, dec, bd)
                 den = denoise_array(dec, p, bd, model=model)
                 r["seq_psnr"] = psnr(clean, np.clip(np.rint(den), 0, 2**bd - 1), bd)
-                if raw_model is not model:
-                    den = denoise_array(dec, p, bd, model=raw_model)
-                    r["seq_raw_psnr"] = psnr(clean, np.clip(np.rint(den), 0, 2**bd - 1), bd)
                 # (b'): tell the denoiser the noise left after decoding, estimated from it
                 try:
                     est = estimate_noise(dec)
@@ -236,12 +229,10 @@ def part_chains(items, sensor: str, rates, joints: list[Path], codec_model: str 
         "",
         "(b) tells the denoiser the sensor's noise (a, b), as (a) tells BM3D; (b') gives it the "
         "noise estimated from the decoded image instead (compression has already removed part "
-        f"of the noise). Denoiser of (b) and (b'): `{ground_denoiser_path().name}` (what "
-        "`satcodec ground --denoise` uses); (b0): (b) with `denoiser.safetensors`, trained on "
-        "raw sensor noise only.",
+        "of the noise).",
         "",
-        "| target bpp | noisy input | JPEG 2000 | (a) J2K + BM3D | our codec | (b0) seq., raw-noise denoiser | (b) sequential | (b') seq., est. noise | (c) joint | (b) − (a) | (b') − (a) | (c) − (a) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| target bpp | noisy input | JPEG 2000 | (a) J2K + BM3D | our codec | (b) sequential | (b') seq., est. noise | (c) joint | (b) − (a) | (b') − (a) | (c) − (a) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for rate in rates:
         cells = []
@@ -250,7 +241,6 @@ def part_chains(items, sensor: str, rates, joints: list[Path], codec_model: str 
             "j2k_psnr",
             "j2k_bm3d_psnr",
             "codec_psnr",
-            "seq_raw_psnr",
             "seq_psnr",
             "seq_est_psnr",
             "joint_psnr",

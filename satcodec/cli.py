@@ -438,10 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--processes", action="store_true", help="local workers as processes (default: threads)"
     )
     gr.add_argument("--scheduler", help="address of an existing Dask scheduler (tcp://HOST:PORT)")
-    gr.add_argument(
-        "--weights",
-        help="denoiser weights (default: the shipped codec-aware ones, denoiser-decoded)",
-    )
+    gr.add_argument("--weights", help="denoiser weights (default: the shipped ones)")
     gr.add_argument(
         "--model", action="append", help="extra codec weights to decode with (repeatable)"
     )

@@ -29,16 +29,6 @@ from satcodec.ground_segment.noise import NoiseParams
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "denoiser.safetensors"
-# the same network fine-tuned on noisy images after a round trip through the shipped codecs:
-# what the ground pipeline denoises (compression has already removed part of the noise)
-DECODED_WEIGHTS = WEIGHTS_DIR / "denoiser-decoded.safetensors"
-
-
-def ground_denoiser_path() -> Path:
-    """The weights for denoising decoded bitstreams: the codec-aware ones where shipped."""
-    return DECODED_WEIGHTS if DECODED_WEIGHTS.is_file() else DEFAULT_WEIGHTS
-
-
 FORMAT = "satcodec-denoiser-v1"
 INPUT_GAIN = 64.0  # x/peak: sensor noise (σ ~ 1e-3..1e-2 of the peak) -> O(0.1..1)
 SIGMA_GAIN = 100.0  # σ/peak ~ 1e-3..1e-2 -> 0.1..1

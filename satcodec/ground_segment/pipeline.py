@@ -218,14 +218,9 @@ def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]
             mask[b, y0 : y0 + ph, x0 : x0 + pw] = True
     noise = None
     if opts.get("denoise"):
-        from satcodec.ground_segment.denoiser import (
-            denoise_array,
-            ground_denoiser_path,
-            load_denoiser,
-            to_sensor_dtype,
-        )
+        from satcodec.ground_segment.denoiser import denoise_array, load_denoiser, to_sensor_dtype
 
-        model, _ = load_denoiser(opts.get("denoiser") or ground_denoiser_path())
+        model, _ = load_denoiser(opts.get("denoiser"))
         noise = _noise_for(opts, array, meta.nodata)
         den = denoise_array(array, noise, meta.bit_depth, model=model, nodata=meta.nodata)
         den = to_sensor_dtype(den, meta.dtype, meta.bit_depth)
