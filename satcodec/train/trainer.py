@@ -55,7 +55,9 @@ class TrainConfig:
     # "cuda" trains on a GPU: the model and every batch (tensors, or dicts/lists of them) are
     # moved there; checkpoints are written from CPU copies, so they load anywhere
     device: str = "cpu"
-    # prepare batch k+1 on a CPU thread while step k runs (None: on when device is not the CPU)
+    # prepare batch k+1 on a CPU thread while step k runs (None: on when device is not the CPU);
+    # safe because batch_fn is a pure function of the step (it must not draw from torch's
+    # global RNG, which the loop reseeds each step)
     prefetch: bool | None = None
 
 
@@ -216,6 +218,8 @@ class Trainer:
                 skipped_in_a_row += 1
                 self.optimizer.zero_grad(set_to_none=True)
                 if skipped_in_a_row >= cfg.max_skipped_in_a_row:
+                    if pool is not None:
+                        pool.shutdown(cancel_futures=True)
                     raise FloatingPointError(
                         f"loss {value} / gradient norm {float(norm)} not finite for "
                         f"{skipped_in_a_row} steps in a row, up to step {self.step}"
