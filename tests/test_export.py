@@ -322,3 +322,33 @@ def test_tensorrt_engine_encodes_a_real_image(model, sample_array, tmp_path, pre
     data = enc.encode(1.0)
     dec = _check_symbols(enc, data)  # decodes with the PyTorch decoder
     assert psnr(sample_array, decode_to_array(dec).array, 12) > 20
+
+
+@pytest.mark.parametrize("stride", [8, 16])
+def test_tensorrt_profiles_cover_every_window_the_coder_makes(stride):
+    """Windows stop at the image border, so a small image's are far below a tile plus halo:
+    the engines' shape profiles must start at one latent (checked without TensorRT)."""
+    import satcodec.codec.pipeline as pipeline
+    from satcodec.codec.models import ModelConfig, ReducedVAE
+    from satcodec.export.tensorrt import _shapes
+
+    lo, _, hi = _shapes("synthesis", 24, 512, stride)
+    assert lo == (1, 24, 1, 1) and hi[2] == 512 // stride + 2 * pipeline.DECODE_HALO
+    model = ReducedVAE(ModelConfig(hidden=8, latent=8, stages=3 if stride == 8 else 4))
+    seen = []  # the encoder's analysis windows
+
+    def analysis(x: np.ndarray) -> np.ndarray:
+        seen.append(x.shape)
+        with torch.no_grad():
+            return model.analysis_transform(torch.from_numpy(x)).numpy()
+
+    for h, w in ((stride + 3, 2 * stride), (130, 97)):  # tiny image; partial edge tiles
+        pipeline.Encoder(
+            model, None, pipeline.array_window_reader(np.ones((1, h, w), np.uint16)),
+            height=h, width=w, bands=1, dtype="uint16", bit_depth=12, nodata=None, tile=64,
+            analysis=analysis,
+        )  # fmt: skip
+    lo, _, hi = _shapes("analysis", 1, 64, stride)
+    assert lo == (1, 1, stride, stride) and hi[2] == 64 + 2 * pipeline.ENCODE_HALO
+    assert min(min(s[2:]) for s in seen) < 64 + 2 * pipeline.ENCODE_HALO  # windows do shrink
+    assert all(lo[2] <= s[2] <= hi[2] and lo[3] <= s[3] <= hi[3] for s in seen), seen

@@ -63,7 +63,11 @@ def require_tensorrt() -> tuple[Any, Any]:
 def _shapes(
     side: str, channels: int, max_tile: int, stride: int = DOWNSAMPLING
 ) -> tuple[tuple[int, ...], ...]:
-    """(min, opt, max) input shapes of one transform for tiles MIN_TILE..max_tile."""
+    """(min, opt, max) input shapes of one transform, up to tiles of ``max_tile`` px.
+
+    The minimum is one latent: windows stop at the image border, so a small image (or the
+    last tile row of one) gives windows far smaller than a tile plus its halo.
+    """
 
     def shape(tile: int) -> tuple[int, ...]:
         if side == "analysis":
@@ -72,7 +76,8 @@ def _shapes(
         s = tile // stride + 2 * DECODE_HALO
         return (1, channels, s, s)
 
-    return shape(MIN_TILE), shape(min(OPT_TILE, max_tile)), shape(max_tile)
+    smallest = (1, 1, stride, stride) if side == "analysis" else (1, channels, 1, 1)
+    return smallest, shape(min(OPT_TILE, max_tile)), shape(max_tile)
 
 
 def _make_calibrator(trt: Any, torch: Any, batches: Sequence[np.ndarray], cache: Path) -> Any:
