@@ -98,16 +98,28 @@ def _command(job: Job, a: argparse.Namespace, steps: int, out: Path) -> str:
     return f"satcodec train --data DATA {common}{latent}{stride}"
 
 
+def _codec_config(job: Job):
+    """Architecture of a codec or joint job: its init's, with the latent widened to
+    ``job.latent`` if set; from scratch, stride ``job.stride`` and M = ``job.latent``."""
+    from satcodec.codec.models import ModelConfig
+    from satcodec.codec.registry import load_model
+
+    if job.init is None:
+        return ModelConfig(latent=job.latent or 192, stages=3 if job.stride == 8 else 4)
+    config = load_model(job.init)[1].config
+    return ModelConfig(**{**config.to_dict(), "latent": job.latent}) if job.latent else config
+
+
 def _new_model(job: Job):
-    """The job's model before training: its init, widened, or a fresh one."""
+    """The job's model before training: its init's weights, or fresh ones."""
     from satcodec.codec.hyperprior import ScaleHyperprior
-    from satcodec.codec.models import ModelConfig, ReducedVAE
+    from satcodec.codec.models import ReducedVAE
     from satcodec.codec.registry import load_model
 
     if job.kind == "peer":
         return ScaleHyperprior()
     if job.init is None:
-        return ReducedVAE(ModelConfig(latent=job.latent or 192, stages=3 if job.stride == 8 else 4))
+        return ReducedVAE(_codec_config(job))
     return load_model(job.init)[0]
 
 
@@ -191,19 +203,11 @@ def cmd_job(a: argparse.Namespace) -> int:
             decay_start=a.decay_start,
         )  # fmt: skip
     else:
-        from satcodec.codec.models import ModelConfig
-        from satcodec.codec.registry import load_model
         from satcodec.codec.training import train_codec
 
-        if job.init is None:
-            config = _new_model(job).config
-        else:
-            config = load_model(job.init)[1].config
-            if job.latent:
-                config = ModelConfig(**{**config.to_dict(), "latent": job.latent})
         meta = train_codec(
             a.pack, job.lmbda, steps, out, lr=job.lr, batch=a.batch, patch=a.patch,
-            config=config, init=job.init, val_every=2000, ckpt_every=200, progress=False,
+            config=_codec_config(job), init=job.init, val_every=2000, ckpt_every=200, progress=False,
             device=a.device, schedule_kwargs={"start": a.decay_start, "final": 0.3},
         )  # fmt: skip
     _finish(out, meta, command, a)
@@ -221,17 +225,11 @@ def _finish(out: Path, meta: dict, command: str, a: argparse.Namespace) -> None:
 
 def _export_checkpoint(out: Path, job: Job) -> None:
     """Weights from the last checkpoint of a job stopped at the hard deadline."""
-    from satcodec.codec.models import ModelConfig, ReducedVAE, complexity
-    from satcodec.codec.registry import load_model, save_model
+    from satcodec.codec.models import ReducedVAE, complexity
+    from satcodec.codec.registry import save_model
     from satcodec.train import load_checkpoint
 
-    if job.kind == "peer" or job.init is None:
-        model = _new_model(job)
-    else:
-        config = load_model(job.init)[1].config
-        if job.latent:
-            config = ModelConfig(**{**config.to_dict(), "latent": job.latent})
-        model = ReducedVAE(config)
+    model = _new_model(job) if job.kind == "peer" else ReducedVAE(_codec_config(job))
     extra = load_checkpoint(out / "checkpoint.safetensors", model)
     if job.kind == "peer":
         from satcodec.codec.hyperprior import save_peer
