@@ -220,9 +220,13 @@ def test_pytorch_stream_decodes_with_int8_onnxruntime(model, int8_dir, sample_ar
     assert abs(psnr(sample_array, out8, 12) - psnr(sample_array, out32, 12)) < 1.0
 
 
-def test_stride8_model_exports_and_its_onnx_encoder_codes_the_same_stream(sample_array, tmp_path):
-    """A stride-8 model goes through ONNX like a stride-16 one: same symbols, same pixels."""
-    from satcodec.codec.models import ModelConfig, ReducedVAE
+@pytest.mark.parametrize("refine", [False, True])
+def test_stride8_model_exports_and_its_onnx_encoder_codes_the_same_stream(
+    sample_array, tmp_path, refine
+):
+    """A stride-8 model goes through ONNX like a stride-16 one: same symbols, same pixels;
+    so does a joint model's ground-side refinement stage (part of the synthesis graph)."""
+    from satcodec.codec.models import ModelConfig, ReducedVAE, with_refinement
     from satcodec.codec.registry import save_model
 
     torch.manual_seed(3)
@@ -230,6 +234,10 @@ def test_stride8_model_exports_and_its_onnx_encoder_codes_the_same_stream(sample
     with torch.no_grad():
         net.analysis_transform[-1].weight.mul_(40.0)
         net.synthesis_transform[0].conv.weight.div_(40.0)
+    if refine:
+        net = with_refinement(net, 8, 4)
+        with torch.no_grad():  # a stage that does something (a fresh one is the identity)
+            net.synthesis_transform[-2].body[-1].weight.normal_(0.0, 0.05)
     path = tmp_path / "s8.safetensors"
     save_model(path, net, {})
     net, info = load_model(path)

@@ -81,3 +81,44 @@ class SubPixelUp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shuffle(self.conv(x))
+
+
+class RefinementStage(nn.Module):
+    """Ground-side residual refinement after the synthesis: ``x + f(x)``.
+
+    ``f`` is a compact CNN at half resolution (2x2 pixel unshuffle, ``layers`` 3x3
+    convolutions with ReLU, unshuffle back), the shape of the ground denoiser. Why: the
+    synthesis of a joint (denoising) codec has the decoder's ~15k MAC/px to both invert the
+    transform and remove noise; the ground has no board limit, and this stage gives the joint
+    decoder the compute the sequential chain spends on its ground denoiser. The last layer
+    starts at zero, so a fresh stage is exactly the identity.
+    """
+
+    def __init__(self, channels: int, layers: int) -> None:
+        super().__init__()
+        if channels < 1 or layers < 2:
+            raise ValueError(
+                f"refinement needs channels >= 1 and layers >= 2, got {channels}, {layers}"
+            )
+        self.layers = layers
+        convs: list[nn.Module] = [nn.Conv2d(4, channels, 3, padding=1), nn.ReLU()]
+        for _ in range(layers - 2):
+            convs += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()]
+        convs.append(nn.Conv2d(channels, 4, 3, padding=1))
+        self.body = nn.Sequential(*convs)
+        with torch.no_grad():
+            for m in convs[:-1]:
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                    m.bias.zero_()
+            convs[-1].weight.zero_()
+            convs[-1].bias.zero_()
+
+    @property
+    def radius(self) -> int:
+        """Receptive radius in pixels (each half-resolution 3x3 conv adds 2 px)."""
+        return 2 * self.layers + 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # the synthesis output is a multiple of the latent stride high and wide, so even
+        return x + F.pixel_shuffle(self.body(F.pixel_unshuffle(x, 2)), 2)

@@ -4,6 +4,9 @@ A Ballé-style analysis transform of four 5x5 stride-2 convolutions (the board s
 mirrored sub-pixel synthesis transform (the ground side). Latents are modelled by one
 zero-mean Laplacian per channel whose scale is estimated from the latents themselves and sent
 as side information, so there is no hyperprior network.
+
+Joint (denoising) models may add a ground-side refinement stage after the synthesis
+(``ModelConfig.refine_channels``): decoder compute only, the board side is unchanged.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from satcodec.codec.layers import SubPixelUp, activation, conv_down
+from satcodec.codec.layers import RefinementStage, SubPixelUp, activation, conv_down
 
 DOWNSAMPLING = 16  # four stride-2 stages
 
@@ -33,6 +36,10 @@ class ModelConfig:
     # stride-2 stages: 4 gives the stride-16 latents bitstream v1 codes; 3 (stride 8) is the
     # experiment of bench/latent_stride.py (more latents per pixel, a higher PSNR ceiling)
     stages: int = 4
+    # ground-side refinement after the synthesis (0 = none): channels and 3x3 layers of
+    # a layers.RefinementStage; used by the joint (denoising) models, never on board
+    refine_channels: int = 0
+    refine_layers: int = 0
 
     @property
     def downsampling(self) -> int:
@@ -50,7 +57,14 @@ class ModelConfig:
             activation=str(d["activation"]),
             input_gain=float(d.get("input_gain", 1.0)),
             stages=int(d.get("stages", 4)),
+            refine_channels=int(d.get("refine_channels", 0)),
+            refine_layers=int(d.get("refine_layers", 0)),
         )
+
+    @property
+    def refine_radius(self) -> int:
+        """Receptive radius (pixels) of the refinement stage; 0 without one."""
+        return 2 * self.refine_layers + 2 if self.refine_channels else 0
 
 
 def laplace_bits(y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -110,6 +124,9 @@ class ReducedVAE(nn.Module):
                 down.append(activation(act, n, inverse=False))
                 up.append(activation(act, n, inverse=True))
         self.analysis_transform = nn.Sequential(*down)
+        if config.refine_channels:
+            # on the synthesis output before the final gain, where its std is ~1
+            up.append(RefinementStage(config.refine_channels, config.refine_layers))
         self.synthesis_transform = nn.Sequential(*up, Gain(1.0 / config.input_gain))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -154,6 +171,26 @@ def widen_latent(model: ReducedVAE, latent: int, seed: int = 0) -> ReducedVAE:
             state[k] = v
     wide.load_state_dict(state)
     return wide
+
+
+def with_refinement(model: ReducedVAE, channels: int, layers: int) -> ReducedVAE:
+    """A copy of ``model`` (without a refinement stage) with a fresh one, the identity at first.
+
+    The analysis, the latents and so the rate are unchanged; only the decoder grows.
+    """
+    if model.config.refine_channels:
+        raise ValueError("the model already has a refinement stage")
+    cfg = ModelConfig(
+        **{**model.config.to_dict(), "refine_channels": channels, "refine_layers": layers}
+    )
+    new = ReducedVAE(cfg)
+    state = new.state_dict()
+    gain = len(model.synthesis_transform) - 1  # index of the final gain, moved one down
+    for k, v in model.state_dict().items():
+        if not k.startswith(f"synthesis_transform.{gain}."):
+            state[k] = v
+    new.load_state_dict(state)
+    return new
 
 
 def count_macs(module: nn.Module, input_shape: tuple[int, int, int, int]) -> int:

@@ -26,7 +26,7 @@ from satcodec.bitstream import (
     TileRecord,
     write_stream,
 )
-from satcodec.codec.models import DOWNSAMPLING, ReducedVAE
+from satcodec.codec.models import DOWNSAMPLING, ModelConfig, ReducedVAE
 from satcodec.codec.registry import ModelInfo, find_model_by_id, list_models, load_model
 from satcodec.entropy import (
     MAX_ABS_SYMBOL as MAX_SYMBOL,
@@ -50,6 +50,14 @@ from satcodec.errors import (
 # multiple of both strides, so the halo is a whole number of latents either way
 ENCODE_HALO = 2 * DOWNSAMPLING
 DECODE_HALO = 2  # latents; synthesis receptive radius ≈ 1 + ½ + ¼ + ⅛ latents
+
+
+def decode_halo(config: ModelConfig) -> int:
+    """Latents of context each side of a decoded tile: the synthesis's, plus the refinement
+    stage's receptive radius (ground-side, joint models) rounded up to whole latents."""
+    return DECODE_HALO + math.ceil(config.refine_radius / config.downsampling)
+
+
 DEFAULT_TILE = 512
 QUALITY_NATIVE = 50.0  # --quality 50 = the model's trained operating point (step 1)
 QUALITY_PER_OCTAVE = 12.5  # every 12.5 quality points halve / double the step
@@ -466,7 +474,7 @@ class Decoder:
     def synthesise_tile(self, plane: np.ndarray, band: int, row: int, col: int) -> np.ndarray:
         """Pixels (float, sensor units) of one tile from the band's latent plane."""
         h = self.header
-        L, halo = h.tile_size // h.downsampling, DECODE_HALO
+        L, halo = h.tile_size // h.downsampling, decode_halo(self.model.config)
         ly0, lx0 = row * L, col * L
         lh, lw = h.tile_latent_shape(row, col)
         a0, b0 = max(0, ly0 - halo), max(0, lx0 - halo)

@@ -86,6 +86,8 @@ def _read(path: Path) -> tuple[ReducedVAE, ModelInfo]:
         raise WeightsError(f"{path} has malformed model metadata: {exc}") from exc
     if not (1 <= config.bands <= 64 and 1 <= config.hidden <= 1024 and 1 <= config.latent <= 1024):
         raise WeightsError(f"{path} declares an implausible architecture {config}")
+    if not (0 <= config.refine_channels <= 512 and 0 <= config.refine_layers <= 64):
+        raise WeightsError(f"{path} declares an implausible refinement stage {config}")
     try:
         model = ReducedVAE(config)
     except ValueError as exc:

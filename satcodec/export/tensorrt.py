@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from satcodec.codec.models import DOWNSAMPLING, ReducedVAE
-from satcodec.codec.pipeline import DECODE_HALO, ENCODE_HALO
+from satcodec.codec.pipeline import DECODE_HALO, ENCODE_HALO, decode_halo
 from satcodec.codec.registry import ModelInfo
 from satcodec.errors import ConfigError, ExportError, RuntimeUnavailableError
 from satcodec.export.calibration import calibration_patches, synthesis_inputs
@@ -61,7 +61,11 @@ def require_tensorrt() -> tuple[Any, Any]:
 
 
 def _shapes(
-    side: str, channels: int, max_tile: int, stride: int = DOWNSAMPLING
+    side: str,
+    channels: int,
+    max_tile: int,
+    stride: int = DOWNSAMPLING,
+    decode_halo: int = DECODE_HALO,
 ) -> tuple[tuple[int, ...], ...]:
     """(min, opt, max) input shapes of one transform, up to tiles of ``max_tile`` px.
 
@@ -73,7 +77,7 @@ def _shapes(
         if side == "analysis":
             s = tile + 2 * ENCODE_HALO
             return (1, 1, s, s)
-        s = tile // stride + 2 * DECODE_HALO
+        s = tile // stride + 2 * decode_halo
         return (1, channels, s, s)
 
     smallest = (1, 1, stride, stride) if side == "analysis" else (1, channels, 1, 1)
@@ -120,6 +124,7 @@ def build_engine(
     max_tile: int = MAX_TILE,
     workspace_gib: float = 2.0,
     stride: int = DOWNSAMPLING,
+    decode_halo: int = DECODE_HALO,
 ) -> dict[str, Any]:
     """Build and serialise one engine; returns what ``engine.json`` records for it."""
     trt, torch = require_tensorrt()
@@ -137,7 +142,7 @@ def build_engine(
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     name = network.get_input(0).name
-    lo, opt, hi = _shapes(side, channels, max_tile, stride)
+    lo, opt, hi = _shapes(side, channels, max_tile, stride, decode_halo)
     profile = builder.create_optimization_profile()
     profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
@@ -242,6 +247,7 @@ def export_tensorrt(
                 calib_x if side == "analysis" else calib_y,
                 max_tile,
                 stride=model.config.downsampling,
+                decode_halo=decode_halo(model.config),
             )
     manifest = {
         "format": "satcodec-tensorrt-v1",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +271,43 @@ def joint_loss(lmbda: float):
     return loss_fn
 
 
+# Quantisation steps a decoder fine-tune draws from, per patch: 2^U(STEP_LOG2_LO, STEP_LOG2_HI).
+# The joint chain codes at 0.5-3 bpp with steps of about 0.5-2 on every joint model.
+STEP_LOG2_LO, STEP_LOG2_HI = -1.0, 1.0
+
+
+def joint_decoder_loss():
+    """Distortion of the decoder alone on noisy input, against the clean patch.
+
+    The analysis (board side) is frozen, so the latents and the rate stay those of the joint
+    model it came from; the latents are really rounded at the patch's quantisation step
+    ``b["step"]`` (as the coder does at some rate), not replaced by additive noise: the
+    decoder learns what it will be given.
+    """
+
+    def loss_fn(model: torch.nn.Module, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        mean = b["noisy"].mean(dim=(2, 3), keepdim=True)
+        q = b["step"].view(-1, 1, 1, 1)
+        with torch.no_grad():
+            y = model.analysis_transform(b["noisy"] - mean)
+            y_hat = torch.round(y / q) * q
+        x_hat = model.synthesis_transform(y_hat) + mean
+        mse = torch.mean((x_hat - b["clean"]) ** 2)
+        psnr = -10 * torch.log10(mse.detach().clamp_min(1e-12))
+        return DISTORTION_PEAK**2 * mse, {"psnr": float(psnr)}
+
+    return loss_fn
+
+
+def decoder_steps(step: int, size: int, seed: int, rank: int = 0, world: int = 1) -> torch.Tensor:
+    """Per-patch quantisation steps of global batch ``step`` (a function of (seed, step))."""
+    out = [
+        2.0 ** np.random.default_rng([seed, step, i, 313]).uniform(STEP_LOG2_LO, STEP_LOG2_HI)
+        for i in range(rank, size, world)
+    ]
+    return torch.tensor(out, dtype=torch.float32)
+
+
 def train_joint(
     data: str | Path,
     lmbda: float,
@@ -286,13 +324,18 @@ def train_joint(
     progress: bool = True,
     device: str = "cpu",
     decay_start: float = 0.9,
+    refine: tuple[int, int] | None = None,
+    decoder_only: bool = False,
 ) -> dict[str, Any]:
     """Train (or fine-tune from ``init``, a codec model name/path) a joint denoising codec.
 
-    Writes ``out/model.safetensors`` in the codec's model format, so ``satcodec encode
-    --model`` and the decoders use it like any shipped model.
+    ``refine = (channels, layers)`` adds a ground-side refinement stage after the synthesis
+    (:class:`~satcodec.codec.layers.RefinementStage`); ``decoder_only`` freezes the analysis
+    (the board side, hence the rate) and trains the decoder on really quantised latents
+    (:func:`joint_decoder_loss`). Writes ``out/model.safetensors`` in the codec's model
+    format, so ``satcodec encode --model`` and the decoders use it like any shipped model.
     """
-    from satcodec.codec.models import ModelConfig, ReducedVAE, complexity
+    from satcodec.codec.models import ModelConfig, ReducedVAE, complexity, with_refinement
     from satcodec.codec.registry import load_model, save_model
 
     out = Path(out)
@@ -300,18 +343,31 @@ def train_joint(
     sampler = PatchSampler(
         [b for s in train_scenes for b in band_samples(s, remove_mean=False)], patch=patch
     )
+    base_meta: dict[str, Any] = {}
     if init is not None:
         base, info = load_model(init)
         model = ReducedVAE(base.config)
         model.load_state_dict(base.state_dict())
         init_desc = f"{info.name} ({info.model_id})"
+        base_meta = info.meta
     else:
+        if decoder_only:
+            raise ValueError("decoder_only fine-tunes the decoder of a trained model: pass init")
         model = ReducedVAE(ModelConfig())
         init_desc = "random"
+    if decoder_only and "lmbda" in base_meta:
+        lmbda = float(base_meta["lmbda"])  # no rate term: the λ the board side was trained at
+    if refine is not None and not model.config.refine_channels:
+        model = with_refinement(model, *refine)
+    if decoder_only:
+        model.analysis_transform.requires_grad_(False)
     model.train()
 
     def batch_fn(step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
-        return noisy_batch(sampler, step, batch, seed, rank, world)
+        b = noisy_batch(sampler, step, batch, seed, rank, world)
+        if decoder_only:
+            b["step"] = decoder_steps(step, batch, seed, rank, world)
+        return b
 
     cfg = TrainConfig(
         steps=steps,
@@ -326,10 +382,17 @@ def train_joint(
         progress=progress,
         device=device,
     )
-    trainer = Trainer(model, joint_loss(lmbda), batch_fn, cfg)
+    loss = joint_decoder_loss() if decoder_only else joint_loss(lmbda)
+    trainer = Trainer(model, loss, batch_fn, cfg)
     history = trainer.fit()
     model.cpu()
-    last = [r for r in history if "bpp" in r][-5:]
+    last = [r for r in history if "psnr" in r][-5:]
+    tail = {
+        k: float(np.mean([r[k] for r in last])) for k in ("bpp", "psnr") if last and k in last[0]
+    }
+    if decoder_only and "bpp" in base_meta.get("train_tail", {}):
+        # the board side is the init's, so is its rate (what the chains pick models by)
+        tail["bpp"] = float(base_meta["train_tail"]["bpp"])
     meta = {
         "kind": "joint-denoising",
         "lmbda": lmbda,
@@ -344,11 +407,27 @@ def train_joint(
         "noise": f"sigma at {REF_LEVEL}*peak log-uniform in [{SIGMA_LO}, {SIGMA_HI}]*peak",
         "train_scenes": [s.name for s in train_scenes],
         "val_scenes": [s.name for s in val_scenes],
-        "train_tail": {k: float(np.mean([r[k] for r in last])) for k in ("bpp", "psnr")}
-        if last
-        else {},
+        "train_tail": tail,
         "complexity": complexity(model),
     }
+    if refine is not None or model.config.refine_channels:
+        meta["refine"] = [model.config.refine_channels, model.config.refine_layers]
+    if decoder_only:
+        meta["decoder_only"] = True
+        meta["quant_steps"] = f"2^U({STEP_LOG2_LO}, {STEP_LOG2_HI}) per patch, latents rounded"
+    if base_meta.get("history") or init is not None:
+        phase = {"model": out.name, "kind": "decoder" if decoder_only else "joint-denoising"}
+        meta["history"] = [
+            *base_meta.get("history", []),
+            {
+                **phase,
+                "lmbda": lmbda,
+                "steps": steps,
+                "batch": f"{batch}x{patch}²",
+                "lr": lr,
+                "device": trainer.device.type,
+            },
+        ]
     model.eval()
     model_id = save_model(out / "model.safetensors", model, meta)
     (out / "model.json").write_text(json.dumps({"model_id": model_id, **meta}, indent=2))
@@ -446,6 +525,16 @@ def ship(run_dir: str | Path, kind: str, name: str) -> Path:
     return dest
 
 
+def _parse_refine(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        c, n = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"--refine takes CxL (e.g. 48x8), got {text!r}") from None
+    return c, n
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m satcodec.ground_segment.training")
     sub = p.add_subparsers(dest="what", required=True)
@@ -476,6 +565,15 @@ def main(argv: list[str] | None = None) -> int:
     j.add_argument("--decay-start", type=float, default=0.9, help="lr x0.3 from this fraction")
     j.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU")
     j.add_argument("--resume", action="store_true")
+    j.add_argument(
+        "--refine",
+        help="CxL: add a ground-side refinement stage of C channels and L layers after the synthesis",
+    )
+    j.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="freeze the analysis (board side, rate) and train the decoder on rounded latents",
+    )
     sh = sub.add_parser("ship", help="copy a finished run into the package, with a card")
     sh.add_argument("--kind", choices=["denoiser", "joint"], required=True)
     sh.add_argument("--run", required=True)
@@ -519,7 +617,13 @@ def main(argv: list[str] | None = None) -> int:
             resume=a.resume,
             device=a.device,
             decay_start=a.decay_start,
+            refine=_parse_refine(a.refine),
+            decoder_only=a.decoder_only,
         )
+        meta["command"] = "python -m satcodec.ground_segment.training " + " ".join(
+            argv if argv is not None else sys.argv[1:]
+        )
+        (Path(a.out) / "model.json").write_text(json.dumps(meta, indent=2))
     print(json.dumps({k: v for k, v in meta.items() if k not in ("train_scenes",)}, indent=1))
     return 0
 

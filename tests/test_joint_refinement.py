@@ -1,0 +1,136 @@
+"""Joint models with a ground-side refinement stage: identity at first, board side untouched,
+tiled decoding with the wider halo it needs, decoder-only fine-tuning, malformed weights."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import satcodec
+from satcodec.bitstream import StreamReader
+from satcodec.codec.models import ModelConfig, ReducedVAE, complexity, with_refinement
+from satcodec.codec.registry import FORMAT, load_model, save_model
+from satcodec.errors import WeightsError
+from tests.conftest import SAMPLE
+
+
+def _stride8(seed: int = 5) -> ReducedVAE:
+    torch.manual_seed(seed)
+    net = ReducedVAE(ModelConfig(hidden=16, latent=24, stages=3))
+    with torch.no_grad():  # untrained latents are tiny: put them on the quantiser's grid
+        net.analysis_transform[-1].weight.mul_(40.0)
+        net.synthesis_transform[0].conv.weight.div_(40.0)
+    return net.eval()
+
+
+def test_refinement_starts_as_the_identity_and_adds_only_decoder_compute():
+    base = _stride8()
+    ref = with_refinement(base, 8, 4).eval()
+    x = torch.randn(2, 1, 64, 96) * 0.05
+    with torch.no_grad():
+        torch.testing.assert_close(ref(x)["x_hat"], base(x)["x_hat"], rtol=0, atol=0)
+        torch.testing.assert_close(
+            ref.analysis_transform(x), base.analysis_transform(x), rtol=0, atol=0
+        )
+    a, b = complexity(base), complexity(ref)
+    assert a["encoder_mac_per_pixel"] == b["encoder_mac_per_pixel"]
+    # half-resolution 3x3 convs 4->8, 8->8, 8->8, 8->4: (288 + 2*576 + 288) / 4 MAC per pixel
+    assert b["decoder_mac_per_pixel"] - a["decoder_mac_per_pixel"] == (288 + 2 * 576 + 288) / 4
+    assert ref.config.refine_radius == 10
+    with pytest.raises(ValueError, match="already has a refinement"):
+        with_refinement(ref, 8, 4)
+
+
+def _direct(model: ReducedVAE, band: np.ndarray, step: float, peak: float) -> np.ndarray:
+    """synthesis(quantised analysis) of the whole image at once, as the encoder pads it."""
+    stride = model.config.downsampling
+    H, W = band.shape
+    grid = (math.ceil(H / stride) * stride, math.ceil(W / stride) * stride)
+    padded = np.pad(band, ((0, grid[0] - H), (0, grid[1] - W)), mode="edge")
+    mean = round(float(band.mean()))
+    x = torch.from_numpy((padded - mean) / peak)[None, None].float()
+    with torch.no_grad():
+        y = torch.round(model.analysis_transform(x) / step) * step
+        out = model.synthesis_transform(y)[0, 0, :H, :W].numpy() * peak
+    return np.clip(np.rint(out + mean), 0, peak)
+
+
+def test_tiled_decoding_of_a_refined_model_equals_the_whole_image(
+    tmp_path, sample_array, monkeypatch
+):
+    """The decoder widens each tile's latent window by the stage's receptive radius; with
+    the synthesis's halo alone the tiles' seams would show."""
+    import satcodec.codec.pipeline as pipeline
+
+    net = with_refinement(_stride8(), 16, 6)
+    with torch.no_grad():
+        for m in net.synthesis_transform[-2].body:
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.normal_(0.0, 0.2)  # a stage with a wide, strong response
+    path = tmp_path / "refined.safetensors"
+    save_model(path, net, {})
+    net = load_model(path)[0]
+    img = sample_array[:, :200, :264]
+    data = satcodec.encode(img, quality=70, model=path, tile=64)
+    out, meta = satcodec.decode(data, model=path)
+    direct = _direct(net, img[0].astype(np.float32), meta["quant_step"], 4095.0)
+    err = np.abs(out[0].astype(np.float64) - direct)
+    assert err.max() <= 1, f"max deviation {err.max()} DN"
+    assert pipeline.decode_halo(net.config) == pipeline.DECODE_HALO + 2  # 14 px -> 2 latents
+    # the synthesis's halo alone is not enough for the stage: the seams show
+    monkeypatch.setattr(pipeline, "decode_halo", lambda config: pipeline.DECODE_HALO)
+    narrow, _ = satcodec.decode(data, model=path)
+    assert np.abs(narrow[0].astype(np.float64) - direct).max() > 2
+
+
+def test_decoder_only_fine_tune_keeps_the_board_side_and_the_bitstream(tmp_path, sample_array):
+    from satcodec.ground_segment.training import main
+
+    init = tmp_path / "joint.safetensors"
+    save_model(init, _stride8(), {"lmbda": 0.004, "train_tail": {"bpp": 2.5, "psnr": 45.0}})
+    data = tmp_path / "scenes"
+    data.mkdir()
+    shutil.copy(SAMPLE, data / "train.tif")
+    out = tmp_path / "run"
+    args = ["joint", "--data", str(data), "--init", str(init), "--refine", "8x4"]
+    args += ["--decoder-only", "--steps", "2", "--batch", "2", "--patch", "64", "--out", str(out)]
+    assert main(args) == 0
+    before, _ = load_model(init)
+    after, info = load_model(out / "model.safetensors")
+    assert after.config.refine_channels == 8 and after.config.refine_layers == 4
+    for k, v in before.analysis_transform.state_dict().items():  # the board side, bit for bit
+        torch.testing.assert_close(after.analysis_transform.state_dict()[k], v, rtol=0, atol=0)
+    moved = after.synthesis_transform[-2].body[-1].weight
+    assert moved.abs().max() > 0  # the stage trained away from the identity
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["decoder_only"] and meta["refine"] == [8, 4] and meta["lmbda"] == 0.004
+    assert meta["train_tail"]["bpp"] == 2.5  # the rate is the init's: the chains pick by it
+    assert "--decoder-only" in meta["command"]
+    # same board side, same symbols: the streams differ only in the header's model id
+    img = sample_array[:, :128, :192]
+    a = StreamReader(satcodec.encode(img, quality=50, model=init, tile=64))
+    b = StreamReader(satcodec.encode(img, quality=50, model=out / "model.safetensors", tile=64))
+    assert a.header.model_id != b.header.model_id == info.model_id
+    for r in range(a.header.tiles_y):
+        for c in range(a.header.tiles_x):
+            ta, tb = a.read_tile(0, r, c), b.read_tile(0, r, c)
+            assert (ta.payload, ta.scale_indices) == (tb.payload, tb.scale_indices)
+    with pytest.raises(SystemExit, match="CxL"):
+        main([*args[:5], "--refine", "48", "--steps", "0", "--out", str(tmp_path / "x")])
+
+
+def test_implausible_refinement_in_a_weights_file_is_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / "m.safetensors"
+    save_model(path, with_refinement(_stride8(), 8, 4), {})
+    cfg = json.dumps({**load_model(path)[1].config.to_dict(), "refine_layers": 5000})
+    bad = tmp_path / "bad.safetensors"
+    save_file(load_file(str(path)), str(bad), metadata={"format": FORMAT, "config": cfg})
+    with pytest.raises(WeightsError, match="refinement"):
+        load_model(bad)
