@@ -186,8 +186,35 @@ def test_denoise_in_pipeline_records_noise_parameters(tiny_model, tmp_path):
     s = run_ground(inbox, outbox, opts, progress=False, log=lambda _: None)
     assert s.produced == ["scene00.satc"]
     props = _check_product(outbox, "scene00", sources["scene00"])
-    assert props["satcodec:denoised"] is True
+    assert props["satcodec:denoised"] is True and props["satcodec:denoiser"] == "ground"
     assert props["satcodec:noise"]["source"] == "sensor:pleiades-pan"
+
+
+def test_joint_model_streams_are_not_denoised_twice(tmp_path):
+    """A joint model's decoder already denoises: --denoise leaves its output as decoded."""
+    import torch
+
+    from satcodec.codec.models import ModelConfig, ReducedVAE
+    from satcodec.codec.registry import save_model
+
+    torch.manual_seed(7)
+    net = ReducedVAE(ModelConfig(hidden=16, latent=24, stages=3))
+    with torch.no_grad():
+        net.analysis_transform[-1].weight.mul_(40.0)
+        net.synthesis_transform[0].conv.weight.div_(40.0)
+    joint = tmp_path / "joint.safetensors"
+    save_model(joint, net, {"kind": "joint-denoising"})
+    _, inbox, sources = _batch(tmp_path, joint, 1)
+    outbox = tmp_path / "outbox"
+    opts = GroundOptions(denoise=True, sensor="pleiades-pan", model_paths=[str(joint)])
+    s = run_ground(inbox, outbox, opts, progress=False, log=lambda _: None)
+    assert s.produced == ["scene00.satc"]
+    props = _check_product(outbox, "scene00", sources["scene00"])
+    assert props["satcodec:denoised"] is True and props["satcodec:denoiser"] == "joint model"
+    assert props["satcodec:noise"] is None
+    decoded, _ = satcodec.decode((inbox / "scene00.satc").read_bytes(), model=joint)
+    with rasterio.open(outbox / "scene00.tif") as ds:
+        np.testing.assert_array_equal(ds.read(), decoded)
 
 
 def test_existing_scheduler_address_is_used(tiny_model, tmp_path):

@@ -217,7 +217,9 @@ def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]
             y0, x0, ph, pw = h.tile_pixel_window(r, c)
             mask[b, y0 : y0 + ph, x0 : x0 + pw] = True
     noise = None
-    if opts.get("denoise"):
+    # a joint model's decoder has already removed the noise: denoising again would only blur
+    joint = info.meta.get("kind") == "joint-denoising"
+    if opts.get("denoise") and not joint:
         from satcodec.ground_segment.denoiser import denoise_array, load_denoiser, to_sensor_dtype
 
         model, _ = load_denoiser(opts.get("denoiser"))
@@ -244,7 +246,8 @@ def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]
         "satcodec:bit_depth": int(h.bit_depth),
         "satcodec:damaged": bool(damaged),
         "satcodec:damaged_tiles": damaged,
-        "satcodec:denoised": bool(opts.get("denoise")),
+        "satcodec:denoised": bool(opts.get("denoise")) or joint,
+        "satcodec:denoiser": "joint model" if joint else "ground" if opts.get("denoise") else None,
         "satcodec:noise": None if noise is None else noise.to_dict(),
         "satcodec:cog_sha256": cog_sha,
     }
