@@ -122,6 +122,19 @@ def test_decoder_only_fine_tune_keeps_the_board_side_and_the_bitstream(tmp_path,
             assert (ta.payload, ta.scale_indices) == (tb.payload, tb.scale_indices)
     with pytest.raises(SystemExit, match="CxL"):
         main([*args[:5], "--refine", "48", "--steps", "0", "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="LO,HI"):
+        main([*args, "--step-range", "1"])
+
+
+def test_decoder_steps_cover_the_requested_range_and_depend_only_on_the_step():
+    from satcodec.ground_segment.training import decoder_steps
+
+    a = decoder_steps(7, 64, 0, log2_range=(-2.0, 1.0))
+    torch.testing.assert_close(a, decoder_steps(7, 64, 0, log2_range=(-2.0, 1.0)))
+    assert 0.25 <= float(a.min()) < 0.4 and 1.5 < float(a.max()) <= 2.0
+    assert not torch.equal(a, decoder_steps(8, 64, 0, log2_range=(-2.0, 1.0)))
+    # data-parallel ranks take disjoint shares of the same global draw
+    torch.testing.assert_close(decoder_steps(7, 64, 0, 1, 2, (-2.0, 1.0)), a[1::2])
 
 
 def test_implausible_refinement_in_a_weights_file_is_refused(tmp_path):

@@ -299,10 +299,18 @@ def joint_decoder_loss():
     return loss_fn
 
 
-def decoder_steps(step: int, size: int, seed: int, rank: int = 0, world: int = 1) -> torch.Tensor:
+def decoder_steps(
+    step: int,
+    size: int,
+    seed: int,
+    rank: int = 0,
+    world: int = 1,
+    log2_range: tuple[float, float] = (STEP_LOG2_LO, STEP_LOG2_HI),
+) -> torch.Tensor:
     """Per-patch quantisation steps of global batch ``step`` (a function of (seed, step))."""
+    lo, hi = log2_range
     out = [
-        2.0 ** np.random.default_rng([seed, step, i, 313]).uniform(STEP_LOG2_LO, STEP_LOG2_HI)
+        2.0 ** np.random.default_rng([seed, step, i, 313]).uniform(lo, hi)
         for i in range(rank, size, world)
     ]
     return torch.tensor(out, dtype=torch.float32)
@@ -326,13 +334,15 @@ def train_joint(
     decay_start: float = 0.9,
     refine: tuple[int, int] | None = None,
     decoder_only: bool = False,
+    step_log2_range: tuple[float, float] = (STEP_LOG2_LO, STEP_LOG2_HI),
 ) -> dict[str, Any]:
     """Train (or fine-tune from ``init``, a codec model name/path) a joint denoising codec.
 
     ``refine = (channels, layers)`` adds a ground-side refinement stage after the synthesis
     (:class:`~satcodec.codec.layers.RefinementStage`); ``decoder_only`` freezes the analysis
     (the board side, hence the rate) and trains the decoder on really quantised latents
-    (:func:`joint_decoder_loss`). Writes ``out/model.safetensors`` in the codec's model
+    (:func:`joint_decoder_loss`) at steps 2^U(``step_log2_range``): it should cover the
+    steps the model codes at over its rates (``satcodec`` picks them by rate). Writes ``out/model.safetensors`` in the codec's model
     format, so ``satcodec encode --model`` and the decoders use it like any shipped model.
     """
     from satcodec.codec.models import ModelConfig, ReducedVAE, complexity, with_refinement
@@ -366,7 +376,7 @@ def train_joint(
     def batch_fn(step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
         b = noisy_batch(sampler, step, batch, seed, rank, world)
         if decoder_only:
-            b["step"] = decoder_steps(step, batch, seed, rank, world)
+            b["step"] = decoder_steps(step, batch, seed, rank, world, step_log2_range)
         return b
 
     cfg = TrainConfig(
@@ -414,7 +424,8 @@ def train_joint(
         meta["refine"] = [model.config.refine_channels, model.config.refine_layers]
     if decoder_only:
         meta["decoder_only"] = True
-        meta["quant_steps"] = f"2^U({STEP_LOG2_LO}, {STEP_LOG2_HI}) per patch, latents rounded"
+        lo, hi = step_log2_range
+        meta["quant_steps"] = f"2^U({lo}, {hi}) per patch, latents rounded"
     if base_meta.get("history") or init is not None:
         phase = {"model": out.name, "kind": "decoder" if decoder_only else "joint-denoising"}
         meta["history"] = [
@@ -535,6 +546,16 @@ def _parse_refine(text: str | None) -> tuple[int, int] | None:
     return c, n
 
 
+def _parse_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise SystemExit(f"--step-range takes LO,HI (log2 of the step), got {text!r}") from None
+    if not -8 <= lo < hi <= 8:
+        raise SystemExit(f"--step-range needs -8 <= LO < HI <= 8, got {text!r}")
+    return lo, hi
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m satcodec.ground_segment.training")
     sub = p.add_subparsers(dest="what", required=True)
@@ -573,6 +594,11 @@ def main(argv: list[str] | None = None) -> int:
         "--decoder-only",
         action="store_true",
         help="freeze the analysis (board side, rate) and train the decoder on rounded latents",
+    )
+    j.add_argument(
+        "--step-range",
+        default=f"{STEP_LOG2_LO},{STEP_LOG2_HI}",
+        help="LO,HI: --decoder-only draws quantisation steps 2^U(LO, HI) per patch",
     )
     sh = sub.add_parser("ship", help="copy a finished run into the package, with a card")
     sh.add_argument("--kind", choices=["denoiser", "joint"], required=True)
@@ -619,6 +645,7 @@ def main(argv: list[str] | None = None) -> int:
             decay_start=a.decay_start,
             refine=_parse_refine(a.refine),
             decoder_only=a.decoder_only,
+            step_log2_range=_parse_range(a.step_range),
         )
         meta["command"] = "python -m satcodec.ground_segment.training " + " ".join(
             argv if argv is not None else sys.argv[1:]
