@@ -158,11 +158,21 @@ def joint_for_rate(joints: list[Path], rate: float) -> Path:
     return min(joints, key=distance)
 
 
-def part_chains(items, sensor: str, rates, joints: list[Path], codec_model: str | None, out: Path):
+def part_chains(
+    items,
+    sensor: str,
+    rates,
+    joints: list[Path],
+    codec_model: str | None,
+    out: Path,
+    reference: list[Path] | None = None,
+):
     table = load_sensor_table()
     p = NoiseParams(float(table[sensor]["a"]), float(table[sensor]["b"]), f"sensor:{sensor}")
     model, _ = load_denoiser()
     served = {rate: joint_for_rate(joints, rate) for rate in rates} if joints else {}
+    # earlier joint models, picked by the same rule: what a change to the joint models gave
+    served0 = {rate: joint_for_rate(reference, rate) for rate in rates} if reference else {}
     rows = []
     for i, (name, clean, bd) in enumerate(items):
         noisy = simulate_noise(clean, p, bd, seed=200 + i)
@@ -202,6 +212,12 @@ def part_chains(items, sensor: str, rates, joints: list[Path], codec_model: str 
                 if jr is not None:
                     dec, r["joint_bpp"] = jr
                     r["joint_psnr"] = psnr(clean, dec, bd)
+            if served0:
+                r["joint0_model"] = served0[rate].stem
+                jr = _codec_chain(noisy, bd, rate, str(served0[rate]))
+                if jr is not None:
+                    dec, r["joint0_bpp"] = jr
+                    r["joint0_psnr"] = psnr(clean, dec, bd)
             rows.append(r)
             print(
                 json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}),
@@ -259,6 +275,30 @@ def part_chains(items, sensor: str, rates, joints: list[Path], codec_model: str 
             + ", ".join(f"{rate} bpp → {joint.stem}" for rate, joint in served.items())
             + ".",
         ]
+        lines += ["", *_ground_compute_lines(served, model)]
+    if served0:
+        lines += [
+            "",
+            "Reference joint models (same rule, same crops and noise): "
+            + ", ".join(f"{ref.parent.name}/{ref.stem}" for ref in sorted(set(served0.values())))
+            + ".",
+            "",
+            "| target bpp | (c₀) reference joint | (c) joint | (c) − (c₀) | (c₀) − (a) |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for rate in rates:
+            v0, c0 = mean(rate, "joint0_psnr")
+            v1, c1 = mean(rate, "joint_psnr")
+            d0 = [
+                r["joint0_psnr"] - r["j2k_bm3d_psnr"]
+                for r in rows
+                if r["target_bpp"] == rate and "joint0_psnr" in r
+            ]
+            lines.append(
+                f"| {rate} | {v0:.2f} | {v1:.2f} | {v1 - v0:+.2f} | "
+                + (f"{np.mean(d0):+.2f}" if d0 else "n/a")
+                + " |"
+            )
     (out / "ground_chains.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     try:
@@ -292,6 +332,26 @@ def part_chains(items, sensor: str, rates, joints: list[Path], codec_model: str 
     return rows
 
 
+def _ground_compute_lines(served: dict, denoiser) -> list[str]:
+    """Ground-side compute of each chain: (b) synthesis + ground denoiser, (c) the decoder."""
+    from satcodec.codec.models import complexity
+    from satcodec.codec.registry import list_models, load_model
+    from satcodec.ground_segment.denoiser import macs_per_pixel
+
+    den = macs_per_pixel(denoiser)
+    syn = max(complexity(load_model(m.path)[0])["decoder_mac_per_pixel"] for m in list_models())
+    joint = {
+        j.stem: complexity(load_model(j)[0])["decoder_mac_per_pixel"]
+        for j in sorted(set(served.values()))
+    }
+    return [
+        f"Ground-side compute per pixel: (b) synthesis {syn / 1e3:.1f}k + ground denoiser "
+        f"{den / 1e3:.1f}k = {(syn + den) / 1e3:.1f}k MAC; (c) "
+        + ", ".join(f"{k} decoder {v / 1e3:.1f}k MAC" for k, v in joint.items())
+        + ". The board side (analysis) is the same size in both chains."
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument(
@@ -310,6 +370,11 @@ def main() -> None:
         default=None,
         help="joint model weights, comma-separated (default: every shipped joint model)",
     )
+    ap.add_argument(
+        "--joint-reference",
+        default=None,
+        help="earlier joint model weights, comma-separated: an extra column (c₀), same rule",
+    )
     ap.add_argument("--out", default=str(RESULTS))
     a = ap.parse_args()
     out = Path(a.out)
@@ -324,7 +389,8 @@ def main() -> None:
             else sorted((WEIGHTS_DIR / "codec").glob("*.safetensors"))
         )
         rates = [float(r) for r in a.rates.split(",")]
-        part_chains(items, a.sensor, rates, joints, a.codec_model, out)
+        reference = [Path(j) for j in a.joint_reference.split(",")] if a.joint_reference else None
+        part_chains(items, a.sensor, rates, joints, a.codec_model, out, reference)
 
 
 if __name__ == "__main__":
