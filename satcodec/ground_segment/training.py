@@ -271,8 +271,9 @@ def joint_loss(lmbda: float):
     return loss_fn
 
 
-# Quantisation steps a decoder fine-tune draws from, per patch: 2^U(STEP_LOG2_LO, STEP_LOG2_HI).
-# The joint chain codes at 0.5-3 bpp with steps of about 0.5-2 on every joint model.
+# Quantisation steps a decoder fine-tune draws from, per patch: 2^U(STEP_LOG2_LO, STEP_LOG2_HI)
+# by default. Rate control picks the step: on the chains' noisy crops joint-s8-l1e-3 codes
+# 0.5-2 bpp at steps 1.9-0.35, joint-s8-l1.6e-2 3 bpp at ~0.8; set the range to cover the use.
 STEP_LOG2_LO, STEP_LOG2_HI = -1.0, 1.0
 
 
@@ -341,9 +342,10 @@ def train_joint(
     ``refine = (channels, layers)`` adds a ground-side refinement stage after the synthesis
     (:class:`~satcodec.codec.layers.RefinementStage`); ``decoder_only`` freezes the analysis
     (the board side, hence the rate) and trains the decoder on really quantised latents
-    (:func:`joint_decoder_loss`) at steps 2^U(``step_log2_range``): it should cover the
-    steps the model codes at over its rates (``satcodec`` picks them by rate). Writes ``out/model.safetensors`` in the codec's model
-    format, so ``satcodec encode --model`` and the decoders use it like any shipped model.
+    (:func:`joint_decoder_loss`) at steps 2^U(``step_log2_range``), which should cover the
+    steps rate control will pick for the model. Writes ``out/model.safetensors`` in the
+    codec's model format, so ``satcodec encode --model`` and the decoders use it like any
+    shipped model.
     """
     from satcodec.codec.models import ModelConfig, ReducedVAE, complexity, with_refinement
     from satcodec.codec.registry import load_model, save_model
