@@ -144,10 +144,10 @@ def _codec_chain(noisy, bd, rate, model) -> tuple[np.ndarray, float] | None:
 
 
 def joint_for_rate(joints: list[Path], rate: float) -> Path:
-    """The joint model whose training rate is nearest ``rate`` (log scale).
+    """Rule "train-rate": the joint model whose training rate is nearest ``rate`` (log scale).
 
-    A rule fixed before measuring, from the models' own metadata (their mean training bpp), so
-    the chain does not pick its model on the crops it is scored on.
+    From the models' own metadata (their mean training bpp, on training crops with random
+    noise levels: a poor proxy of their rate on one sensor's noise).
     """
     from satcodec.codec.registry import load_model
 
@@ -158,6 +158,39 @@ def joint_for_rate(joints: list[Path], rate: float) -> Path:
     return min(joints, key=distance)
 
 
+def joint_chain(
+    rule: str, joints: list[Path], noisy: np.ndarray, bd: int, rate: float
+) -> tuple[str, np.ndarray, float] | None:
+    """(model, decoded, bpp) of the joint chain at ``rate`` with the model ``rule`` picks.
+
+    Rule "step" (what an on-board rate control can do, from the image and the models alone):
+    code the image at ``rate`` with every joint model and keep the one whose quantisation step
+    is nearest 1 (log scale) -- each model was trained at unit step, so the one that needs the
+    least rescaling of its latents to hit the rate works nearest its training conditions.
+    Rule "train-rate": :func:`joint_for_rate`. Neither looks at the clean image.
+    """
+    from satcodec.bitstream import StreamReader
+
+    if rule == "train-rate":
+        path = joint_for_rate(joints, rate)
+        got = _codec_chain(noisy, bd, rate, str(path))
+        return None if got is None else (path.stem, *got)
+    best = None
+    for path in joints:
+        try:
+            data = satcodec.encode(noisy[None], bit_depth=bd, bpp=rate, model=str(path))
+        except RateControlError:
+            continue
+        d = abs(np.log2(StreamReader(data).header.quant_step))
+        if best is None or d < best[0]:
+            best = (d, path, data)
+    if best is None:
+        return None
+    _, path, data = best
+    dec, _ = satcodec.decode(data, model=str(path))
+    return path.stem, dec[0], 8 * len(data) / noisy.size
+
+
 def part_chains(
     items,
     sensor: str,
@@ -166,13 +199,12 @@ def part_chains(
     codec_model: str | None,
     out: Path,
     reference: list[Path] | None = None,
+    rule: str = "step",
 ):
     table = load_sensor_table()
     p = NoiseParams(float(table[sensor]["a"]), float(table[sensor]["b"]), f"sensor:{sensor}")
     model, _ = load_denoiser()
-    served = {rate: joint_for_rate(joints, rate) for rate in rates} if joints else {}
-    # earlier joint models, picked by the same rule: what a change to the joint models gave
-    served0 = {rate: joint_for_rate(reference, rate) for rate in rates} if reference else {}
+    other = "train-rate" if rule == "step" else "step"
     rows = []
     for i, (name, clean, bd) in enumerate(items):
         noisy = simulate_noise(clean, p, bd, seed=200 + i)
@@ -205,19 +237,16 @@ def part_chains(
                     r["seq_est_psnr"] = psnr(clean, np.clip(np.rint(den), 0, 2**bd - 1), bd)
                 except NoiseModelError:
                     pass
-            if served:
-                joint = served[rate]
-                r["joint_model"] = joint.stem
-                jr = _codec_chain(noisy, bd, rate, str(joint))
-                if jr is not None:
-                    dec, r["joint_bpp"] = jr
-                    r["joint_psnr"] = psnr(clean, dec, bd)
-            if served0:
-                r["joint0_model"] = served0[rate].stem
-                jr = _codec_chain(noisy, bd, rate, str(served0[rate]))
-                if jr is not None:
-                    dec, r["joint0_bpp"] = jr
-                    r["joint0_psnr"] = psnr(clean, dec, bd)
+            # (c) with the rule, (c_alt) with the other rule, (c0) earlier models with the rule
+            for key, models, how in (
+                ("joint", joints, rule),
+                ("joint_alt", joints, other),
+                ("joint0", reference, rule),
+            ):
+                got = joint_chain(how, models, noisy, bd, rate) if models else None
+                if got is not None:
+                    r[f"{key}_model"], dec, r[f"{key}_bpp"] = got
+                    r[f"{key}_psnr"] = psnr(clean, dec, bd)
             rows.append(r)
             print(
                 json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}),
@@ -268,37 +297,47 @@ def part_chains(
             d = [r[key] - r["j2k_bm3d_psnr"] for r in rows if r["target_bpp"] == rate and key in r]
             diffs.append(f"{np.mean(d):+.2f}" if d else "n/a")
         lines.append(f"| {rate} | " + " | ".join(cells + diffs) + " |")
-    if served:
+
+    def picked(rate, key):
+        names = sorted({r[key] for r in rows if r["target_bpp"] == rate and key in r})
+        return "/".join(names) if names else "n/a"
+
+    def minus_a(rate, key):
+        d = [r[key] - r["j2k_bm3d_psnr"] for r in rows if r["target_bpp"] == rate and key in r]
+        return f"{np.mean(d):+.2f}" if d else "n/a"
+
+    if joints:
         lines += [
             "",
-            "(c) uses, per target rate, the joint model whose training rate is nearest it: "
-            + ", ".join(f"{rate} bpp → {joint.stem}" for rate, joint in served.items())
-            + ".",
-        ]
-        lines += ["", *_ground_compute_lines(served, model)]
-    if served0:
-        lines += [
+            f"(c) picks the joint model per crop and rate by the rule '{rule}' "
+            f"({RULES[rule]}); the other rule, '{other}' ({RULES[other]}), for comparison"
+            + (
+                f", and (c₀) the reference joint models given with --joint-reference, rule '{rule}'"
+                if reference
+                else ""
+            )
+            + ":",
             "",
-            "Reference joint models (same rule, same crops and noise): "
-            + ", ".join(f"{ref.parent.name}/{ref.stem}" for ref in sorted(set(served0.values())))
-            + ".",
-            "",
-            "| target bpp | (c₀) reference joint | (c) joint | (c) − (c₀) | (c₀) − (a) |",
-            "|---:|---:|---:|---:|---:|",
+            f"| target bpp | (c) '{rule}': models | (c) − (a) | '{other}': models | PSNR | − (a) |"
+            + (" (c₀) models | PSNR | − (a) |" if reference else ""),
+            "|---:|---|---:|---|---:|---:|" + ("---|---:|---:|" if reference else ""),
         ]
         for rate in rates:
-            v0, c0 = mean(rate, "joint0_psnr")
-            v1, c1 = mean(rate, "joint_psnr")
-            d0 = [
-                r["joint0_psnr"] - r["j2k_bm3d_psnr"]
-                for r in rows
-                if r["target_bpp"] == rate and "joint0_psnr" in r
+            cells = [
+                picked(rate, "joint_model"),
+                minus_a(rate, "joint_psnr"),
+                picked(rate, "joint_alt_model"),
+                f"{mean(rate, 'joint_alt_psnr')[0]:.2f}",
+                minus_a(rate, "joint_alt_psnr"),
             ]
-            lines.append(
-                f"| {rate} | {v0:.2f} | {v1:.2f} | {v1 - v0:+.2f} | "
-                + (f"{np.mean(d0):+.2f}" if d0 else "n/a")
-                + " |"
-            )
+            if reference:
+                cells += [
+                    picked(rate, "joint0_model"),
+                    f"{mean(rate, 'joint0_psnr')[0]:.2f}",
+                    minus_a(rate, "joint0_psnr"),
+                ]
+            lines.append(f"| {rate} | " + " | ".join(cells) + " |")
+        lines += ["", *_ground_compute_lines(joints, model)]
     (out / "ground_chains.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     try:
@@ -332,7 +371,13 @@ def part_chains(
     return rows
 
 
-def _ground_compute_lines(served: dict, denoiser) -> list[str]:
+RULES = {
+    "step": "the model whose quantisation step at the target rate is nearest 1",
+    "train-rate": "the model whose mean training rate is nearest the target",
+}
+
+
+def _ground_compute_lines(joints: list[Path], denoiser) -> list[str]:
     """Ground-side compute of each chain: (b) synthesis + ground denoiser, (c) the decoder."""
     from satcodec.codec.models import complexity
     from satcodec.codec.registry import list_models, load_model
@@ -340,10 +385,7 @@ def _ground_compute_lines(served: dict, denoiser) -> list[str]:
 
     den = macs_per_pixel(denoiser)
     syn = max(complexity(load_model(m.path)[0])["decoder_mac_per_pixel"] for m in list_models())
-    joint = {
-        j.stem: complexity(load_model(j)[0])["decoder_mac_per_pixel"]
-        for j in sorted(set(served.values()))
-    }
+    joint = {j.stem: complexity(load_model(j)[0])["decoder_mac_per_pixel"] for j in sorted(joints)}
     return [
         f"Ground-side compute per pixel: (b) synthesis {syn / 1e3:.1f}k + ground denoiser "
         f"{den / 1e3:.1f}k = {(syn + den) / 1e3:.1f}k MAC; (c) "
@@ -375,6 +417,12 @@ def main() -> None:
         default=None,
         help="earlier joint model weights, comma-separated: an extra column (c₀), same rule",
     )
+    ap.add_argument(
+        "--joint-rule",
+        choices=sorted(RULES),
+        default="step",
+        help="how (c) picks its joint model per crop and rate (the table shows the other too)",
+    )
     ap.add_argument("--out", default=str(RESULTS))
     a = ap.parse_args()
     out = Path(a.out)
@@ -390,7 +438,7 @@ def main() -> None:
         )
         rates = [float(r) for r in a.rates.split(",")]
         reference = [Path(j) for j in a.joint_reference.split(",")] if a.joint_reference else None
-        part_chains(items, a.sensor, rates, joints, a.codec_model, out, reference)
+        part_chains(items, a.sensor, rates, joints, a.codec_model, out, reference, a.joint_rule)
 
 
 if __name__ == "__main__":
