@@ -147,3 +147,25 @@ def test_implausible_refinement_in_a_weights_file_is_refused(tmp_path):
     save_file(load_file(str(path)), str(bad), metadata={"format": FORMAT, "config": cfg})
     with pytest.raises(WeightsError, match="refinement"):
         load_model(bad)
+
+
+def test_sensor_specific_noise_for_joint_training():
+    """A joint model flies with one instrument: it can train on that sensor's noise alone."""
+    from satcodec.codec.data import PatchSampler, band_samples, load_scenes
+    from satcodec.errors import ConfigError
+    from satcodec.ground_segment.training import noisy_batch, normalised_sensor_noise
+
+    a, b = normalised_sensor_noise("pleiades-pan")
+    assert (a, b) == pytest.approx((25.0 / 4095**2, 0.15 / 4095))
+    scenes = load_scenes(SAMPLE.parent)
+    sampler = PatchSampler([s for sc in scenes for s in band_samples(sc, remove_mean=False)], 64)
+    batch = noisy_batch(sampler, 0, 8, 0, noise=(a, b))
+    clean, noisy = batch["clean"].numpy(), batch["noisy"].numpy()
+    z = (noisy - clean) / np.sqrt(a + b * clean)  # standardised by the sensor's own model
+    assert abs(float(z.std()) - 1.0) < 0.05 and abs(float(z.mean())) < 0.05
+    torch.testing.assert_close(batch["sigma"], torch.sqrt(a + b * batch["noisy"]))
+    default = noisy_batch(sampler, 0, 8, 0)  # a random level per patch: not the sensor's
+    torch.testing.assert_close(default["clean"], batch["clean"])
+    assert not torch.allclose(default["sigma"], batch["sigma"])
+    with pytest.raises(ConfigError, match="unknown sensor"):
+        normalised_sensor_noise("no-such-sensor")

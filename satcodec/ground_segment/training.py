@@ -43,15 +43,27 @@ def random_noise(rng: np.random.Generator) -> tuple[float, float]:
 
 
 def noisy_batch(
-    sampler: PatchSampler, step: int, size: int, seed: int, rank: int = 0, world: int = 1
+    sampler: PatchSampler,
+    step: int,
+    size: int,
+    seed: int,
+    rank: int = 0,
+    world: int = 1,
+    noise: tuple[float, float] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """clean, noisy and σ map (all x/peak, (n, 1, p, p)) for global batch ``step``."""
+    """clean, noisy and σ map (all x/peak, (n, 1, p, p)) for global batch ``step``.
+
+    ``noise``: one sensor's (a, b) in peak-normalised units for every patch (see
+    :func:`normalised_sensor_noise`); by default a random level per patch (:func:`random_noise`).
+    """
     clean = sampler.batch(step, size, seed=seed, rank=rank, world=world)
     noisy = np.empty_like(clean)
     sigma = np.empty_like(clean)
     for j in range(clean.shape[0]):
         rng = np.random.default_rng([seed, step, rank + j * world, 991])
         a, b = random_noise(rng)
+        if noise is not None:
+            a, b = noise
         std = np.sqrt(a + b * np.maximum(clean[j], 0))
         n = clean[j] + rng.standard_normal(clean[j].shape).astype(np.float32) * std
         noisy[j] = np.clip(n, 0.0, 1.0)
@@ -61,6 +73,15 @@ def noisy_batch(
         "noisy": torch.from_numpy(noisy),
         "sigma": torch.from_numpy(sigma.astype(np.float32)),
     }
+
+
+def normalised_sensor_noise(name: str) -> tuple[float, float]:
+    """A sensor's (a, b) of the table in units of its peak: x/peak has variance a' + b'·x/peak."""
+    from satcodec.ground_segment.noise import load_sensor_table
+
+    sensor = sensor_noise(name)
+    peak = float(2 ** int(load_sensor_table()[name].get("bit_depth", 12)) - 1)
+    return sensor.a / peak**2, sensor.b / peak
 
 
 def decoded_batch(
@@ -336,6 +357,7 @@ def train_joint(
     refine: tuple[int, int] | None = None,
     decoder_only: bool = False,
     step_log2_range: tuple[float, float] = (STEP_LOG2_LO, STEP_LOG2_HI),
+    sensor: str | None = None,
 ) -> dict[str, Any]:
     """Train (or fine-tune from ``init``, a codec model name/path) a joint denoising codec.
 
@@ -345,7 +367,8 @@ def train_joint(
     (:func:`joint_decoder_loss`) at steps 2^U(``step_log2_range``), which should cover the
     steps rate control will pick for the model. Writes ``out/model.safetensors`` in the
     codec's model format, so ``satcodec encode --model`` and the decoders use it like any
-    shipped model.
+    shipped model. ``sensor`` (a name of the sensor table) trains on that instrument's noise
+    only -- a joint model flies with one instrument -- instead of a random level per patch.
     """
     from satcodec.codec.models import ModelConfig, ReducedVAE, complexity, with_refinement
     from satcodec.codec.registry import load_model, save_model
@@ -375,8 +398,10 @@ def train_joint(
         model.analysis_transform.requires_grad_(False)
     model.train()
 
+    noise = normalised_sensor_noise(sensor) if sensor else None
+
     def batch_fn(step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
-        b = noisy_batch(sampler, step, batch, seed, rank, world)
+        b = noisy_batch(sampler, step, batch, seed, rank, world, noise)
         if decoder_only:
             b["step"] = decoder_steps(step, batch, seed, rank, world, step_log2_range)
         return b
@@ -416,7 +441,9 @@ def train_joint(
         "seed": seed,
         "device": trainer.device.type,
         "init": init_desc,
-        "noise": f"sigma at {REF_LEVEL}*peak log-uniform in [{SIGMA_LO}, {SIGMA_HI}]*peak",
+        "noise": f"sensor {sensor} of the table, as a fraction of each scene's peak"
+        if sensor
+        else f"sigma at {REF_LEVEL}*peak log-uniform in [{SIGMA_LO}, {SIGMA_HI}]*peak",
         "train_scenes": [s.name for s in train_scenes],
         "val_scenes": [s.name for s in val_scenes],
         "train_tail": tail,
@@ -597,6 +624,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="freeze the analysis (board side, rate) and train the decoder on rounded latents",
     )
+    j.add_argument("--sensor", help="train on this sensor's noise only (a name of sensors.toml)")
     j.add_argument(
         "--step-range",
         default=f"{STEP_LOG2_LO},{STEP_LOG2_HI}",
@@ -648,6 +676,7 @@ def main(argv: list[str] | None = None) -> int:
             refine=_parse_refine(a.refine),
             decoder_only=a.decoder_only,
             step_log2_range=_parse_range(a.step_range),
+            sensor=a.sensor,
         )
         meta["command"] = "python -m satcodec.ground_segment.training " + " ".join(
             argv if argv is not None else sys.argv[1:]
