@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from satcodec.errors import SatcodecError
+from satcodec.errors import ConfigError, SatcodecError
 
 
 def _progress(desc: str, enabled: bool = True):
@@ -168,6 +168,41 @@ def cmd_train(a: argparse.Namespace) -> int:
     print(
         f"trained {a.steps} steps at λ={a.lmbda}: val {val} -> {Path(a.out) / 'model.safetensors'}"
     )
+    return 0
+
+
+def cmd_tune_decoder(a: argparse.Namespace) -> int:
+    from satcodec.codec.training import tune_decoder
+
+    try:
+        lo, hi = (float(v) for v in a.step_range.split(","))
+    except ValueError:
+        raise ConfigError(
+            f"--step-range takes LO,HI (log2 of the step), got {a.step_range!r}"
+        ) from None
+    if not -8 <= lo < hi <= 8:
+        raise ConfigError(f"--step-range needs -8 <= LO < HI <= 8, got {a.step_range!r}")
+    command = (
+        f"satcodec tune-decoder --init {a.init} --data DATA --steps {a.steps} --out {a.out}"
+        f" --step-range={a.step_range} --lr {a.lr} --decay-start {a.decay_start}"
+    )
+    meta = tune_decoder(
+        a.init,
+        a.data,
+        a.steps,
+        a.out,
+        step_log2_range=(lo, hi),
+        batch=a.batch,
+        patch=a.patch,
+        lr=a.lr,
+        decay_start=a.decay_start,
+        seed=a.seed,
+        resume=a.resume,
+        device=a.device,
+        command=command,
+    )
+    print(f"decoder of {a.init} tuned {a.steps} steps -> {Path(a.out) / 'model.safetensors'}")
+    print(f"model id {meta['model_id']}; ship it with scripts/ship_model.py {a.out} --name NAME")
     return 0
 
 
@@ -350,6 +385,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--init", help="start from a trained model (name or .safetensors path) instead of random"
     )
     t.set_defaults(func=cmd_train)
+
+    td = sub.add_parser(
+        "tune-decoder",
+        help="fine-tune a model's decoder at the quantisation steps rate control uses "
+        "(board side and bitstream unchanged)",
+    )
+    td.add_argument("--init", required=True, help="trained model (name or .safetensors path)")
+    td.add_argument("--data", required=True, help="folder of GeoTIFF scenes, or a scene pack")
+    td.add_argument("--steps", type=int, required=True)
+    td.add_argument("--out", required=True)
+    td.add_argument(
+        "--step-range",
+        default="-2,1",
+        help="LO,HI: quantisation steps 2^U(LO, HI) per patch (default -2,1: 0.25 to 2)",
+    )
+    td.add_argument("--lr", type=float, default=3e-4)
+    td.add_argument("--decay-start", type=float, default=0.7, help="lr x0.3 from this fraction")
+    td.add_argument("--batch", type=int, default=8)
+    td.add_argument("--patch", type=int, default=128)
+    td.add_argument("--seed", type=int, default=0)
+    td.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU")
+    td.add_argument("--resume", action="store_true")
+    td.set_defaults(func=cmd_tune_decoder)
 
     demo = sub.add_parser(
         "demo", help="encode+decode the shipped Pleiades crop, compare with JPEG 2000"

@@ -131,7 +131,7 @@ def main() -> None:
     }
     if init:
         meta["init"] = init
-    for key in ("batch", "patch", "device", "gpu", "history"):
+    for key in ("batch", "patch", "device", "gpu", "history", "decoder_only", "quant_steps"):
         if key in run_meta:
             meta[key] = run_meta[key]
     # measured RD (mean over the held-out scenes) lets rate control pick the best model
@@ -165,6 +165,15 @@ def main() -> None:
             f", initialised from {init['model']} (id `{init['model_id'][:12]}`)"
             if init
             else ", from random weights"
+        ),
+        *(
+            [
+                "- last phase: decoder only (`satcodec tune-decoder`): the analysis (board side) "
+                f"frozen, latents really rounded at quantisation steps {run_meta['quant_steps']}, "
+                "MSE loss; the bitstream of an image is the init's symbol for symbol"
+            ]
+            if run_meta.get("decoder_only")
+            else []
         ),
         "- data: the real rasters of the project's development set (Pleiades, WorldView-2/3, Landsat 7/8, "
         "Sentinel-1/2), every band a sample, nodata collars skipped; held out by scene: "

@@ -40,6 +40,53 @@ def rd_loss(lmbda: float):
     return loss_fn
 
 
+# Quantisation steps a decoder fine-tune draws from, per patch: 2^U(STEP_LOG2_LO, STEP_LOG2_HI)
+# by default. Rate control picks the step: on the chains' noisy crops joint-s8-l1e-3 codes
+# 0.5-2 bpp at steps 1.9-0.35, joint-s8-l1.6e-2 3 bpp at ~0.8; set the range to cover the use.
+STEP_LOG2_LO, STEP_LOG2_HI = -1.0, 1.0
+
+
+def decoder_loss():
+    """Distortion of the decoder alone: ``b["noisy"]`` in (the clean patch itself for a codec,
+    the noisy one for a joint model), ``b["clean"]`` as the target.
+
+    The analysis (board side) is frozen, so the latents and the rate stay those of the model
+    it came from; the latents are really rounded at the patch's quantisation step
+    ``b["step"]`` (as the coder does at some rate), not replaced by additive noise: the
+    decoder learns what it will be given.
+    """
+
+    def loss_fn(model: torch.nn.Module, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        mean = b["noisy"].mean(dim=(2, 3), keepdim=True)
+        q = b["step"].view(-1, 1, 1, 1)
+        with torch.no_grad():
+            y = model.analysis_transform(b["noisy"] - mean)
+            y_hat = torch.round(y / q) * q
+        x_hat = model.synthesis_transform(y_hat) + mean
+        mse = torch.mean((x_hat - b["clean"]) ** 2)
+        psnr = -10 * torch.log10(mse.detach().clamp_min(1e-12))
+        return DISTORTION_PEAK**2 * mse, {"psnr": float(psnr)}
+
+    return loss_fn
+
+
+def decoder_steps(
+    step: int,
+    size: int,
+    seed: int,
+    rank: int = 0,
+    world: int = 1,
+    log2_range: tuple[float, float] = (STEP_LOG2_LO, STEP_LOG2_HI),
+) -> torch.Tensor:
+    """Per-patch quantisation steps of global batch ``step`` (a function of (seed, step))."""
+    lo, hi = log2_range
+    out = [
+        2.0 ** np.random.default_rng([seed, step, i, 313]).uniform(lo, hi)
+        for i in range(rank, size, world)
+    ]
+    return torch.tensor(out, dtype=torch.float32)
+
+
 def val_patches(scenes: list[Scene], size: int = 256) -> list[tuple[np.ndarray, float]]:
     """Centre crops (size x size) of every band of the validation scenes."""
     out = []
@@ -212,6 +259,100 @@ def train_codec(
     meta["complexity"] = complexity(model)
     if init_info is not None:
         meta["init"] = {"model": init_info.name, "model_id": init_info.model_id}
+    if trainer.rank == 0:
+        model_id = save_model(out / "model.safetensors", model, meta)
+        (out / "model.json").write_text(json.dumps({"model_id": model_id, **meta}, indent=2))
+        meta["model_id"] = model_id
+    return meta
+
+
+def tune_decoder(
+    init: str | Path,
+    data: str | Path,
+    steps: int,
+    out: str | Path,
+    *,
+    step_log2_range: tuple[float, float] = (-2.0, 1.0),
+    batch: int = 8,
+    patch: int = 128,
+    lr: float = 3e-4,
+    decay_start: float = 0.7,
+    seed: int = 0,
+    resume: bool = False,
+    ckpt_every: int = 250,
+    progress: bool = True,
+    device: str = "cpu",
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Fine-tune the decoder of a trained model at the quantisation steps rate control uses.
+
+    A model is trained at step 1 (additive uniform noise), but rate control codes other
+    rates by scaling the step, often to 0.3-0.6 at the top of a model's range, where its
+    synthesis has never been trained. Here the analysis (board side) is frozen, the latents
+    are really rounded at a step 2^U(``step_log2_range``) per patch, and the synthesis learns
+    to reconstruct from them (:func:`decoder_loss`, MSE only: the rate cannot change). The
+    bitstream of an image is the same symbol for symbol; only the model id differs.
+    Writes ``out/model.safetensors`` and ``out/model.json`` (for ``scripts/ship_model.py``).
+    """
+    out = Path(out)
+    scenes = load_scenes(data, exclude=DEFAULT_EXCLUDE)
+    train = [s for s in scenes if s.name not in DEFAULT_VAL]
+    if not train:
+        raise ConfigError(f"no training scenes in {data}")
+    sampler = PatchSampler(
+        [b for s in train for b in band_samples(s, remove_mean=False)], patch=patch
+    )
+    source, info = load_model(init)
+    model = ReducedVAE(source.config)
+    model.load_state_dict(source.state_dict())
+    model.analysis_transform.requires_grad_(False)
+    model.train()
+
+    def batch_fn(step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
+        clean = torch.from_numpy(sampler.batch(step, batch, seed=seed, rank=rank, world=world))
+        q = decoder_steps(step, batch, seed, rank, world, step_log2_range)
+        return {"clean": clean, "noisy": clean, "step": q}
+
+    cfg = TrainConfig(
+        steps=steps,
+        lr=lr,
+        schedule="decay",
+        schedule_kwargs={"start": decay_start},
+        seed=seed,
+        val_every=0,
+        ckpt_every=ckpt_every,
+        out_dir=str(out),
+        resume=resume,
+        progress=progress,
+        device=device,
+    )
+    trainer = Trainer(model, decoder_loss(), batch_fn, cfg)
+    trainer.fit()
+    model.cpu().eval()
+    lo, hi = step_log2_range
+    phase = {
+        "model": info.name,
+        "kind": "decoder",
+        "lmbda": info.meta.get("lmbda"),
+        "steps": steps,
+        "batch": f"{batch}x{patch}²",
+        "lr": lr,
+        "device": trainer.device.type,
+    }
+    meta = {
+        "lmbda": info.meta.get("lmbda"),
+        "steps": steps,
+        "batch": batch,
+        "patch": patch,
+        "device": trainer.device.type,
+        "init": {"model": info.name, "model_id": info.model_id},
+        "decoder_only": True,
+        "quant_steps": f"2^U({lo}, {hi}) per patch, latents rounded",
+        "history": [*info.meta.get("history", []), phase],
+        "complexity": complexity(model),
+    }
+    if command:
+        meta["command"] = command
     if trainer.rank == 0:
         model_id = save_model(out / "model.safetensors", model, meta)
         (out / "model.json").write_text(json.dumps({"model_id": model_id, **meta}, indent=2))

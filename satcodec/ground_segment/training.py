@@ -20,7 +20,15 @@ import numpy as np
 import torch
 
 from satcodec.codec.data import PatchSampler, Scene, band_samples, load_scenes
-from satcodec.codec.training import DEFAULT_EXCLUDE, DEFAULT_VAL, DISTORTION_PEAK
+from satcodec.codec.training import (
+    DEFAULT_EXCLUDE,
+    DEFAULT_VAL,
+    DISTORTION_PEAK,
+    STEP_LOG2_HI,
+    STEP_LOG2_LO,
+    decoder_loss,
+    decoder_steps,
+)
 from satcodec.ground_segment.denoiser import (
     GroundDenoiser,
     load_denoiser,
@@ -292,52 +300,6 @@ def joint_loss(lmbda: float):
     return loss_fn
 
 
-# Quantisation steps a decoder fine-tune draws from, per patch: 2^U(STEP_LOG2_LO, STEP_LOG2_HI)
-# by default. Rate control picks the step: on the chains' noisy crops joint-s8-l1e-3 codes
-# 0.5-2 bpp at steps 1.9-0.35, joint-s8-l1.6e-2 3 bpp at ~0.8; set the range to cover the use.
-STEP_LOG2_LO, STEP_LOG2_HI = -1.0, 1.0
-
-
-def joint_decoder_loss():
-    """Distortion of the decoder alone on noisy input, against the clean patch.
-
-    The analysis (board side) is frozen, so the latents and the rate stay those of the joint
-    model it came from; the latents are really rounded at the patch's quantisation step
-    ``b["step"]`` (as the coder does at some rate), not replaced by additive noise: the
-    decoder learns what it will be given.
-    """
-
-    def loss_fn(model: torch.nn.Module, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-        mean = b["noisy"].mean(dim=(2, 3), keepdim=True)
-        q = b["step"].view(-1, 1, 1, 1)
-        with torch.no_grad():
-            y = model.analysis_transform(b["noisy"] - mean)
-            y_hat = torch.round(y / q) * q
-        x_hat = model.synthesis_transform(y_hat) + mean
-        mse = torch.mean((x_hat - b["clean"]) ** 2)
-        psnr = -10 * torch.log10(mse.detach().clamp_min(1e-12))
-        return DISTORTION_PEAK**2 * mse, {"psnr": float(psnr)}
-
-    return loss_fn
-
-
-def decoder_steps(
-    step: int,
-    size: int,
-    seed: int,
-    rank: int = 0,
-    world: int = 1,
-    log2_range: tuple[float, float] = (STEP_LOG2_LO, STEP_LOG2_HI),
-) -> torch.Tensor:
-    """Per-patch quantisation steps of global batch ``step`` (a function of (seed, step))."""
-    lo, hi = log2_range
-    out = [
-        2.0 ** np.random.default_rng([seed, step, i, 313]).uniform(lo, hi)
-        for i in range(rank, size, world)
-    ]
-    return torch.tensor(out, dtype=torch.float32)
-
-
 def train_joint(
     data: str | Path,
     lmbda: float,
@@ -364,7 +326,7 @@ def train_joint(
     ``refine = (channels, layers)`` adds a ground-side refinement stage after the synthesis
     (:class:`~satcodec.codec.layers.RefinementStage`); ``decoder_only`` freezes the analysis
     (the board side, hence the rate) and trains the decoder on really quantised latents
-    (:func:`joint_decoder_loss`) at steps 2^U(``step_log2_range``), which should cover the
+    (:func:`~satcodec.codec.training.decoder_loss`) at steps 2^U(``step_log2_range``), which should cover the
     steps rate control will pick for the model. Writes ``out/model.safetensors`` in the
     codec's model format, so ``satcodec encode --model`` and the decoders use it like any
     shipped model. ``sensor`` (a name of the sensor table) trains on that instrument's noise
@@ -419,7 +381,7 @@ def train_joint(
         progress=progress,
         device=device,
     )
-    loss = joint_decoder_loss() if decoder_only else joint_loss(lmbda)
+    loss = decoder_loss() if decoder_only else joint_loss(lmbda)
     trainer = Trainer(model, loss, batch_fn, cfg)
     history = trainer.fit()
     model.cpu()
