@@ -169,7 +169,7 @@ def main() -> None:
         *(
             [
                 "- last phase: decoder only (`satcodec tune-decoder`): the analysis (board side) "
-                f"frozen, latents really rounded at quantisation steps {run_meta['quant_steps']}, "
+                f"frozen, latents really rounded at quantisation steps {run_meta['quant_steps']}; "
                 "MSE loss; the bitstream of an image is the init's symbol for symbol"
             ]
             if run_meta.get("decoder_only")
@@ -213,7 +213,8 @@ def main() -> None:
         run_meta.get("command")
         or train_command(lmbda, extra["step"], run, init, model.config, cfg),
         f"python scripts/ship_model.py {run} --name {a.name} --data DATA"
-        + (" --default" if a.default else ""),
+        + (" --default" if a.default else "")
+        + (f" --rates {a.rates}" if a.rates != "0.5,1,1.5,2,3" else ""),
         "```",
     ]
     (MODELS_DIR / f"{a.name}.md").write_text("\n".join(lines) + "\n")

@@ -347,7 +347,7 @@ def tune_decoder(
         "device": trainer.device.type,
         "init": {"model": info.name, "model_id": info.model_id},
         "decoder_only": True,
-        "quant_steps": f"2^U({lo}, {hi}) per patch, latents rounded",
+        "quant_steps": f"2^U({lo}, {hi}) per patch",
         "history": [*info.meta.get("history", []), phase],
         "complexity": complexity(model),
     }
