@@ -40,6 +40,18 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ["SATCODEC_MODEL_PATH"] = old
 
 
+def tiny_stride8_model(seed: int = 5):
+    """A small stride-8 ReducedVAE with fixed random weights, latents on the quantiser's grid."""
+    from satcodec.codec.models import ModelConfig, ReducedVAE
+
+    torch.manual_seed(seed)
+    net = ReducedVAE(ModelConfig(hidden=16, latent=24, stages=3))
+    with torch.no_grad():  # untrained latents are tiny: scale them onto the quantiser's grid
+        net.analysis_transform[-1].weight.mul_(40.0)
+        net.synthesis_transform[0].conv.weight.div_(40.0)
+    return net.eval()
+
+
 @pytest.fixture(scope="session")
 def sample_array() -> np.ndarray:
     from satcodec.raster import open_raster

@@ -192,18 +192,11 @@ def test_denoise_in_pipeline_records_noise_parameters(tiny_model, tmp_path):
 
 def test_joint_model_streams_are_not_denoised_twice(tmp_path):
     """A joint model's decoder already denoises: --denoise leaves its output as decoded."""
-    import torch
-
-    from satcodec.codec.models import ModelConfig, ReducedVAE
     from satcodec.codec.registry import save_model
+    from tests.conftest import tiny_stride8_model
 
-    torch.manual_seed(7)
-    net = ReducedVAE(ModelConfig(hidden=16, latent=24, stages=3))
-    with torch.no_grad():
-        net.analysis_transform[-1].weight.mul_(40.0)
-        net.synthesis_transform[0].conv.weight.div_(40.0)
     joint = tmp_path / "joint.safetensors"
-    save_model(joint, net, {"kind": "joint-denoising"})
+    save_model(joint, tiny_stride8_model(7), {"kind": "joint-denoising"})
     _, inbox, sources = _batch(tmp_path, joint, 1)
     outbox = tmp_path / "outbox"
     opts = GroundOptions(denoise=True, sensor="pleiades-pan", model_paths=[str(joint)])

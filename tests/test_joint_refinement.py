@@ -13,23 +13,14 @@ import torch
 
 import satcodec
 from satcodec.bitstream import StreamReader
-from satcodec.codec.models import ModelConfig, ReducedVAE, complexity, with_refinement
+from satcodec.codec.models import ReducedVAE, complexity, with_refinement
 from satcodec.codec.registry import FORMAT, load_model, save_model
 from satcodec.errors import WeightsError
-from tests.conftest import SAMPLE
-
-
-def _stride8(seed: int = 5) -> ReducedVAE:
-    torch.manual_seed(seed)
-    net = ReducedVAE(ModelConfig(hidden=16, latent=24, stages=3))
-    with torch.no_grad():  # untrained latents are tiny: put them on the quantiser's grid
-        net.analysis_transform[-1].weight.mul_(40.0)
-        net.synthesis_transform[0].conv.weight.div_(40.0)
-    return net.eval()
+from tests.conftest import SAMPLE, tiny_stride8_model
 
 
 def test_refinement_starts_as_the_identity_and_adds_only_decoder_compute():
-    base = _stride8()
+    base = tiny_stride8_model()
     ref = with_refinement(base, 8, 4).eval()
     x = torch.randn(2, 1, 64, 96) * 0.05
     with torch.no_grad():
@@ -67,7 +58,7 @@ def test_tiled_decoding_of_a_refined_model_equals_the_whole_image(
     the synthesis's halo alone the tiles' seams would show."""
     import satcodec.codec.pipeline as pipeline
 
-    net = with_refinement(_stride8(), 16, 6)
+    net = with_refinement(tiny_stride8_model(), 16, 6)
     with torch.no_grad():
         for m in net.synthesis_transform[-2].body:
             if isinstance(m, torch.nn.Conv2d):
@@ -92,7 +83,9 @@ def test_decoder_only_fine_tune_keeps_the_board_side_and_the_bitstream(tmp_path,
     from satcodec.ground_segment.training import main
 
     init = tmp_path / "joint.safetensors"
-    save_model(init, _stride8(), {"lmbda": 0.004, "train_tail": {"bpp": 2.5, "psnr": 45.0}})
+    save_model(
+        init, tiny_stride8_model(), {"lmbda": 0.004, "train_tail": {"bpp": 2.5, "psnr": 45.0}}
+    )
     data = tmp_path / "scenes"
     data.mkdir()
     shutil.copy(SAMPLE, data / "train.tif")
@@ -141,7 +134,7 @@ def test_implausible_refinement_in_a_weights_file_is_refused(tmp_path):
     from safetensors.torch import load_file, save_file
 
     path = tmp_path / "m.safetensors"
-    save_model(path, with_refinement(_stride8(), 8, 4), {})
+    save_model(path, with_refinement(tiny_stride8_model(), 8, 4), {})
     cfg = json.dumps({**load_model(path)[1].config.to_dict(), "refine_layers": 5000})
     bad = tmp_path / "bad.safetensors"
     save_file(load_file(str(path)), str(bad), metadata={"format": FORMAT, "config": cfg})

@@ -12,17 +12,12 @@ import torch
 
 import satcodec
 from satcodec.bitstream import StreamReader
-from satcodec.codec.models import ModelConfig, ReducedVAE
 from satcodec.codec.registry import load_model, save_model
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, tiny_stride8_model
 
 
 def test_tune_decoder_keeps_the_board_side_and_every_bitstream(tmp_path, sample_array):
-    torch.manual_seed(11)
-    net = ReducedVAE(ModelConfig(hidden=16, latent=24, stages=3))
-    with torch.no_grad():
-        net.analysis_transform[-1].weight.mul_(40.0)
-        net.synthesis_transform[0].conv.weight.div_(40.0)
+    net = tiny_stride8_model(11)
     init = tmp_path / "rung.safetensors"
     history = [{"model": "rung", "lmbda": 0.001, "steps": 5, "batch": "8x128²", "lr": 1e-3,
                 "device": "cpu"}]  # fmt: skip

@@ -266,6 +266,33 @@ def train_codec(
     return meta
 
 
+def fine_tune_config(
+    steps: int,
+    lr: float,
+    decay_start: float,
+    seed: int,
+    ckpt_every: int,
+    out: str | Path,
+    resume: bool,
+    progress: bool,
+    device: str,
+) -> TrainConfig:
+    """The trainer settings of a fine-tune: adam, lr x0.3 from ``decay_start``, no validation."""
+    return TrainConfig(
+        steps=steps,
+        lr=lr,
+        schedule="decay",
+        schedule_kwargs={"start": decay_start},
+        seed=seed,
+        val_every=0,
+        ckpt_every=ckpt_every,
+        out_dir=str(out),
+        resume=resume,
+        progress=progress,
+        device=device,
+    )
+
+
 def tune_decoder(
     init: str | Path,
     data: str | Path,
@@ -313,19 +340,7 @@ def tune_decoder(
         q = decoder_steps(step, batch, seed, rank, world, step_log2_range)
         return {"clean": clean, "noisy": clean, "step": q}
 
-    cfg = TrainConfig(
-        steps=steps,
-        lr=lr,
-        schedule="decay",
-        schedule_kwargs={"start": decay_start},
-        seed=seed,
-        val_every=0,
-        ckpt_every=ckpt_every,
-        out_dir=str(out),
-        resume=resume,
-        progress=progress,
-        device=device,
-    )
+    cfg = fine_tune_config(steps, lr, decay_start, seed, ckpt_every, out, resume, progress, device)
     trainer = Trainer(model, decoder_loss(), batch_fn, cfg)
     trainer.fit()
     model.cpu().eval()

@@ -28,6 +28,7 @@ from satcodec.codec.training import (
     STEP_LOG2_LO,
     decoder_loss,
     decoder_steps,
+    fine_tune_config,
 )
 from satcodec.ground_segment.denoiser import (
     GroundDenoiser,
@@ -368,19 +369,7 @@ def train_joint(
             b["step"] = decoder_steps(step, batch, seed, rank, world, step_log2_range)
         return b
 
-    cfg = TrainConfig(
-        steps=steps,
-        lr=lr,
-        schedule="decay",
-        schedule_kwargs={"start": decay_start},
-        seed=seed,
-        val_every=0,
-        ckpt_every=ckpt_every,
-        out_dir=str(out),
-        resume=resume,
-        progress=progress,
-        device=device,
-    )
+    cfg = fine_tune_config(steps, lr, decay_start, seed, ckpt_every, out, resume, progress, device)
     loss = decoder_loss() if decoder_only else joint_loss(lmbda)
     trainer = Trainer(model, loss, batch_fn, cfg)
     history = trainer.fit()
