@@ -90,8 +90,9 @@ class RefinementStage(nn.Module):
     convolutions with ReLU, unshuffle back), the shape of the ground denoiser. Why: the
     synthesis of a joint (denoising) codec has the decoder's ~15k MAC/px to both invert the
     transform and remove noise; the ground has no board limit, and this stage gives the joint
-    decoder the compute the sequential chain spends on its ground denoiser. The last layer
-    starts at zero, so a fresh stage is exactly the identity.
+    decoder the compute the sequential chain spends on its ground denoiser (measured gains
+    and non-gains: bench/results/joint_refinement.md). The last layer starts at zero, so a
+    fresh stage is exactly the identity.
     """
 
     def __init__(self, channels: int, layers: int) -> None:
