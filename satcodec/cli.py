@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from satcodec.errors import ConfigError, SatcodecError
+from satcodec.errors import SatcodecError
 
 
 def _progress(desc: str, enabled: bool = True):
@@ -172,16 +172,9 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_tune_decoder(a: argparse.Namespace) -> int:
-    from satcodec.codec.training import tune_decoder
+    from satcodec.codec.training import parse_step_range, tune_decoder
 
-    try:
-        lo, hi = (float(v) for v in a.step_range.split(","))
-    except ValueError:
-        raise ConfigError(
-            f"--step-range takes LO,HI (log2 of the step), got {a.step_range!r}"
-        ) from None
-    if not -8 <= lo < hi <= 8:
-        raise ConfigError(f"--step-range needs -8 <= LO < HI <= 8, got {a.step_range!r}")
+    lo, hi = parse_step_range(a.step_range)
     command = (
         f"satcodec tune-decoder --init {a.init} --data DATA --steps {a.steps} --out {a.out}"
         f" --step-range={a.step_range} --lr {a.lr} --decay-start {a.decay_start}"

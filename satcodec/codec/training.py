@@ -48,6 +48,17 @@ def rd_loss(lmbda: float):
 STEP_LOG2_LO, STEP_LOG2_HI = -1.0, 1.0
 
 
+def parse_step_range(text: str) -> tuple[float, float]:
+    """``"LO,HI"`` (log2 of the quantisation step) -> (LO, HI); :class:`ConfigError` if malformed."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--step-range takes LO,HI (log2 of the step), got {text!r}") from None
+    if not -8 <= lo < hi <= 8:
+        raise ConfigError(f"--step-range needs -8 <= LO < HI <= 8, got {text!r}")
+    return lo, hi
+
+
 def decoder_loss():
     """Distortion of the decoder alone: ``b["noisy"]`` in (the clean patch itself for a codec,
     the noisy one for a joint model), ``b["clean"]`` as the target.

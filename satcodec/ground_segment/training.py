@@ -29,7 +29,9 @@ from satcodec.codec.training import (
     decoder_loss,
     decoder_steps,
     fine_tune_config,
+    parse_step_range,
 )
+from satcodec.errors import ConfigError
 from satcodec.ground_segment.denoiser import (
     GroundDenoiser,
     load_denoiser,
@@ -528,12 +530,9 @@ def _parse_refine(text: str | None) -> tuple[int, int] | None:
 
 def _parse_range(text: str) -> tuple[float, float]:
     try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        raise SystemExit(f"--step-range takes LO,HI (log2 of the step), got {text!r}") from None
-    if not -8 <= lo < hi <= 8:
-        raise SystemExit(f"--step-range needs -8 <= LO < HI <= 8, got {text!r}")
-    return lo, hi
+        return parse_step_range(text)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
