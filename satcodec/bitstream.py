@@ -64,6 +64,9 @@ DOWNSAMPLING = 16  # the default latent stride
 # latent strides a stream may declare: 16 (four stride-2 stages) and 8 (three). Streams written
 # before stride 8 existed all say 16, so they read unchanged.
 SUPPORTED_DOWNSAMPLING = (8, 16)
+# header flags (docs/bitstream.md, "Flags"): a reader refuses any flag it does not know
+FLAG_CHANNEL_CONTEXT = 0x0001  # tile payloads use the cross-channel context model
+KNOWN_FLAGS = FLAG_CHANNEL_CONTEXT
 _U32_MAX = 0xFFFFFFFF
 
 # dtype code -> (name, bits, min, max)
@@ -170,6 +173,8 @@ def _field_problem(h: StreamHeader) -> tuple[str, str] | None:
             return "limit", f"{name} {v!r} is outside 1..{MAX_DIMENSION}"
     if not _is_int(h.bands) or not 1 <= h.bands <= MAX_BANDS:
         return "limit", f"bands {h.bands!r} is outside 1..{MAX_BANDS}"
+    if not isinstance(h.channel_context, bool):
+        return "invalid", f"channel_context {h.channel_context!r} is not a bool"
     if not _is_int(h.latent_channels) or not 1 <= h.latent_channels <= MAX_LATENT_CHANNELS:
         return "limit", f"latent channels {h.latent_channels!r} is outside 1..{MAX_LATENT_CHANNELS}"
     if not _is_int(h.tile_size) or not MIN_TILE_SIZE <= h.tile_size <= MAX_TILE_SIZE:
@@ -253,6 +258,9 @@ class StreamHeader:
     nodata: float | None = None
     metadata: dict = field(default_factory=dict)
     downsampling: int = DOWNSAMPLING
+    # tile payloads coded with satcodec.entropy.context (flag 0x0001) instead of the
+    # per-channel model of satcodec.entropy.coder
+    channel_context: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise through the back door
@@ -443,7 +451,7 @@ def _encode_header(header: StreamHeader, record_lengths: list[int]) -> bytes:
         _FIXED.pack(
             MAGIC,
             FORMAT_VERSION,
-            0,
+            FLAG_CHANNEL_CONTEXT if header.channel_context else 0,
             stream_length,
             header.height,
             header.width,
@@ -693,9 +701,10 @@ class StreamReader:
             )
 
         # 7: authenticated fields
-        if flags:
+        if flags & ~KNOWN_FLAGS:
             raise UnsupportedVersionError(
-                f"bitstream sets flags 0x{flags:04x}, unknown to this reader (version {FORMAT_VERSION})"
+                f"bitstream sets flags 0x{flags & ~KNOWN_FLAGS:04x}, unknown to this reader "
+                f"(version {FORMAT_VERSION})"
             )
         if dtype_code not in _DTYPES:
             raise HeaderCorruptedError(f"unknown dtype code {dtype_code}")
@@ -726,6 +735,7 @@ class StreamReader:
                 nodata=nodata_value if nodata_flag else None,
                 metadata=metadata,
                 downsampling=downsampling,
+                channel_context=bool(flags & FLAG_CHANNEL_CONTEXT),
             ).items():
                 object.__setattr__(header, k, v)
             problem = _field_problem(header)

@@ -19,6 +19,7 @@ from satcodec.bitstream import StreamReader
 from satcodec.codec.pipeline import DECODE_HALO, Encoder, array_window_reader
 from satcodec.codec.registry import load_model
 from satcodec.entropy import decode_symbols
+from satcodec.entropy.context import decode_symbols_context
 from satcodec.errors import TileCorruptedError, UnknownModelError
 from tests.conftest import RPC_SAMPLE, SAMPLE, requires_shipped_model
 
@@ -36,7 +37,10 @@ def run_cli(*args: str, env_model_path: Path | None = None) -> subprocess.Comple
     )
 
 
-def test_entropy_decoding_returns_the_encoded_latents_on_every_tile(tiny_model, sample_array):
+@pytest.mark.parametrize("channel_context", [True, False])
+def test_entropy_decoding_returns_the_encoded_latents_on_every_tile(
+    tiny_model, sample_array, channel_context
+):
     net, info = load_model(tiny_model)
     enc = Encoder(
         net,
@@ -49,17 +53,20 @@ def test_entropy_decoding_returns_the_encoded_latents_on_every_tile(tiny_model, 
         bit_depth=12,
         nodata=None,
         tile=128,
+        channel_context=channel_context,
     )
     step = 0.37
     data = enc.encode(step)
     reader = StreamReader(data)
     h = reader.header
+    assert h.channel_context is channel_context
+    decode = decode_symbols_context if channel_context else decode_symbols
     assert len(enc.latent_tiles) == h.tiles_y * h.tiles_x == 16
     for t in enc.latent_tiles:
         expected, _ = enc._quantise(t.latents, h.quant_step)
         rec = reader.read_tile(t.band, t.row, t.col)
         (n,) = struct.unpack_from("<I", rec.payload)
-        got = decode_symbols(
+        got = decode(
             rec.payload[4 : 4 + n], np.frombuffer(rec.scale_indices, np.uint8), expected.shape
         )
         np.testing.assert_array_equal(got, expected)

@@ -34,9 +34,14 @@ from satcodec.entropy import (
 from satcodec.entropy import (
     decode_symbols,
     encode_symbols,
-    estimate_scales,
-    scale_to_index,
+    fit_scale_indices,
     symbol_bits,
+)
+from satcodec.entropy.context import (
+    context_symbol_bits,
+    decode_symbols_context,
+    encode_symbols_context,
+    fit_context_bases,
 )
 from satcodec.errors import (
     BitstreamError,
@@ -167,8 +172,14 @@ class Encoder:
         metadata: dict[str, Any] | None = None,
         progress: Callable[[int, int], None] | None = None,
         analysis: ArrayFn | None = None,
+        channel_context: bool = True,
     ) -> None:
-        """``analysis`` replaces the PyTorch analysis transform (ONNX Runtime, TensorRT)."""
+        """``analysis`` replaces the PyTorch analysis transform (ONNX Runtime, TensorRT).
+
+        ``channel_context``: code with the cross-channel context model
+        (:mod:`satcodec.entropy.context`, 1–15 % fewer bits on heterogeneous scenes);
+        False writes streams the per-channel model decodes (readers before flag 0x0001).
+        """
         if tile % DOWNSAMPLING or not 64 <= tile <= 8192:
             raise ConfigError(f"tile size must be a multiple of 16 between 64 and 8192, got {tile}")
         if model.config.bands != 1:
@@ -179,6 +190,7 @@ class Encoder:
         self.height, self.width, self.bands = height, width, bands
         self.dtype, self.bit_depth, self.nodata = dtype, bit_depth, nodata
         self.tile = tile
+        self.channel_context = channel_context
         self.metadata = metadata or {}
         self.peak = float(2**bit_depth - 1)
         self.offsets = band_offsets_of(read, bands, height, width, nodata)
@@ -235,8 +247,15 @@ class Encoder:
         scaled = lat / step
         # clip before the cast: beyond ±2^24 the entropy coder refuses, int32 would wrap
         symbols = np.rint(np.clip(scaled, -MAX_SYMBOL, MAX_SYMBOL)).astype(np.int32)
-        indices = scale_to_index(estimate_scales(scaled))
+        indices = fit_scale_indices(symbols)
+        if self.channel_context:
+            indices = fit_context_bases(symbols, indices)
         return symbols, indices
+
+    def _symbol_bits(self, symbols: np.ndarray, indices: np.ndarray) -> float:
+        if self.channel_context:
+            return context_symbol_bits(symbols, indices)
+        return symbol_bits(symbols, indices)
 
     def estimated_bits(self, step: float, sample: int = 1) -> float:
         """Coded size from the integer tables (no entropy coding), every ``sample``-th tile."""
@@ -244,7 +263,7 @@ class Encoder:
         tiles = self.latent_tiles[::sample]
         for t in tiles:
             s, i = self._quantise(t.latents, step)
-            bits += symbol_bits(s, i) + 8 * (len(i) + 32)
+            bits += self._symbol_bits(s, i) + 8 * (len(i) + 32)
         return bits * len(self.latent_tiles) / len(tiles)
 
     def step_for_bpp(self, bpp: float) -> float:
@@ -280,11 +299,13 @@ class Encoder:
             downsampling=self.model.config.downsampling,
             band_offsets=tuple(self.offsets),
             metadata=self.metadata,
+            channel_context=self.channel_context,
         )
         records = []
         for t in self.latent_tiles:
             symbols, indices = self._quantise(t.latents, step)
-            payload = _pack_payload(encode_symbols(symbols, indices), t.nodata_mask)
+            code = encode_symbols_context if self.channel_context else encode_symbols
+            payload = _pack_payload(code(symbols, indices), t.nodata_mask)
             records.append(TileRecord(t.band, t.row, t.col, indices.tobytes(), payload))
         return write_stream(header, records)
 
@@ -445,7 +466,8 @@ class Decoder:
                     "tile carries a nodata mask but the stream declares no nodata value"
                 )
             indices = np.frombuffer(rec.scale_indices, np.uint8)
-            symbols = decode_symbols(entropy, indices, (h.latent_channels, lh, lw))
+            decode = decode_symbols_context if h.channel_context else decode_symbols
+            symbols = decode(entropy, indices, (h.latent_channels, lh, lw))
             return symbols, mask
         except BitstreamError as exc:
             if not isinstance(exc, TileCorruptedError):

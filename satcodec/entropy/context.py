@@ -1,0 +1,295 @@
+"""Cross-channel context model: each latent's Laplacian scale follows the local activity of
+the channels decoded before it.
+
+The per-channel model (:mod:`.coder`) gives every latent of a channel and tile one scale, so
+a flat field and a field edge in the same tile cost the same per symbol. But the channels of
+the analysis transform are active in the same places: where one is large, the others tend
+to be. This model decodes the channels one after the other (largest transmitted scale
+first) and gives latent ``x`` of channel ``c`` the table row
+
+    row_c(x) = clip(base_c + delta(A_c(x)), 0, 255)
+
+where ``base_c`` is the channel's transmitted index (the side information is unchanged: one
+byte per channel and tile), and ``A_c(x)`` is the mean normalised magnitude
+``min(|k|, MAG_CAP) / scale(base)`` of the channels already decoded, at the same position.
+``delta`` maps activity to a row offset along ``g(A) = ((A + eps) / (1 + eps))^gamma``
+(eps = 0.3, gamma = 0.8: activity 1 keeps the base scale, silence shrinks it 3x, a busy
+spot widens it), in steps of ``DELTA_STEP`` table rows.
+
+Everything the decoder computes is integer: ``A`` is a Q12 fixed-point ratio built from
+``RECIPROCAL_Q12`` (exact rational rounding of the table's float64 scales) and an integer
+division; ``delta`` is a lookup in ``DELTA_THRESHOLDS_Q12``, computed in :mod:`decimal`
+(correctly rounded on every platform). So the model keeps the property the table gives
+the per-channel coder: a stream decodes identically on every machine.
+
+Measured gain over the per-channel model with the same bases (real payloads, shipped
+models, ``bench/results/context_model.md``): largest on heterogeneous scenes.
+
+Stream (one constriction ANS stack, decoded in this order), for each channel in decoding
+order: its symbols grouped by row in increasing row order (raster order within a row),
+then the escape classes of its escaped symbols, then their mantissas. Escapes are decoded
+per channel because the next channel's context needs the true magnitudes.
+"""
+
+from __future__ import annotations
+
+import functools
+from decimal import Decimal, localcontext
+from fractions import Fraction
+
+import numpy as np
+
+from satcodec.entropy.coder import (
+    _CLASS_MODEL,
+    _MANTISSA_FAMILY,
+    MAX_ABS_SYMBOL,
+    _AnsCoder,
+    _check_indices,
+    _check_shape,
+    _check_symbols,
+    _model,
+    escape_fields,
+)
+from satcodec.entropy.table import NUM_SCALES, SCALE_TABLE, load_table
+from satcodec.errors import EntropyCodingError
+
+CONTEXT_EPS = Decimal("0.3")
+CONTEXT_GAMMA = Decimal("0.8")
+Q = 12  # fixed-point bits of the activity ratio
+DELTA_STEP = 2  # table rows per context level (2 rows = a factor 1.077 in scale)
+MAX_DELTA = 64  # |row offset| limit: a factor 10.7 either way
+MAG_CAP = 1023  # larger magnitudes count as this in the activity (bounds the sums)
+# scale ratio between neighbouring table rows, from the table's design (laplace_cdf_table)
+_TABLE_LOG_STEP = "ln(512 / 0.04) / 255"
+
+
+def _reciprocal_q12() -> np.ndarray:
+    # exact: Fraction(float) is the float's exact value, round() on a Fraction is exact
+    return np.array([round(Fraction(1 << Q) / Fraction(float(s))) for s in SCALE_TABLE], np.int64)
+
+
+def _delta_thresholds() -> tuple[np.ndarray, np.ndarray]:
+    """(levels, thresholds): ``delta(A) = levels[searchsorted(thresholds, A, 'right')]``."""
+    with localcontext() as ctx:
+        ctx.prec = 40
+        d = (Decimal(512) / Decimal("0.04")).ln() / 255
+        levels = list(range(-MAX_DELTA, MAX_DELTA + 1, DELTA_STEP))
+        thresholds = []
+        one = Decimal(1 << Q)
+        for lo in levels[:-1]:
+            # the activity where the ideal offset gamma*ln(g)/d crosses lo + DELTA_STEP/2
+            mid = Decimal(lo) + Decimal(DELTA_STEP) / 2
+            a = ((1 + CONTEXT_EPS) * (mid * d / CONTEXT_GAMMA).exp() - CONTEXT_EPS) * one
+            thresholds.append(max(0, int(a.to_integral_value(rounding="ROUND_CEILING"))))
+    return np.array(levels, np.int64), np.array(thresholds, np.int64)
+
+
+RECIPROCAL_Q12 = _reciprocal_q12()
+DELTA_LEVELS, DELTA_THRESHOLDS_Q12 = _delta_thresholds()
+
+
+def channel_order(base: np.ndarray) -> np.ndarray:
+    """Decoding order: largest transmitted scale first, ties by channel number."""
+    return np.argsort(-np.asarray(base, np.int64), kind="stable")
+
+
+def _delta(acc: np.ndarray, decoded: int) -> np.ndarray:
+    if decoded == 0:
+        return np.zeros(acc.shape, np.int64)
+    return DELTA_LEVELS[np.searchsorted(DELTA_THRESHOLDS_Q12, acc // decoded, side="right")]
+
+
+def _contribution(magnitude: np.ndarray, base: int) -> np.ndarray:
+    return np.minimum(magnitude, MAG_CAP).astype(np.int64) * RECIPROCAL_Q12[base]
+
+
+def context_rows(symbols: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Table row of every symbol, (C, h*w) int64: what encoder and decoder both derive."""
+    sym = _check_symbols(symbols)
+    idx = _check_indices(base, sym.shape[0])
+    C = sym.shape[0]
+    flat = np.abs(sym.reshape(C, -1))
+    rows = np.empty(flat.shape, np.int64)
+    acc = np.zeros(flat.shape[1], np.int64)
+    for i, c in enumerate(channel_order(idx)):
+        rows[c] = np.clip(idx[c] + _delta(acc, i), 0, NUM_SCALES - 1)
+        acc += _contribution(flat[c], int(idx[c]))
+    return rows
+
+
+# -- encoder side: choosing the bases ---------------------------------------------------------
+_S = SCALE_TABLE
+_BITS = np.stack(  # per row: bits of a zero, of a non-zero's sign+first bin, per unit |k|-1/2
+    [-np.log2(-np.expm1(-0.5 / _S)), 1.0 - np.log2(-np.expm1(-1.0 / _S)), 1.0 / (_S * np.log(2))]
+)
+_WINDOW = np.arange(-40, 25)
+
+
+def fit_context_bases(symbols: np.ndarray, plain: np.ndarray) -> np.ndarray:
+    """Bases that minimise each channel's code length under the context model (encoder only).
+
+    ``plain`` is the per-channel fit (:func:`~satcodec.entropy.scales.fit_scale_indices`): it
+    fixes the order the bases are chosen in, and the search window around it. The decoder
+    re-derives its order from the bases actually sent, so this never has to match it.
+    """
+    sym = np.asarray(symbols)
+    C = sym.shape[0]
+    flat = np.abs(sym.reshape(C, -1)).astype(np.int64)
+    plain = np.asarray(plain, np.int64)
+    base = plain.copy()
+    acc = np.zeros(flat.shape[1], np.int64)
+    nl = DELTA_LEVELS.size
+    for i, c in enumerate(channel_order(plain)):
+        level = (_delta(acc, i) + MAX_DELTA) // DELTA_STEP
+        a = flat[c]
+        nz = a > 0
+        stats = np.stack(
+            [
+                np.bincount(level[~nz], minlength=nl),
+                np.bincount(level[nz], minlength=nl),
+                np.bincount(level[nz], weights=a[nz] - 0.5, minlength=nl),
+            ]
+        ).astype(np.float64)  # (3, levels)
+        cand = np.clip(plain[c] + _WINDOW, 0, NUM_SCALES - 1)
+        rows = np.clip(cand[:, None] + DELTA_LEVELS[None, :], 0, NUM_SCALES - 1)
+        cost = np.einsum("kcl,kl->c", _BITS[:, rows], stats)
+        base[c] = cand[int(np.argmin(cost))]
+        acc += _contribution(a, int(base[c]))
+    return base.astype(np.uint8)
+
+
+# -- coding ----------------------------------------------------------------------------------
+def _channel_groups(rows_c: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(row, positions in raster order) in increasing row order."""
+    order = np.argsort(rows_c, kind="stable")
+    sorted_rows = rows_c[order]
+    cuts = np.flatnonzero(np.diff(sorted_rows)) + 1
+    return [(int(rows_c[g[0]]), g) for g in np.split(order, cuts)] if order.size else []
+
+
+@functools.lru_cache(maxsize=1)
+def _supports() -> np.ndarray:
+    return load_table().support.astype(np.int64)
+
+
+def encode_symbols_context(symbols: np.ndarray, base: np.ndarray) -> bytes:
+    """Entropy-code one tile with the context model; ``base`` (C,) is sent as side information."""
+    sym = _check_symbols(symbols)
+    idx = _check_indices(base, sym.shape[0])
+    C = sym.shape[0]
+    flat = sym.reshape(C, -1)
+    rows = context_rows(sym, idx)
+    support = _supports()
+    ops: list[tuple[np.ndarray, object, np.ndarray | None]] = []  # in decoding order
+    for c in channel_order(idx):
+        esc_v, esc_l = [], []
+        for t, pos in _channel_groups(rows[c]):
+            L = int(support[t])
+            v = flat[c, pos]
+            j = v + np.int32(L)
+            esc = j.view(np.uint32) > 2 * L
+            if esc.any():
+                esc_v.append(v[esc].astype(np.int64))
+                esc_l.append(np.full(int(esc.sum()), L, np.int64))
+                j[esc] = 2 * L + 1
+            ops.append((j, _model(t), None))
+        if esc_v:
+            cls, mant = escape_fields(np.concatenate(esc_v), np.concatenate(esc_l))
+            ops.append((cls.astype(np.int32), _CLASS_MODEL, None))
+            n = cls >> 1
+            has = n > 0
+            if has.any():
+                ops.append(
+                    (mant[has].astype(np.int32), _MANTISSA_FAMILY, (1 << n[has]).astype(np.int32))
+                )
+    coder = _AnsCoder()
+    for data, model, sizes in reversed(ops):  # ANS is a stack
+        if sizes is None:
+            coder.encode_reverse(data, model)
+        else:
+            coder.encode_reverse(data, model, sizes)
+    return coder.get_compressed().astype("<u4", copy=False).tobytes()
+
+
+def _decode(payload: bytes, base: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    C, h, w = _check_shape(shape)
+    idx = _check_indices(base, C)
+    data = memoryview(payload).cast("B")
+    if len(data) % 4:
+        raise EntropyCodingError(f"payload length {len(data)} is not a multiple of 4")
+    n = h * w
+    out = np.zeros((C, n), dtype=np.int32)
+    if C * n == 0:
+        if len(data):
+            raise EntropyCodingError("non-empty payload for an empty tile")
+        return out.reshape(C, h, w)
+    coder = _AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+    support = _supports()
+    acc = np.zeros(n, np.int64)
+    for i, c in enumerate(channel_order(idx)):
+        rows_c = np.clip(idx[c] + _delta(acc, i), 0, NUM_SCALES - 1)
+        esc_pos, esc_l = [], []
+        for t, pos in _channel_groups(rows_c):
+            L = int(support[t])
+            j = coder.decode(_model(t), pos.size)
+            out[c, pos] = j - np.int32(L)
+            e = j == 2 * L + 1
+            if e.any():
+                esc_pos.append(pos[e])
+                esc_l.append(np.full(int(e.sum()), L, np.int64))
+        if esc_pos:
+            where, sup = np.concatenate(esc_pos), np.concatenate(esc_l)
+            cls = coder.decode(_CLASS_MODEL, where.size).astype(np.int64)
+            nbits = cls >> 1
+            v = np.int64(1) << nbits
+            has = nbits > 0
+            if has.any():
+                v[has] += coder.decode(
+                    _MANTISSA_FAMILY, (np.int64(1) << nbits[has]).astype(np.int32)
+                )
+            mag = v + sup
+            if int(mag.max()) > MAX_ABS_SYMBOL:
+                raise EntropyCodingError("escaped symbol out of range (corrupt payload)")
+            out[c, where] = np.where(cls & 1, -mag, mag)
+        acc += _contribution(np.abs(out[c]), int(idx[c]))
+    if not coder.is_empty():
+        raise EntropyCodingError("payload not fully consumed (corrupt or wrong scale indices)")
+    return out.reshape(C, h, w)
+
+
+def decode_symbols_context(
+    payload: bytes, base: np.ndarray, shape: tuple[int, int, int]
+) -> np.ndarray:
+    """Decode one tile written by :func:`encode_symbols_context` (errors as ``decode_symbols``)."""
+    try:
+        return _decode(payload, base, shape)
+    except EntropyCodingError:
+        raise
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except BaseException as e:  # includes pyo3's PanicException (a BaseException)
+        raise EntropyCodingError(f"cannot decode entropy payload: {type(e).__name__}: {e}") from e
+
+
+def context_symbol_bits(symbols: np.ndarray, base: np.ndarray) -> float:
+    """Code length in bits of :func:`encode_symbols_context` without coding (rate control)."""
+    from satcodec.entropy.rate import _CLASS_BITS
+
+    sym = _check_symbols(symbols)
+    idx = _check_indices(base, sym.shape[0])
+    rows = context_rows(sym, idx).ravel()
+    v = sym.ravel().astype(np.int64)
+    table = load_table()
+    support = _supports()
+    L = support[rows]
+    j = v + L
+    esc = (j < 0) | (j > 2 * L)
+    j[esc] = 2 * L[esc] + 1
+    bits = 0.0
+    for t, pos in _channel_groups(rows):
+        hist = np.bincount(j[pos], minlength=int(2 * support[t] + 2))
+        bits += float(hist @ table.row_code_lengths(t))
+    if esc.any():
+        cls, _ = escape_fields(v[esc], L[esc])
+        bits += float(_CLASS_BITS[cls].sum() + (cls >> 1).sum())
+    return bits
