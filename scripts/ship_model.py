@@ -171,7 +171,8 @@ def main() -> None:
         *(
             [
                 "- last phase: decoder only (`satcodec tune-decoder`): the analysis (board side) "
-                f"frozen, latents really rounded at quantisation steps {run_meta['quant_steps']}; "
+                f"frozen, latents really rounded at quantisation steps "
+                f"{run_meta['quant_steps'].removesuffix(', latents rounded')}; "
                 "MSE loss; the bitstream of an image is the init's symbol for symbol"
             ]
             if run_meta.get("decoder_only")
@@ -185,8 +186,8 @@ def main() -> None:
         "rate control scales the step about one octave either side",
         f"- entropy coding overhead against the ideal code length (continuous-scale Laplacian) on the held-out "
         f"scenes' latents: {100 * (actual / ideal - 1):.2f} % (table snapping + 16-bit counts + ANS termination); "
-        f"the cross-channel context model (bitstream flag 0x0001, the default) codes the same latents in "
-        f"{100 * (sum(context_bits) / actual - 1):+.2f} % of that per-channel size",
+        f"the cross-channel context model (bitstream flag 0x0001, the default) codes the same latents "
+        f"in {100 * (1 - sum(context_bits) / actual):.1f} % fewer bits than that per-channel coder",
         "",
         "## Rate–distortion on the held-out scenes (real bitstreams, PSNR peak 4095)",
         "",
