@@ -174,7 +174,9 @@ def cmd_ladder(a: argparse.Namespace) -> int:
         "bits used rounded up to even); MS-SSIM with the same peak; nodata collars masked in "
         "distortion. Anchors rate-matched within ±3% (bisection on the real size). BD-rate: "
         "PCHIP in log-rate over the common PSNR range of the two curves (NaN when they do not "
-        "overlap); negative = fewer bits than JPEG 2000.\n",
+        "overlap); negative = fewer bits than JPEG 2000. satcodec streams use the default "
+        "cross-channel context model (bitstream flag 0x0001; its saving against the "
+        "per-channel model at equal distortion: `bench/results/context_model.md`).\n",
         "## Models and training budget\n",
         _budget_table(infos),
         "",
