@@ -87,6 +87,7 @@ def _build_encoder(
     tile: int,
     progress: Progress | None,
     runtime_spec: tuple[str, str | None, str | os.PathLike | None],
+    channel_context: bool = True,
 ) -> Encoder:
     """Load the model and its runtime, then run the analysis over every tile."""
     bands, height, width, dtype, bit_depth, nodata = layout
@@ -106,6 +107,7 @@ def _build_encoder(
         metadata=metadata,
         progress=progress,
         analysis=encoder_analysis(runtime, net, info, precision, export_dir),
+        channel_context=channel_context,
     )
 
 
@@ -124,6 +126,7 @@ def encode(
     runtime: str = "torch",
     precision: str | None = None,
     export_dir: str | os.PathLike | None = None,
+    channel_context: bool = True,
 ) -> bytes:
     """Compress a (bands, H, W) or (H, W) integer array into a satcodec bitstream.
 
@@ -132,6 +135,8 @@ def encode(
     model name or a weights path; by default the shipped model nearest the requested rate.
     ``runtime``: ``torch`` (default), ``onnxruntime`` or ``tensorrt`` runs the analysis, at
     ``precision`` (fp32/fp16/int8), from ``export_dir`` (``satcodec export``) or a cached export.
+    ``channel_context``: the cross-channel context entropy model (default); False writes
+    streams that readers without bitstream flag 0x0001 decode, at 0.5–15 % more bits.
     """
     _rate_options(bpp, max_bpp, quality)
     a = np.asarray(array)
@@ -153,6 +158,7 @@ def encode(
         tile,
         progress,
         (runtime, precision, export_dir),
+        channel_context,
     )
     return _encode(enc, bpp, max_bpp, quality)
 
@@ -219,8 +225,11 @@ def encode_file(
     runtime: str = "torch",
     precision: str | None = None,
     export_dir: str | os.PathLike | None = None,
+    channel_context: bool = True,
 ) -> EncodeReport:
-    """Compress a GeoTIFF into a bitstream file (written atomically), reading it window by window."""
+    """Compress a GeoTIFF into a bitstream file (written atomically), reading it window by window.
+
+    Options as :func:`encode`."""
     from satcodec.raster import open_raster
 
     _rate_options(bpp, max_bpp, quality)
@@ -238,6 +247,7 @@ def encode_file(
             tile,
             progress,
             (runtime, precision, export_dir),
+            channel_context,
         )
     info = enc.info
     data = _encode(enc, bpp, max_bpp, quality)

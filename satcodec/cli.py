@@ -46,6 +46,7 @@ def cmd_encode(a: argparse.Namespace) -> int:
         runtime=a.runtime,
         precision=a.precision,
         export_dir=a.export_dir,
+        channel_context=not a.per_channel_entropy,
     )
     print(
         f"{r.path}: {r.bytes} bytes, {r.bpp:.4f} bpp, step {r.quant_step:.4f}, model {r.model} ({r.model_id}), {r.tiles} tiles"
@@ -317,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tile", type=int, default=512, help="tile size in pixels (multiple of 16)")
     e.add_argument(
         "--bit-depth", type=int, help="override the bit depth (default: NBITS or inferred)"
+    )
+    e.add_argument(
+        "--per-channel-entropy",
+        action="store_true",
+        help="code each latent channel with one scale (no cross-channel context): 0.5-15%% more "
+        "bits, for readers that predate bitstream flag 0x0001",
     )
     e.add_argument("-q", "--quiet", action="store_true")
     add_runtime_options(e)

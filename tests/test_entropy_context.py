@@ -186,3 +186,26 @@ def test_stream_flag_round_trip_and_unknown_flags(tiny_model, sample_array):
         assert isinstance(e, satcodec.errors.SatcodecError)
     else:
         assert not np.array_equal(wrong, out)
+
+
+def test_per_channel_streams_stay_available_and_decode_to_the_same_pixels(tiny_model, tmp_path):
+    """``--per-channel-entropy`` writes flag-free streams (for older readers): same step, same
+    symbols, so the same pixels; only the entropy model differs."""
+    import satcodec
+    from tests.conftest import SAMPLE
+    from tests.test_codec import run_cli
+
+    streams = {}
+    for extra in ([], ["--per-channel-entropy"]):
+        out = tmp_path / f"s{len(extra)}.satc"
+        r = run_cli(
+            "encode", SAMPLE, "-o", out, "--quality", "50", "--model", tiny_model, "-q", *extra
+        )
+        assert r.returncode == 0, r.stderr
+        streams[bool(extra)] = out.read_bytes()
+    assert StreamReader(streams[False]).header.channel_context is True
+    assert StreamReader(streams[True]).header.channel_context is False
+    assert streams[False] != streams[True]
+    a, _ = satcodec.decode(streams[False])
+    b, _ = satcodec.decode(streams[True])
+    np.testing.assert_array_equal(a, b)
