@@ -243,27 +243,30 @@ class Encoder:
     def pixels(self) -> int:
         return self.height * self.width * self.bands
 
-    def _quantise(self, lat: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    def _quantise(
+        self, lat: np.ndarray, step: float, context: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Symbols and the scale indices sent with them (context-model bases if ``context``,
+        default: the entropy model this encoder codes with)."""
         scaled = lat / step
         # clip before the cast: beyond ±2^24 the entropy coder refuses, int32 would wrap
         symbols = np.rint(np.clip(scaled, -MAX_SYMBOL, MAX_SYMBOL)).astype(np.int32)
         indices = fit_scale_indices(symbols)
-        if self.channel_context:
+        if self.channel_context if context is None else context:
             indices = fit_context_bases(symbols, indices)
         return symbols, indices
 
-    def _symbol_bits(self, symbols: np.ndarray, indices: np.ndarray) -> float:
-        if self.channel_context:
-            return context_symbol_bits(symbols, indices)
-        return symbol_bits(symbols, indices)
+    def estimated_bits(self, step: float, sample: int = 1, context: bool | None = None) -> float:
+        """Coded size from the integer tables (no entropy coding), every ``sample``-th tile.
 
-    def estimated_bits(self, step: float, sample: int = 1) -> float:
-        """Coded size from the integer tables (no entropy coding), every ``sample``-th tile."""
+        ``context`` picks the entropy model estimated (default: the one this encoder codes
+        with); the per-channel estimate is ~10x cheaper and never below the context one."""
+        ctx = self.channel_context if context is None else context
         bits = 0.0
         tiles = self.latent_tiles[::sample]
         for t in tiles:
-            s, i = self._quantise(t.latents, step)
-            bits += self._symbol_bits(s, i) + 8 * (len(i) + 32)
+            s, i = self._quantise(t.latents, step, ctx)
+            bits += (context_symbol_bits if ctx else symbol_bits)(s, i) + 8 * (len(i) + 32)
         return bits * len(self.latent_tiles) / len(tiles)
 
     def step_for_bpp(self, bpp: float) -> float:
@@ -273,12 +276,43 @@ class Encoder:
         lo, hi = math.log2(MIN_STEP), math.log2(MAX_STEP)
         if self.estimated_bits(2**hi, sample) > target:
             raise RateControlError(f"{bpp} bpp is below the lowest rate this model reaches")
+        # the per-channel estimate first (cheap): its step is an upper bound of the context
+        # model's, whose saving is < 3 octaves of step (measured: < 40 % of the rate)
         for _ in range(24):
             mid = 0.5 * (lo + hi)
-            if self.estimated_bits(2**mid, sample) > target:
+            if self.estimated_bits(2**mid, sample, context=False) > target:
                 lo = mid
             else:
                 hi = mid
+        if not self.channel_context:
+            return 2**hi
+
+        # then the context estimate by regula falsi (Illinois) on log rate against log step,
+        # which is smooth and nearly linear: ~5 estimates instead of a bisection's 12+
+        def excess(x: float) -> float:  # > 0: too many bits at step 2^x
+            return math.log2(max(self.estimated_bits(2**x, sample), 1.0) / target)
+
+        lo, hi = max(math.log2(MIN_STEP), hi - 3.0), hi
+        f_lo, f_hi = excess(lo), excess(hi)
+        if f_lo <= 0:  # the saving is beyond the bracket: widen it to the smallest step
+            lo = math.log2(MIN_STEP)
+            f_lo = excess(lo)
+            if f_lo <= 0:
+                return 2**lo
+        side = 0
+        for _ in range(10):
+            if f_hi > -0.002:  # within 0.14 % below the target
+                break
+            x = hi - f_hi * (hi - lo) / (f_hi - f_lo)
+            f = excess(x)
+            if f > 0:
+                lo, f_lo = x, f
+                f_hi = f_hi / 2 if side == -1 else f_hi
+                side = -1
+            else:
+                hi, f_hi = x, f
+                f_lo = f_lo / 2 if side == 1 else f_lo
+                side = 1
         return 2**hi
 
     # --- coding --------------------------------------------------------------------------------
