@@ -166,10 +166,11 @@ def fit_context_bases(symbols: np.ndarray, plain: np.ndarray) -> np.ndarray:
 # -- coding ----------------------------------------------------------------------------------
 def _channel_groups(rows_c: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """(row, positions in raster order) in increasing row order."""
-    order = np.argsort(rows_c, kind="stable")
-    sorted_rows = rows_c[order]
-    cuts = np.flatnonzero(np.diff(sorted_rows)) + 1
-    return [(int(rows_c[g[0]]), g) for g in np.split(order, cuts)] if order.size else []
+    r = rows_c.astype(np.uint8)  # rows are 0..255: numpy's stable sort is a radix sort here
+    order = np.argsort(r, kind="stable")
+    counts = np.bincount(r, minlength=NUM_SCALES)
+    ends = np.cumsum(counts)
+    return [(int(t), order[ends[t] - counts[t] : ends[t]]) for t in np.flatnonzero(counts)]
 
 
 @functools.lru_cache(maxsize=1)
