@@ -17,12 +17,14 @@ import satcodec
 from satcodec.bitstream import StreamReader
 from satcodec.codec.pipeline import _unpack_payload
 from satcodec.entropy import decode_symbols
+from satcodec.entropy.context import decode_symbols_context
 from satcodec.errors import BitstreamError
 
 
 def symbols(data: bytes) -> str:
     reader = StreamReader(data)
     h = reader.header
+    decode = decode_symbols_context if h.channel_context else decode_symbols
     damaged = 0
     for band, row, col in h.iter_tile_keys():
         try:
@@ -30,9 +32,7 @@ def symbols(data: bytes) -> str:
             _, _, ph, pw = h.tile_pixel_window(row, col)
             entropy, _mask = _unpack_payload(rec.payload, ph, pw)
             lh, lw = h.tile_latent_shape(row, col)
-            decode_symbols(
-                entropy, np.frombuffer(rec.scale_indices, np.uint8), (h.latent_channels, lh, lw)
-            )
+            decode(entropy, np.frombuffer(rec.scale_indices, np.uint8), (h.latent_channels, lh, lw))
         except BitstreamError:
             damaged += 1
     return "ok-damaged-tiles" if damaged else "ok"

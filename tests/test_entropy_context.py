@@ -209,3 +209,12 @@ def test_per_channel_streams_stay_available_and_decode_to_the_same_pixels(tiny_m
     a, _ = satcodec.decode(streams[False])
     b, _ = satcodec.decode(streams[True])
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 4), (3, 0, 5), (1, 1, 1)])
+def test_empty_and_tiny_tiles(shape):
+    q = np.zeros(shape, np.int32)
+    base = fit_context_bases(q, fit_scale_indices(q))
+    payload = encode_symbols_context(q, base)
+    np.testing.assert_array_equal(decode_symbols_context(payload, base, shape), q)
+    assert abs(context_symbol_bits(q, base) - 8 * len(payload)) <= 64

@@ -113,7 +113,7 @@ def context_rows(symbols: np.ndarray, base: np.ndarray) -> np.ndarray:
     sym = _check_symbols(symbols)
     idx = _check_indices(base, sym.shape[0])
     C = sym.shape[0]
-    flat = np.abs(sym.reshape(C, -1))
+    flat = np.abs(sym.reshape(C, sym.shape[1] * sym.shape[2]))
     rows = np.empty(flat.shape, np.int64)
     acc = np.zeros(flat.shape[1], np.int64)
     for i, c in enumerate(channel_order(idx)):
@@ -139,7 +139,7 @@ def fit_context_bases(symbols: np.ndarray, plain: np.ndarray) -> np.ndarray:
     """
     sym = np.asarray(symbols)
     C = sym.shape[0]
-    flat = np.abs(sym.reshape(C, -1)).astype(np.int64)
+    flat = np.abs(sym.reshape(C, sym.shape[1] * sym.shape[2])).astype(np.int64)
     plain = np.asarray(plain, np.int64)
     base = plain.copy()
     acc = np.zeros(flat.shape[1], np.int64)
@@ -183,7 +183,7 @@ def encode_symbols_context(symbols: np.ndarray, base: np.ndarray) -> bytes:
     sym = _check_symbols(symbols)
     idx = _check_indices(base, sym.shape[0])
     C = sym.shape[0]
-    flat = sym.reshape(C, -1)
+    flat = sym.reshape(C, sym.shape[1] * sym.shape[2])
     rows = context_rows(sym, idx)
     support = _supports()
     ops: list[tuple[np.ndarray, object, np.ndarray | None]] = []  # in decoding order
