@@ -71,7 +71,7 @@ def fit_scale_indices(symbols: np.ndarray) -> np.ndarray:
     c = k.shape[0]
     if k.shape[1] * k.shape[2] == 0:
         return np.zeros(c, dtype=np.uint8)
-    a = np.abs(k.reshape(c, -1)).astype(np.float64)
+    a = np.abs(k.reshape(c, k.shape[1] * k.shape[2])).astype(np.float64)
     n_nz = np.count_nonzero(a, axis=1).astype(np.float64)
     n_zero = a.shape[1] - n_nz
     excess = a.sum(axis=1) - 0.5 * n_nz  # sum of (|k| - 1/2) over the non-zero symbols
