@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout as-is
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from entropy_speed import _median_time  # noqa: E402
 from rd_eval import OTHER, PAN, _images  # noqa: E402
 
 from satcodec.codec.pipeline import Encoder, array_window_reader, choose_model  # noqa: E402
@@ -33,15 +33,6 @@ from satcodec.errors import RateControlError  # noqa: E402
 from satcodec.evaluation import load_image  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "context_model.md"
-
-
-def _median_time(fn, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def measure(path: Path, bpp: float) -> dict:
@@ -73,18 +64,20 @@ def measure(path: Path, bpp: float) -> dict:
         tiles.append((sym, base, idx))
     payload_c = [encode_symbols_context(s, b) for s, b, _ in tiles]
     payload_p = [encode_symbols(s, i) for s, _, i in tiles]
-    t_enc_c = _median_time(lambda: [encode_symbols_context(s, b) for s, b, _ in tiles])
-    t_enc_p = _median_time(lambda: [encode_symbols(s, i) for s, _, i in tiles])
+    t_enc_c = _median_time(lambda: [encode_symbols_context(s, b) for s, b, _ in tiles], 3)
+    t_enc_p = _median_time(lambda: [encode_symbols(s, i) for s, _, i in tiles], 3)
     t_dec_c = _median_time(
         lambda: [
             decode_symbols_context(p, b, s.shape)
             for p, (s, b, _) in zip(payload_c, tiles, strict=True)
-        ]
+        ],
+        3,
     )
     t_dec_p = _median_time(
         lambda: [
             decode_symbols(p, i, s.shape) for p, (s, _, i) in zip(payload_p, tiles, strict=True)
-        ]
+        ],
+        3,
     )
     mpix = arr.shape[1] * arr.shape[2] / 1e6
     return {

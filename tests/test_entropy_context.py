@@ -10,11 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from satcodec.bitstream import StreamReader
-from satcodec.entropy import encode_symbols, fit_scale_indices, symbol_bits
+from satcodec.entropy import MAX_ABS_SYMBOL, encode_symbols, fit_scale_indices, symbol_bits
 from satcodec.entropy.context import (
     DELTA_LEVELS,
     DELTA_THRESHOLDS_Q12,
-    MAX_ABS_SYMBOL,
     RECIPROCAL_Q12,
     channel_order,
     context_rows,

@@ -22,6 +22,7 @@ and sends the scale indices as side information.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import constriction
@@ -134,19 +135,36 @@ def encode_symbols(symbols: np.ndarray, scale_indices: np.ndarray) -> bytes:
         EntropyCodingError: bad shapes or dtypes, an index out of range, or ``|k| >= 2^24``.
     """
     split = split_symbols(symbols, scale_indices)
+    ops: list[CoderOp] = [(j, _model(t), None) for t, j in split.rows]
+    ops += escape_ops(split.esc_values, split.esc_support)
+    return encode_ops(ops)
+
+
+CoderOp = tuple[np.ndarray, object, "np.ndarray | None"]
+"""(symbols, model, per-symbol sizes for the mantissa family or None), in decoding order."""
+
+
+def escape_ops(values: np.ndarray, support: np.ndarray) -> list[CoderOp]:
+    """The coder operations of escaped symbols: their classes, then their mantissas."""
+    if not values.size:
+        return []
+    cls, mant = escape_fields(values, support)
+    ops: list[CoderOp] = [(cls.astype(np.int32), _CLASS_MODEL, None)]
+    n = cls >> 1
+    has = n > 0
+    if has.any():
+        ops.append((mant[has].astype(np.int32), _MANTISSA_FAMILY, (1 << n[has]).astype(np.int32)))
+    return ops
+
+
+def encode_ops(ops: list[CoderOp]) -> bytes:
+    """Run ``ops`` (listed in decoding order) through one ANS stack; the payload bytes."""
     coder = _AnsCoder()
-    # ANS is a stack: push in the reverse of the decoding order.
-    if split.esc_values.size:
-        cls, mant = escape_fields(split.esc_values, split.esc_support)
-        n = cls >> 1
-        has = n > 0
-        if has.any():
-            coder.encode_reverse(
-                mant[has].astype(np.int32), _MANTISSA_FAMILY, (1 << n[has]).astype(np.int32)
-            )
-        coder.encode_reverse(cls.astype(np.int32), _CLASS_MODEL)
-    for t, j in reversed(split.rows):
-        coder.encode_reverse(j, _model(t))
+    for data, model, sizes in reversed(ops):  # ANS is a stack: push in reverse decoding order
+        if sizes is None:
+            coder.encode_reverse(data, model)
+        else:
+            coder.encode_reverse(data, model, sizes)
     return coder.get_compressed().astype("<u4", copy=False).tobytes()
 
 
@@ -160,20 +178,55 @@ def _check_shape(shape: tuple[int, int, int]) -> tuple[int, int, int]:
     return dims  # type: ignore[return-value]
 
 
-def _decode(payload: bytes, scale_indices: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    C, h, w = _check_shape(shape)
-    idx = _check_indices(scale_indices, C)
+def open_payload(
+    payload: bytes, channels: int, n: int
+) -> constriction.stream.stack.AnsCoder | None:
+    """The ANS decoder of a tile's payload; None for an empty tile (whose payload is empty)."""
     data = memoryview(payload).cast("B")
     if len(data) % 4:
         raise EntropyCodingError(f"payload length {len(data)} is not a multiple of 4")
-    n = h * w
-    out = np.zeros((C, n), dtype=np.int32)
-    if C * n == 0:
+    if channels * n == 0:
         if len(data):
             raise EntropyCodingError("non-empty payload for an empty tile")
-        return out.reshape(C, h, w)
+        return None
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-    coder = _AnsCoder(words)  # ValueError on a trailing zero word (wrapped by caller)
+    return _AnsCoder(words)  # ValueError on a trailing zero word (wrapped by the caller)
+
+
+def decode_escapes(coder: constriction.stream.stack.AnsCoder, support: np.ndarray) -> np.ndarray:
+    """Signed values of escaped symbols from rows of supports ``support`` (classes, mantissas)."""
+    cls = coder.decode(_CLASS_MODEL, support.size).astype(np.int64)
+    nbits = cls >> 1
+    v = np.int64(1) << nbits
+    has = nbits > 0
+    if has.any():
+        v[has] += coder.decode(_MANTISSA_FAMILY, (np.int64(1) << nbits[has]).astype(np.int32))
+    mag = v + support
+    if int(mag.max()) > MAX_ABS_SYMBOL:
+        raise EntropyCodingError("escaped symbol out of range (corrupt payload)")
+    return np.where(cls & 1, -mag, mag)
+
+
+def guarded_decode(fn: Callable[..., np.ndarray], *args: object) -> np.ndarray:
+    """Run a decoder; any failure other than an interrupt becomes an EntropyCodingError."""
+    try:
+        return fn(*args)
+    except EntropyCodingError:
+        raise
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except BaseException as e:  # includes pyo3's PanicException (a BaseException)
+        raise EntropyCodingError(f"cannot decode entropy payload: {type(e).__name__}: {e}") from e
+
+
+def _decode(payload: bytes, scale_indices: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    C, h, w = _check_shape(shape)
+    idx = _check_indices(scale_indices, C)
+    n = h * w
+    out = np.zeros((C, n), dtype=np.int32)
+    coder = open_payload(payload, C, n)
+    if coder is None:
+        return out.reshape(C, h, w)
     table = load_table()
 
     esc_rows, esc_cols, esc_l = [], [], []
@@ -189,18 +242,7 @@ def _decode(payload: bytes, scale_indices: np.ndarray, shape: tuple[int, int, in
 
     if esc_rows:
         rows, cols = np.concatenate(esc_rows), np.concatenate(esc_cols)
-        support = np.concatenate(esc_l)
-        cls = coder.decode(_CLASS_MODEL, rows.size).astype(np.int64)
-        nbits = cls >> 1
-        v = np.int64(1) << nbits
-        has = nbits > 0
-        if has.any():
-            sizes = (np.int64(1) << nbits[has]).astype(np.int32)
-            v[has] += coder.decode(_MANTISSA_FAMILY, sizes)
-        mag = v + support
-        if int(mag.max()) > MAX_ABS_SYMBOL:
-            raise EntropyCodingError("escaped symbol out of range (corrupt payload)")
-        out[rows, cols] = np.where(cls & 1, -mag, mag)
+        out[rows, cols] = decode_escapes(coder, np.concatenate(esc_l))
 
     # A valid payload is consumed exactly; leftovers mean corruption (or wrong indices).
     if not coder.is_empty():
@@ -226,11 +268,4 @@ def decode_symbols(
             so some corruptions decode to wrong symbols instead; the container's per-tile
             CRC catches those.
     """
-    try:
-        return _decode(payload, scale_indices, shape)
-    except EntropyCodingError:
-        raise
-    except (KeyboardInterrupt, SystemExit, MemoryError):
-        raise
-    except BaseException as e:  # includes pyo3's PanicException (a BaseException)
-        raise EntropyCodingError(f"cannot decode entropy payload: {type(e).__name__}: {e}") from e
+    return guarded_decode(_decode, payload, scale_indices, shape)

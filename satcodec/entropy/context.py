@@ -40,15 +40,17 @@ from fractions import Fraction
 import numpy as np
 
 from satcodec.entropy.coder import (
-    _CLASS_MODEL,
-    _MANTISSA_FAMILY,
-    MAX_ABS_SYMBOL,
-    _AnsCoder,
+    CoderOp,
     _check_indices,
     _check_shape,
     _check_symbols,
     _model,
+    decode_escapes,
+    encode_ops,
     escape_fields,
+    escape_ops,
+    guarded_decode,
+    open_payload,
 )
 from satcodec.entropy.table import NUM_SCALES, SCALE_TABLE, load_table
 from satcodec.errors import EntropyCodingError
@@ -186,7 +188,7 @@ def encode_symbols_context(symbols: np.ndarray, base: np.ndarray) -> bytes:
     flat = sym.reshape(C, sym.shape[1] * sym.shape[2])
     rows = context_rows(sym, idx)
     support = _supports()
-    ops: list[tuple[np.ndarray, object, np.ndarray | None]] = []  # in decoding order
+    ops: list[CoderOp] = []  # in decoding order
     for c in channel_order(idx):
         esc_v, esc_l = [], []
         for t, pos in _channel_groups(rows[c]):
@@ -200,36 +202,18 @@ def encode_symbols_context(symbols: np.ndarray, base: np.ndarray) -> bytes:
                 j[esc] = 2 * L + 1
             ops.append((j, _model(t), None))
         if esc_v:
-            cls, mant = escape_fields(np.concatenate(esc_v), np.concatenate(esc_l))
-            ops.append((cls.astype(np.int32), _CLASS_MODEL, None))
-            n = cls >> 1
-            has = n > 0
-            if has.any():
-                ops.append(
-                    (mant[has].astype(np.int32), _MANTISSA_FAMILY, (1 << n[has]).astype(np.int32))
-                )
-    coder = _AnsCoder()
-    for data, model, sizes in reversed(ops):  # ANS is a stack
-        if sizes is None:
-            coder.encode_reverse(data, model)
-        else:
-            coder.encode_reverse(data, model, sizes)
-    return coder.get_compressed().astype("<u4", copy=False).tobytes()
+            ops += escape_ops(np.concatenate(esc_v), np.concatenate(esc_l))
+    return encode_ops(ops)
 
 
 def _decode(payload: bytes, base: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     C, h, w = _check_shape(shape)
     idx = _check_indices(base, C)
-    data = memoryview(payload).cast("B")
-    if len(data) % 4:
-        raise EntropyCodingError(f"payload length {len(data)} is not a multiple of 4")
     n = h * w
     out = np.zeros((C, n), dtype=np.int32)
-    if C * n == 0:
-        if len(data):
-            raise EntropyCodingError("non-empty payload for an empty tile")
+    coder = open_payload(payload, C, n)
+    if coder is None:
         return out.reshape(C, h, w)
-    coder = _AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
     support = _supports()
     acc = np.zeros(n, np.int64)
     for i, c in enumerate(channel_order(idx)):
@@ -244,19 +228,7 @@ def _decode(payload: bytes, base: np.ndarray, shape: tuple[int, int, int]) -> np
                 esc_pos.append(pos[e])
                 esc_l.append(np.full(int(e.sum()), L, np.int64))
         if esc_pos:
-            where, sup = np.concatenate(esc_pos), np.concatenate(esc_l)
-            cls = coder.decode(_CLASS_MODEL, where.size).astype(np.int64)
-            nbits = cls >> 1
-            v = np.int64(1) << nbits
-            has = nbits > 0
-            if has.any():
-                v[has] += coder.decode(
-                    _MANTISSA_FAMILY, (np.int64(1) << nbits[has]).astype(np.int32)
-                )
-            mag = v + sup
-            if int(mag.max()) > MAX_ABS_SYMBOL:
-                raise EntropyCodingError("escaped symbol out of range (corrupt payload)")
-            out[c, where] = np.where(cls & 1, -mag, mag)
+            out[c, np.concatenate(esc_pos)] = decode_escapes(coder, np.concatenate(esc_l))
         acc += _contribution(np.abs(out[c]), int(idx[c]))
     if not coder.is_empty():
         raise EntropyCodingError("payload not fully consumed (corrupt or wrong scale indices)")
@@ -267,14 +239,7 @@ def decode_symbols_context(
     payload: bytes, base: np.ndarray, shape: tuple[int, int, int]
 ) -> np.ndarray:
     """Decode one tile written by :func:`encode_symbols_context` (errors as ``decode_symbols``)."""
-    try:
-        return _decode(payload, base, shape)
-    except EntropyCodingError:
-        raise
-    except (KeyboardInterrupt, SystemExit, MemoryError):
-        raise
-    except BaseException as e:  # includes pyo3's PanicException (a BaseException)
-        raise EntropyCodingError(f"cannot decode entropy payload: {type(e).__name__}: {e}") from e
+    return guarded_decode(_decode, payload, base, shape)
 
 
 def context_symbol_bits(symbols: np.ndarray, base: np.ndarray) -> float:
