@@ -96,6 +96,7 @@ def cmd_info(a: argparse.Namespace) -> int:
         "tile_size": h.tile_size,
         "tiles": h.bands * h.tiles_y * h.tiles_x,
         "latent_channels": h.latent_channels,
+        "entropy_model": "channel-context" if h.channel_context else "per-channel",
         "bytes": size,
         "bpp": 8 * size / (h.height * h.width * h.bands),
         "damaged_tiles": damaged,

@@ -310,6 +310,7 @@ def test_geotiff_metadata_survives_encode_decode(tiny_model, tmp_path):
     assert np.all(got[:, :10, :10] == 0)
     info = run_cli("info", stream2, "--json")
     assert info.returncode == 0 and json.loads(info.stdout)["bands"] == 2
+    assert json.loads(info.stdout)["entropy_model"] == "channel-context"
 
 
 @requires_shipped_model

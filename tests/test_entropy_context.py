@@ -23,6 +23,7 @@ from satcodec.entropy.context import (
     fit_context_bases,
 )
 from satcodec.errors import EntropyCodingError, UnsupportedVersionError
+from tests.conftest import requires_shipped_model
 
 
 def shared_activity_tile(rng, channels=12, h=40, w=48):
@@ -217,3 +218,19 @@ def test_empty_and_tiny_tiles(shape):
     payload = encode_symbols_context(q, base)
     np.testing.assert_array_equal(decode_symbols_context(payload, base, shape), q)
     assert abs(context_symbol_bits(q, base) - 8 * len(payload)) <= 64
+
+
+@requires_shipped_model
+def test_context_model_saves_bits_on_a_real_scene_with_the_shipped_model():
+    """Real behaviour, not a synthetic tile: the WorldView-3 Buenos Aires sample at the default
+    model's native step, both entropy models, same symbols. Measured: 10 % smaller."""
+    import satcodec
+    from satcodec.raster import open_raster
+    from tests.conftest import RPC_SAMPLE
+
+    with open_raster(RPC_SAMPLE) as r:
+        arr = r.read()
+    ctx = satcodec.encode(arr, quality=50, model="reduced-s8-l1e-3")
+    plain = satcodec.encode(arr, quality=50, model="reduced-s8-l1e-3", channel_context=False)
+    assert len(ctx) < 0.96 * len(plain)
+    np.testing.assert_array_equal(satcodec.decode(ctx)[0], satcodec.decode(plain)[0])
