@@ -57,10 +57,8 @@ def measure(path: Path, bpp: float) -> dict:
     # entropy coding alone, every tile, both models (the quantised symbols are shared)
     tiles = []
     for t in enc.latent_tiles:
-        sym, base = enc._quantise(t.latents, step)
-        enc.channel_context = False
-        _, idx = enc._quantise(t.latents, step)
-        enc.channel_context = True
+        sym, base = enc._quantise(t.latents, step, context=True)
+        _, idx = enc._quantise(t.latents, step, context=False)
         tiles.append((sym, base, idx))
     payload_c = [encode_symbols_context(s, b) for s, b, _ in tiles]
     payload_p = [encode_symbols(s, i) for s, _, i in tiles]

@@ -177,7 +177,8 @@ class Encoder:
         """``analysis`` replaces the PyTorch analysis transform (ONNX Runtime, TensorRT).
 
         ``channel_context``: code with the cross-channel context model
-        (:mod:`satcodec.entropy.context`, 1–15 % fewer bits on heterogeneous scenes);
+        (:mod:`satcodec.entropy.context`, 0.2–29 % fewer bits at equal distortion, most on
+        heterogeneous scenes: bench/results/context_model.md);
         False writes streams the per-channel model decodes (readers before flag 0x0001).
         """
         if tile % DOWNSAMPLING or not 64 <= tile <= 8192:
@@ -336,9 +337,9 @@ class Encoder:
             channel_context=self.channel_context,
         )
         records = []
+        code = encode_symbols_context if self.channel_context else encode_symbols
         for t in self.latent_tiles:
             symbols, indices = self._quantise(t.latents, step)
-            code = encode_symbols_context if self.channel_context else encode_symbols
             payload = _pack_payload(code(symbols, indices), t.nodata_mask)
             records.append(TileRecord(t.band, t.row, t.col, indices.tobytes(), payload))
         return write_stream(header, records)

@@ -33,7 +33,6 @@ per channel because the next channel's context needs the true magnitudes.
 
 from __future__ import annotations
 
-import functools
 from decimal import Decimal, localcontext
 from fractions import Fraction
 
@@ -52,6 +51,8 @@ from satcodec.entropy.coder import (
     guarded_decode,
     open_payload,
 )
+from satcodec.entropy.rate import _CLASS_BITS
+from satcodec.entropy.scales import LAPLACE_BITS_PER_ROW
 from satcodec.entropy.table import NUM_SCALES, SCALE_TABLE, load_table
 from satcodec.errors import EntropyCodingError
 
@@ -61,8 +62,6 @@ Q = 12  # fixed-point bits of the activity ratio
 DELTA_STEP = 2  # table rows per context level (2 rows = a factor 1.077 in scale)
 MAX_DELTA = 64  # |row offset| limit: a factor 10.7 either way
 MAG_CAP = 1023  # larger magnitudes count as this in the activity (bounds the sums)
-# scale ratio between neighbouring table rows, from the table's design (laplace_cdf_table)
-_TABLE_LOG_STEP = "ln(512 / 0.04) / 255"
 
 
 def _reciprocal_q12() -> np.ndarray:
@@ -125,10 +124,6 @@ def context_rows(symbols: np.ndarray, base: np.ndarray) -> np.ndarray:
 
 
 # -- encoder side: choosing the bases ---------------------------------------------------------
-_S = SCALE_TABLE
-_BITS = np.stack(  # per row: bits of a zero, of a non-zero's sign+first bin, per unit |k|-1/2
-    [-np.log2(-np.expm1(-0.5 / _S)), 1.0 - np.log2(-np.expm1(-1.0 / _S)), 1.0 / (_S * np.log(2))]
-)
 _WINDOW = np.arange(-40, 25)
 
 
@@ -159,7 +154,7 @@ def fit_context_bases(symbols: np.ndarray, plain: np.ndarray) -> np.ndarray:
         ).astype(np.float64)  # (3, levels)
         cand = np.clip(plain[c] + _WINDOW, 0, NUM_SCALES - 1)
         rows = np.clip(cand[:, None] + DELTA_LEVELS[None, :], 0, NUM_SCALES - 1)
-        cost = np.einsum("kcl,kl->c", _BITS[:, rows], stats)
+        cost = np.einsum("kcl,kl->c", LAPLACE_BITS_PER_ROW[:, rows], stats)
         base[c] = cand[int(np.argmin(cost))]
         acc += _contribution(a, int(base[c]))
     return base.astype(np.uint8)
@@ -175,11 +170,6 @@ def _channel_groups(rows_c: np.ndarray) -> list[tuple[int, np.ndarray]]:
     return [(int(t), order[ends[t] - counts[t] : ends[t]]) for t in np.flatnonzero(counts)]
 
 
-@functools.lru_cache(maxsize=1)
-def _supports() -> np.ndarray:
-    return load_table().support.astype(np.int64)
-
-
 def encode_symbols_context(symbols: np.ndarray, base: np.ndarray) -> bytes:
     """Entropy-code one tile with the context model; ``base`` (C,) is sent as side information."""
     sym = _check_symbols(symbols)
@@ -187,7 +177,7 @@ def encode_symbols_context(symbols: np.ndarray, base: np.ndarray) -> bytes:
     C = sym.shape[0]
     flat = sym.reshape(C, sym.shape[1] * sym.shape[2])
     rows = context_rows(sym, idx)
-    support = _supports()
+    support = load_table().support
     ops: list[CoderOp] = []  # in decoding order
     for c in channel_order(idx):
         esc_v, esc_l = [], []
@@ -214,7 +204,7 @@ def _decode(payload: bytes, base: np.ndarray, shape: tuple[int, int, int]) -> np
     coder = open_payload(payload, C, n)
     if coder is None:
         return out.reshape(C, h, w)
-    support = _supports()
+    support = load_table().support
     acc = np.zeros(n, np.int64)
     for i, c in enumerate(channel_order(idx)):
         rows_c = np.clip(idx[c] + _delta(acc, i), 0, NUM_SCALES - 1)
@@ -248,14 +238,12 @@ def context_symbol_bits(symbols: np.ndarray, base: np.ndarray) -> float:
     Exact per-symbol code lengths of the rows the coder uses (escapes included), gathered
     from the table's flat layout: O(N); the payload differs only by ANS termination.
     """
-    from satcodec.entropy.rate import _CLASS_BITS
-
     sym = _check_symbols(symbols)
     idx = _check_indices(base, sym.shape[0])
     rows = context_rows(sym, idx).ravel()
     v = sym.ravel().astype(np.int64)
     table = load_table()
-    L = _supports()[rows]
+    L = load_table().support[rows]
     j = v + L
     esc = (j < 0) | (j > 2 * L)
     j[esc] = 2 * L[esc] + 1

@@ -52,8 +52,9 @@ def fit_scale_indices(symbols: np.ndarray) -> np.ndarray:
     ``mean(|y|)`` (:func:`estimate_scales`) is the maximum-likelihood scale of a continuous
     Laplacian, but the coder models the *quantised* symbols, and there it is badly biased
     wherever most symbols are 0: with 90 % zeros and the rest ±1, mean|k| = 0.1 while the
-    discretised Laplacian that fits (P(0) = 0.9) has s = 1 / (2 ln 10) = 0.22. Measured on the
-    shipped models at their usual steps: 8–25 % fewer bits at about 1 bpp, 1–14 % at 2–3 bpp.
+    discretised Laplacian that fits (P(0) = 0.9) has s = 1 / (2 ln 10) = 0.22. (The encoder
+    used mean|y| of the *unrounded* latents, which is much less biased: against that, fitting
+    the code length gained +0.00 to +0.04 dB at equal rate on three dev images.)
 
     Evaluates the discretised-Laplacian code length of every channel under every table scale
     from three sufficient statistics (zeros, non-zeros, sum of ``|k| - 1/2``): O(N + 256·C).
@@ -75,12 +76,17 @@ def fit_scale_indices(symbols: np.ndarray) -> np.ndarray:
     n_nz = np.count_nonzero(a, axis=1).astype(np.float64)
     n_zero = a.shape[1] - n_nz
     excess = a.sum(axis=1) - 0.5 * n_nz  # sum of (|k| - 1/2) over the non-zero symbols
-    bits = n_zero[:, None] * _BITS_ZERO + n_nz[:, None] * _BITS_ONE + excess[:, None] * _BITS_SLOPE
-    return np.argmin(bits, axis=1).astype(np.uint8)
+    stats = np.stack([n_zero, n_nz, excess], axis=1)  # (C, 3)
+    return np.argmin(stats @ LAPLACE_BITS_PER_ROW, axis=1).astype(np.uint8)
 
 
-# code length of the discretised Laplacian per table scale s (see rate.ideal_bits):
-# -log2 P(0) = -log2(1 - e^{-1/2s});  -log2 P(k) = 1 - log2(1 - e^{-1/s}) + (|k| - 1/2)/(s ln 2)
-_BITS_ZERO = -np.log2(-np.expm1(-0.5 / SCALE_TABLE))
-_BITS_ONE = 1.0 - np.log2(-np.expm1(-1.0 / SCALE_TABLE))
-_BITS_SLOPE = 1.0 / (SCALE_TABLE * np.log(2.0))
+# code length of the discretised Laplacian per table scale s (see rate.ideal_bits), (3, 256):
+# -log2 P(0) = -log2(1 - e^{-1/2s});  -log2 P(k) = 1 - log2(1 - e^{-1/s}) + (|k| - 1/2)/(s ln 2),
+# i.e. bits of a zero, of a non-zero's sign and first bin, and per unit of |k| - 1/2
+LAPLACE_BITS_PER_ROW = np.stack(
+    [
+        -np.log2(-np.expm1(-0.5 / SCALE_TABLE)),
+        1.0 - np.log2(-np.expm1(-1.0 / SCALE_TABLE)),
+        1.0 / (SCALE_TABLE * np.log(2.0)),
+    ]
+)
