@@ -6,6 +6,10 @@ checkpoint (the run's model, refinement stage included), both with rate control;
 against the clean crop is printed side by side.
 
     python bench/joint_checkpoint_eval.py RUN_DIR INIT_WEIGHTS --refine 32x8 --rates 1.5,2
+
+For a run started from a sequential chain (``--denoise-from``), INIT is the codec alone and
+the init column is the sequential chain itself (the codec, then the ground denoiser told the
+sensor's noise), so the difference is what joint training added.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ import numpy as np
 from safetensors.torch import load_file
 
 import satcodec
-from satcodec.codec.models import with_refinement
+from satcodec.codec.models import with_denoising_stage, with_refinement
 from satcodec.codec.registry import load_model, save_model
+from satcodec.ground_segment.denoiser import GroundDenoiser, denoise_array, load_denoiser
 from satcodec.ground_segment.noise import sensor_noise, simulate_noise
+from satcodec.ground_segment.training import normalised_sensor_noise
 from satcodec.metrics import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -45,6 +51,11 @@ def main() -> None:
         c, n = (int(v) for v in a.refine.split("x"))
         net = with_refinement(base, c, n)
     state = load_file(str(Path(a.run) / "checkpoint.safetensors"))
+    stage = sorted(k for k in state if k.startswith("model.denoising_stage.") and "weight" in k)
+    if stage:  # a run started from a sequential chain (--denoise-from): rebuild its stage
+        first = state["model.denoising_stage.body.0.weight"]
+        den = GroundDenoiser(int(first.shape[0]), len(stage))
+        net = with_denoising_stage(net, den, *normalised_sensor_noise(a.sensor))
     net.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")})
     noise = sensor_noise(a.sensor)
     items = crops(Path(a.data), 256, 2)
@@ -58,8 +69,11 @@ def main() -> None:
                 noisy = simulate_noise(clean, noise, bd, seed=200 + i)  # as ground_compare
                 for key, model in (("init", str(a.init)), ("ckpt", str(ckpt))):
                     data = satcodec.encode(noisy[None], bit_depth=bd, bpp=rate, model=model)
-                    dec, _ = satcodec.decode(data, model=model)
-                    res[key].append(psnr(clean, dec[0], bd))
+                    dec = satcodec.decode(data, model=model)[0][0]
+                    if key == "init" and stage:  # the sequential chain the run started from
+                        dec = denoise_array(dec, noise, bd, model=load_denoiser()[0])
+                        dec = np.clip(np.rint(dec), 0, 2**bd - 1)
+                    res[key].append(psnr(clean, dec, bd))
             i0, c0 = np.mean(res["init"]), np.mean(res["ckpt"])
             print(f"| {rate} | {i0:.2f} | {c0:.2f} | {c0 - i0:+.2f} |", flush=True)
 

@@ -220,13 +220,19 @@ def test_pytorch_stream_decodes_with_int8_onnxruntime(model, int8_dir, sample_ar
     assert abs(psnr(sample_array, out8, 12) - psnr(sample_array, out32, 12)) < 1.0
 
 
-@pytest.mark.parametrize("refine", [False, True])
+@pytest.mark.parametrize("stage", [None, "refine", "denoise"])
 def test_stride8_model_exports_and_its_onnx_encoder_codes_the_same_stream(
-    sample_array, tmp_path, refine
+    sample_array, tmp_path, stage
 ):
     """A stride-8 model goes through ONNX like a stride-16 one: same symbols, same pixels;
-    so does a joint model's ground-side refinement stage (part of the synthesis graph)."""
-    from satcodec.codec.models import ModelConfig, ReducedVAE, with_refinement
+    so does a joint model's ground-side refinement stage (part of the synthesis graph) and its
+    denoising stage (run by the decoder after whichever synthesis runtime)."""
+    from satcodec.codec.models import (
+        ModelConfig,
+        ReducedVAE,
+        with_denoising_stage,
+        with_refinement,
+    )
     from satcodec.codec.registry import save_model
 
     torch.manual_seed(3)
@@ -234,10 +240,16 @@ def test_stride8_model_exports_and_its_onnx_encoder_codes_the_same_stream(
     with torch.no_grad():
         net.analysis_transform[-1].weight.mul_(40.0)
         net.synthesis_transform[0].conv.weight.div_(40.0)
-    if refine:
+    if stage == "refine":
         net = with_refinement(net, 8, 4)
         with torch.no_grad():  # a stage that does something (a fresh one is the identity)
             net.synthesis_transform[-2].body[-1].weight.normal_(0.0, 0.05)
+    if stage == "denoise":
+        from satcodec.ground_segment.denoiser import GroundDenoiser
+
+        net = with_denoising_stage(net, GroundDenoiser(8, 4), 1e-6, 4e-5)
+        with torch.no_grad():
+            net.denoising_stage.body[-1].weight.normal_(0.0, 0.3)
     path = tmp_path / "s8.safetensors"
     save_model(path, net, {})
     net, info = load_model(path)

@@ -1,4 +1,5 @@
-"""Building blocks of the reduced-complexity transforms: GDN variants and sub-pixel upsampling."""
+"""Building blocks of the reduced-complexity transforms: GDN variants and sub-pixel upsampling,
+and the ground-side stages of joint (denoising) models."""
 
 from __future__ import annotations
 
@@ -123,3 +124,74 @@ class RefinementStage(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # the synthesis output is a multiple of the latent stride high and wide, so even
         return x + F.pixel_shuffle(self.body(F.pixel_unshuffle(x, 2)), 2)
+
+
+# fixed input scalings of the noise-conditioned denoiser (x and σ normalised by the sensor peak)
+DENOISER_INPUT_GAIN = 64.0  # sensor noise (σ ~ 1e-3..1e-2 of the peak) -> O(0.1..1)
+DENOISER_SIGMA_GAIN = 100.0  # σ/peak ~ 1e-3..1e-2 -> 0.1..1
+DENOISER_INPUT_OFFSET = 0.2
+
+
+class NoiseConditionedDenoiser(nn.Module):
+    """FFDNet-style residual CNN (Zhang et al. 2018) conditioned on a per-pixel noise σ map.
+
+    The image and σ (both x/peak, (N, 1, H, W), H and W even) are folded 2x2 into 4 channels
+    each, processed by ``layers`` 3x3 convolutions with ReLU at half resolution and unfolded;
+    the network predicts the noise, which is subtracted. The ground denoiser
+    (:mod:`satcodec.ground_segment.denoiser`) and the denoising stage of joint models
+    (:class:`SensorDenoisingStage`) are this network, so one's weights initialise the other.
+    """
+
+    def __init__(self, channels: int = 48, layers: int = 8) -> None:
+        super().__init__()
+        if channels < 1 or layers < 2:
+            raise ValueError(
+                f"the denoiser needs channels >= 1 and layers >= 2, got {channels}, {layers}"
+            )
+        self.config = {"channels": channels, "layers": layers}
+        convs: list[nn.Module] = [nn.Conv2d(8, channels, 3, padding=1), nn.ReLU(inplace=True)]
+        for _ in range(layers - 2):
+            convs += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+        convs.append(nn.Conv2d(channels, 4, 3, padding=1))
+        self.body = nn.Sequential(*convs)
+        with torch.no_grad():
+            for m in convs[:-1]:  # He init: without it the deep ReLU stack barely trains
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                    m.bias.zero_()
+            convs[-1].weight.mul_(0.1)  # start near the identity: predicted noise ~0
+            convs[-1].bias.zero_()
+
+    @property
+    def halo(self) -> int:
+        """Receptive radius in pixels (each half-resolution 3x3 conv adds 2 px)."""
+        return 2 * self.config["layers"] + 2
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        inp = torch.cat(
+            [
+                F.pixel_unshuffle((x - DENOISER_INPUT_OFFSET) * DENOISER_INPUT_GAIN, 2),
+                F.pixel_unshuffle(sigma * DENOISER_SIGMA_GAIN, 2),
+            ],
+            1,
+        )
+        return x - F.pixel_shuffle(self.body(inp), 2) / DENOISER_INPUT_GAIN
+
+
+class SensorDenoisingStage(NoiseConditionedDenoiser):
+    """The denoiser with one instrument's noise built in: σ² = a + b·max(x, 0) (x/peak units).
+
+    The ground-side last stage of a joint model trained for that instrument: it runs on the
+    reconstruction at its absolute level (band offset added), as the sequential chain's ground
+    denoiser does on the decoded image, and its weights start from that denoiser's.
+    """
+
+    def __init__(self, channels: int, layers: int, noise_a: float, noise_b: float) -> None:
+        super().__init__(channels, layers)
+        if not (noise_a >= 0 and noise_b >= 0 and noise_a + noise_b > 0):
+            raise ValueError(f"sensor noise needs a, b >= 0, not both 0; got {noise_a}, {noise_b}")
+        self.noise_a, self.noise_b = float(noise_a), float(noise_b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        sigma = torch.sqrt(self.noise_a + self.noise_b * torch.clamp(x, min=0.0))
+        return super().forward(x, sigma)

@@ -5,8 +5,10 @@ mirrored sub-pixel synthesis transform (the ground side). Latents are modelled b
 zero-mean Laplacian per channel whose scale is estimated from the latents themselves and sent
 as side information, so there is no hyperprior network.
 
-Joint (denoising) models may add a ground-side refinement stage after the synthesis
-(``ModelConfig.refine_channels``): decoder compute only, the board side is unchanged.
+Joint (denoising) models may add ground-side stages after the synthesis, decoder compute
+only, the board side unchanged: a refinement stage (``ModelConfig.refine_channels``) inside
+the synthesis, and a denoising stage for one instrument's noise (``denoise_channels``) that
+runs on the reconstruction at its absolute level (:meth:`ReducedVAE.restore`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from satcodec.codec.layers import RefinementStage, SubPixelUp, activation, conv_down
+from satcodec.codec.layers import (
+    NoiseConditionedDenoiser,
+    RefinementStage,
+    SensorDenoisingStage,
+    SubPixelUp,
+    activation,
+    conv_down,
+)
 
 DOWNSAMPLING = 16  # four stride-2 stages
 
@@ -40,6 +49,12 @@ class ModelConfig:
     # a layers.RefinementStage; used by the joint (denoising) models, never on board
     refine_channels: int = 0
     refine_layers: int = 0
+    # ground-side denoising stage for one instrument (0 = none): a layers.SensorDenoisingStage
+    # of these channels and layers, with the instrument's noise variance a + b·x in x/peak units
+    denoise_channels: int = 0
+    denoise_layers: int = 0
+    noise_a: float = 0.0
+    noise_b: float = 0.0
 
     @property
     def downsampling(self) -> int:
@@ -59,12 +74,21 @@ class ModelConfig:
             stages=int(d.get("stages", 4)),
             refine_channels=int(d.get("refine_channels", 0)),
             refine_layers=int(d.get("refine_layers", 0)),
+            denoise_channels=int(d.get("denoise_channels", 0)),
+            denoise_layers=int(d.get("denoise_layers", 0)),
+            noise_a=float(d.get("noise_a", 0.0)),
+            noise_b=float(d.get("noise_b", 0.0)),
         )
 
     @property
     def refine_radius(self) -> int:
         """Receptive radius (pixels) of the refinement stage; 0 without one."""
         return 2 * self.refine_layers + 2 if self.refine_channels else 0
+
+    @property
+    def denoise_radius(self) -> int:
+        """Receptive radius (pixels) of the denoising stage; 0 without one."""
+        return 2 * self.denoise_layers + 2 if self.denoise_channels else 0
 
 
 def laplace_bits(y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -124,10 +148,28 @@ class ReducedVAE(nn.Module):
                 down.append(activation(act, n, inverse=False))
                 up.append(activation(act, n, inverse=True))
         self.analysis_transform = nn.Sequential(*down)
+        if config.denoise_channels and config.bands != 1:
+            raise ValueError("a denoising stage needs a single-band model (one band per pass)")
         if config.refine_channels:
             # on the synthesis output before the final gain, where its std is ~1
             up.append(RefinementStage(config.refine_channels, config.refine_layers))
         self.synthesis_transform = nn.Sequential(*up, Gain(1.0 / config.input_gain))
+        self.denoising_stage = (
+            SensorDenoisingStage(
+                config.denoise_channels, config.denoise_layers, config.noise_a, config.noise_b
+            )
+            if config.denoise_channels
+            else None
+        )
+
+    def restore(self, x: torch.Tensor) -> torch.Tensor:
+        """Ground-side restoration of a reconstruction ``x`` at its absolute level (x/peak, the
+        band offset added): the denoising stage of a joint model, the identity otherwise.
+
+        Why outside the synthesis: the instrument's noise depends on the signal level, which
+        the mean-removed synthesis output does not carry.
+        """
+        return x if self.denoising_stage is None else self.denoising_stage(x)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Training pass on normalised input ``x`` of shape (B, bands, H, W), H and W multiples of 16.
@@ -193,6 +235,31 @@ def with_refinement(model: ReducedVAE, channels: int, layers: int) -> ReducedVAE
     return new
 
 
+def with_denoising_stage(
+    model: ReducedVAE, denoiser: NoiseConditionedDenoiser, noise_a: float, noise_b: float
+) -> ReducedVAE:
+    """A copy of ``model`` with a denoising stage for the noise a + b·x (x/peak units) whose
+    weights are ``denoiser``'s: at first the model decodes to what its decoder followed by
+    that denoiser would give, the starting point of joint training from a sequential chain.
+    """
+    if model.config.denoise_channels:
+        raise ValueError("the model already has a denoising stage")
+    cfg = ModelConfig(
+        **{
+            **model.config.to_dict(),
+            "denoise_channels": denoiser.config["channels"],
+            "denoise_layers": denoiser.config["layers"],
+            "noise_a": float(noise_a),
+            "noise_b": float(noise_b),
+        }
+    )
+    new = ReducedVAE(cfg)
+    new.load_state_dict(model.state_dict(), strict=False)
+    assert new.denoising_stage is not None
+    new.denoising_stage.load_state_dict(denoiser.state_dict())
+    return new
+
+
 def count_macs(module: nn.Module, input_shape: tuple[int, int, int, int]) -> int:
     """Multiply-accumulates of the convolutions and GDNs of ``module`` for one input."""
     macs = 0
@@ -222,11 +289,15 @@ def complexity(model: ReducedVAE, size: int = 256) -> dict[str, float]:
     enc_macs = count_macs(model.analysis_transform, (1, b, size, size))
     lat = size // model.config.downsampling
     dec_macs = count_macs(model.synthesis_transform, (1, m, lat, lat))
+    dec_params = sum(p.numel() for p in model.synthesis_transform.parameters())
+    if model.denoising_stage is not None:
+        dec_macs += count_macs(model.denoising_stage, (1, b, size, size))
+        dec_params += sum(p.numel() for p in model.denoising_stage.parameters())
     return {
         "encoder_mac_per_pixel": enc_macs / pixels,
         "decoder_mac_per_pixel": dec_macs / pixels,
         "encoder_params": sum(p.numel() for p in model.analysis_transform.parameters()),
-        "decoder_params": sum(p.numel() for p in model.synthesis_transform.parameters()),
+        "decoder_params": dec_params,
     }
 
 

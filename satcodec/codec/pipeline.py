@@ -58,9 +58,11 @@ DECODE_HALO = 2  # latents; synthesis receptive radius ≈ 1 + ½ + ¼ + ⅛ lat
 
 
 def decode_halo(config: ModelConfig) -> int:
-    """Latents of context each side of a decoded tile: the synthesis's, plus the refinement
-    stage's receptive radius (ground-side, joint models) rounded up to whole latents."""
-    return DECODE_HALO + math.ceil(config.refine_radius / config.downsampling)
+    """Latents of context each side of a decoded tile: the synthesis's, plus the receptive
+    radii of the refinement and denoising stages (ground-side, joint models) rounded up to
+    whole latents."""
+    extra = config.refine_radius + config.denoise_radius
+    return DECODE_HALO + math.ceil(extra / config.downsampling)
 
 
 DEFAULT_TILE = 512
@@ -540,6 +542,11 @@ class Decoder:
         x_hat = self.synthesis(np.ascontiguousarray(window))[0, 0]
         _, _, ph, pw = h.tile_pixel_window(row, col)
         oy, ox = (ly0 - a0) * h.downsampling, (lx0 - b0) * h.downsampling
+        offset = h.band_offsets[band] / self.peak
+        if self.model.denoising_stage is not None:  # on the whole window: its halo is in it
+            with torch.no_grad():
+                x = torch.from_numpy(x_hat + np.float32(offset))[None, None]
+                x_hat = self.model.restore(x)[0, 0].numpy() - np.float32(offset)
         return x_hat[oy : oy + ph, ox : ox + pw] * self.peak + h.band_offsets[band]
 
 

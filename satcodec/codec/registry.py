@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,12 @@ def _read(path: Path) -> tuple[ReducedVAE, ModelInfo]:
         raise WeightsError(f"{path} declares an implausible architecture {config}")
     if not (0 <= config.refine_channels <= 512 and 0 <= config.refine_layers <= 64):
         raise WeightsError(f"{path} declares an implausible refinement stage {config}")
+    if not (0 <= config.denoise_channels <= 512 and 0 <= config.denoise_layers <= 64):
+        raise WeightsError(f"{path} declares an implausible denoising stage {config}")
+    if config.denoise_channels and not (
+        math.isfinite(config.noise_a) and math.isfinite(config.noise_b)
+    ):
+        raise WeightsError(f"{path} declares a non-finite sensor noise {config}")
     try:
         model = ReducedVAE(config)
     except ValueError as exc:

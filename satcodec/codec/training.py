@@ -75,7 +75,7 @@ def decoder_loss():
         with torch.no_grad():
             y = model.analysis_transform(b["noisy"] - mean)
             y_hat = torch.round(y / q) * q
-        x_hat = model.synthesis_transform(y_hat) + mean
+        x_hat = model.restore(model.synthesis_transform(y_hat) + mean)
         mse = torch.mean((x_hat - b["clean"]) ** 2)
         psnr = -10 * torch.log10(mse.detach().clamp_min(1e-12))
         return DISTORTION_PEAK**2 * mse, {"psnr": float(psnr)}

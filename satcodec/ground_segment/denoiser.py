@@ -20,9 +20,8 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
-from torch import nn
-from torch.nn import functional as F
 
+from satcodec.codec.layers import NoiseConditionedDenoiser
 from satcodec.errors import WeightsError
 from satcodec.fileutil import atomic_path
 from satcodec.ground_segment.noise import NoiseParams
@@ -30,46 +29,10 @@ from satcodec.ground_segment.noise import NoiseParams
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "denoiser.safetensors"
 FORMAT = "satcodec-denoiser-v1"
-INPUT_GAIN = 64.0  # x/peak: sensor noise (σ ~ 1e-3..1e-2 of the peak) -> O(0.1..1)
-SIGMA_GAIN = 100.0  # σ/peak ~ 1e-3..1e-2 -> 0.1..1
-INPUT_OFFSET = 0.2
 
 
-class GroundDenoiser(nn.Module):
+class GroundDenoiser(NoiseConditionedDenoiser):
     """Noise-conditioned residual CNN at half resolution (see module docstring)."""
-
-    def __init__(self, channels: int = 48, layers: int = 8) -> None:
-        super().__init__()
-        self.config = {"channels": channels, "layers": layers}
-        convs: list[nn.Module] = [nn.Conv2d(8, channels, 3, padding=1), nn.ReLU(inplace=True)]
-        for _ in range(layers - 2):
-            convs += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
-        convs.append(nn.Conv2d(channels, 4, 3, padding=1))
-        self.body = nn.Sequential(*convs)
-        with torch.no_grad():
-            for m in convs[:-1]:  # He init: without it the deep ReLU stack barely trains
-                if isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                    m.bias.zero_()
-            convs[-1].weight.mul_(0.1)  # start near the identity: predicted noise ~0
-            convs[-1].bias.zero_()
-
-    @property
-    def halo(self) -> int:
-        """Receptive radius in pixels (each half-resolution 3x3 conv adds 2 px)."""
-        return 2 * self.config["layers"] + 2
-
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """``x``, ``sigma``: (N, 1, H, W) normalised by the peak, H and W even -> denoised ``x``."""
-        inp = torch.cat(
-            [
-                F.pixel_unshuffle((x - INPUT_OFFSET) * INPUT_GAIN, 2),
-                F.pixel_unshuffle(sigma * SIGMA_GAIN, 2),
-            ],
-            1,
-        )
-        noise = F.pixel_shuffle(self.body(inp), 2) / INPUT_GAIN
-        return x - noise
 
 
 def macs_per_pixel(model: GroundDenoiser) -> float:

@@ -33,6 +33,7 @@ from satcodec.codec.training import (
 )
 from satcodec.errors import ConfigError
 from satcodec.ground_segment.denoiser import (
+    DEFAULT_WEIGHTS,
     GroundDenoiser,
     load_denoiser,
     macs_per_pixel,
@@ -287,7 +288,8 @@ def joint_loss(lmbda: float):
     """Rate–distortion loss of the codec on noisy input, distortion against the clean patch.
 
     Same λ convention as :func:`satcodec.codec.training.rd_loss`. The codec sees mean-removed
-    input (as the encoder feeds it), so the patch's noisy mean is removed from both.
+    input (as the encoder feeds it); the mean is added back before the model's ground-side
+    restoration (its denoising stage, if any), which needs the absolute level.
     """
 
     def loss_fn(model: torch.nn.Module, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
@@ -295,7 +297,7 @@ def joint_loss(lmbda: float):
         out = model(b["noisy"] - mean)
         pixels = b["noisy"].shape[-1] * b["noisy"].shape[-2]
         bpp = out["bits"].mean() / pixels
-        mse = torch.mean((out["x_hat"] + mean - b["clean"]) ** 2)
+        mse = torch.mean((model.restore(out["x_hat"] + mean) - b["clean"]) ** 2)
         loss = bpp + lmbda * DISTORTION_PEAK**2 * mse
         psnr = -10 * torch.log10(mse.detach().clamp_min(1e-12))
         return loss, {"bpp": float(bpp.detach()), "psnr": float(psnr)}
@@ -323,6 +325,7 @@ def train_joint(
     decoder_only: bool = False,
     step_log2_range: tuple[float, float] = (STEP_LOG2_LO, STEP_LOG2_HI),
     sensor: str | None = None,
+    denoise_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train (or fine-tune from ``init``, a codec model name/path) a joint denoising codec.
 
@@ -334,8 +337,18 @@ def train_joint(
     codec's model format, so ``satcodec encode --model`` and the decoders use it like any
     shipped model. ``sensor`` (a name of the sensor table) trains on that instrument's noise
     only -- a joint model flies with one instrument -- instead of a random level per patch.
+    ``denoise_from`` (ground-denoiser weights; needs ``sensor``) appends a denoising stage for
+    that sensor's noise starting from those weights
+    (:func:`~satcodec.codec.models.with_denoising_stage`): the model starts as the sequential
+    chain of ``init`` and that denoiser, and training makes the two one codec.
     """
-    from satcodec.codec.models import ModelConfig, ReducedVAE, complexity, with_refinement
+    from satcodec.codec.models import (
+        ModelConfig,
+        ReducedVAE,
+        complexity,
+        with_denoising_stage,
+        with_refinement,
+    )
     from satcodec.codec.registry import load_model, save_model
 
     out = Path(out)
@@ -359,11 +372,14 @@ def train_joint(
         lmbda = float(base_meta["lmbda"])  # no rate term: the λ the board side was trained at
     if refine is not None and not model.config.refine_channels:
         model = with_refinement(model, *refine)
+    noise = normalised_sensor_noise(sensor) if sensor else None
+    if denoise_from is not None and not model.config.denoise_channels:
+        if noise is None:
+            raise ValueError("a denoising stage is for one sensor's noise: pass sensor")
+        model = with_denoising_stage(model, load_denoiser(denoise_from)[0], *noise)
     if decoder_only:
         model.analysis_transform.requires_grad_(False)
     model.train()
-
-    noise = normalised_sensor_noise(sensor) if sensor else None
 
     def batch_fn(step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
         b = noisy_batch(sampler, step, batch, seed, rank, world, noise)
@@ -404,6 +420,13 @@ def train_joint(
     }
     if refine is not None or model.config.refine_channels:
         meta["refine"] = [model.config.refine_channels, model.config.refine_layers]
+    if model.config.denoise_channels:
+        meta["denoising_stage"] = {
+            "channels": model.config.denoise_channels,
+            "layers": model.config.denoise_layers,
+            "sensor": sensor,
+            "init": str(denoise_from) if denoise_from is not None else "resumed",
+        }
     if decoder_only:
         meta["decoder_only"] = True
         lo, hi = step_log2_range
@@ -580,6 +603,11 @@ def main(argv: list[str] | None = None) -> int:
         default=f"{STEP_LOG2_LO},{STEP_LOG2_HI}",
         help="LO,HI: --decoder-only draws quantisation steps 2^U(LO, HI) per patch",
     )
+    j.add_argument(
+        "--denoise-from",
+        help="ground-denoiser weights ('shipped' for the package's) to start a denoising stage "
+        "for --sensor's noise from: the model starts as the sequential chain",
+    )
     sh = sub.add_parser("ship", help="copy a finished run into the package, with a card")
     sh.add_argument("--kind", choices=["denoiser", "joint"], required=True)
     sh.add_argument("--run", required=True)
@@ -627,6 +655,9 @@ def main(argv: list[str] | None = None) -> int:
             decoder_only=a.decoder_only,
             step_log2_range=_parse_range(a.step_range),
             sensor=a.sensor,
+            denoise_from=None
+            if a.denoise_from is None
+            else (DEFAULT_WEIGHTS if a.denoise_from == "shipped" else a.denoise_from),
         )
         meta["command"] = "python -m satcodec.ground_segment.training " + " ".join(
             argv if argv is not None else sys.argv[1:]

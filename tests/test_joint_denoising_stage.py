@@ -1,0 +1,157 @@
+"""Joint models with a denoising stage for one instrument: they start as the sequential chain
+(codec, then the ground denoiser), decode tile by tile with the halo the stage needs, train
+end to end from that start, and malformed stage fields in a weights file are refused."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import satcodec
+from satcodec.codec.models import ReducedVAE, complexity, with_denoising_stage
+from satcodec.codec.registry import FORMAT, load_model, save_model
+from satcodec.errors import WeightsError
+from satcodec.ground_segment.denoiser import GroundDenoiser, load_denoiser
+from satcodec.ground_segment.training import normalised_sensor_noise
+from tests.conftest import SAMPLE, tiny_stride8_model
+
+NOISE = normalised_sensor_noise("pleiades-pan")
+
+
+def _strong_denoiser(seed: int = 0) -> GroundDenoiser:
+    """A small denoiser whose output really depends on a wide neighbourhood and on σ."""
+    torch.manual_seed(seed)
+    den = GroundDenoiser(8, 5)
+    with torch.no_grad():
+        den.body[-1].weight.normal_(0.0, 0.3)
+    return den.eval()
+
+
+def test_the_stage_starts_as_the_denoiser_applied_to_the_decoded_image():
+    base = tiny_stride8_model()
+    den = _strong_denoiser()
+    joint = with_denoising_stage(base, den, *NOISE).eval()
+    x = 0.3 + torch.randn(1, 1, 64, 96) * 0.05
+    with torch.no_grad():
+        mean = x.mean()
+        decoded = base(x - mean)["x_hat"] + mean
+        sigma = torch.sqrt(NOISE[0] + NOISE[1] * decoded.clamp_min(0))
+        expected = den(decoded, sigma)
+        got = joint.restore(joint(x - mean)["x_hat"] + mean)
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+        assert (got - decoded).abs().max() > 1e-3  # the stage does something
+        # the board side and the synthesis are the base model's
+        torch.testing.assert_close(joint.analysis_transform(x), base.analysis_transform(x))
+    a, b = complexity(base), complexity(joint)
+    assert a["encoder_mac_per_pixel"] == b["encoder_mac_per_pixel"]
+    # half-resolution 3x3 convs 8->8, 3 x 8->8, 8->4: (576 + 3*576 + 288) / 4 MAC per pixel
+    assert b["decoder_mac_per_pixel"] - a["decoder_mac_per_pixel"] == (576 * 4 + 288) / 4
+    assert joint.config.denoise_radius == 12
+    with pytest.raises(ValueError, match="already has a denoising stage"):
+        with_denoising_stage(joint, den, *NOISE)
+    with pytest.raises(ValueError, match="sensor noise"):
+        with_denoising_stage(base, den, 0.0, 0.0)
+
+
+def _direct(model: ReducedVAE, band: np.ndarray, step: float, peak: float) -> np.ndarray:
+    """The whole image at once: analysis, rounding, synthesis, offset, stage."""
+    stride = model.config.downsampling
+    H, W = band.shape
+    grid = (math.ceil(H / stride) * stride, math.ceil(W / stride) * stride)
+    padded = np.pad(band, ((0, grid[0] - H), (0, grid[1] - W)), mode="edge")
+    mean = round(float(band.mean()))
+    x = torch.from_numpy((padded - mean) / peak)[None, None].float()
+    with torch.no_grad():
+        y = torch.round(model.analysis_transform(x) / step) * step
+        out = model.restore(model.synthesis_transform(y) + mean / peak)
+    return np.clip(np.rint(out[0, 0, :H, :W].numpy() * peak), 0, peak)
+
+
+def test_tiled_decoding_with_a_denoising_stage_equals_the_whole_image(
+    tmp_path, sample_array, monkeypatch
+):
+    import satcodec.codec.pipeline as pipeline
+
+    net = with_denoising_stage(tiny_stride8_model(), _strong_denoiser(), *NOISE)
+    path = tmp_path / "joint.safetensors"
+    save_model(path, net, {"kind": "joint-denoising"})
+    net = load_model(path)[0]
+    assert net.config.noise_a == pytest.approx(NOISE[0]) and net.config.denoise_layers == 5
+    img = sample_array[:, :200, :264]
+    data = satcodec.encode(img, quality=70, model=path, tile=64)
+    out, meta = satcodec.decode(data, model=path)
+    direct = _direct(net, img[0].astype(np.float32), meta["quant_step"], 4095.0)
+    err = np.abs(out[0].astype(np.float64) - direct)
+    assert err.max() <= 1, f"max deviation {err.max()} DN"
+    assert pipeline.decode_halo(net.config) == pipeline.DECODE_HALO + 2  # 12 px -> 2 latents
+    monkeypatch.setattr(pipeline, "decode_halo", lambda config: pipeline.DECODE_HALO)
+    narrow, _ = satcodec.decode(data, model=path)
+    assert np.abs(narrow[0].astype(np.float64) - direct).max() > 2  # seams without its halo
+
+
+def test_joint_training_from_the_sequential_chain(tmp_path):
+    from satcodec.ground_segment.training import main
+
+    init = tmp_path / "codec.safetensors"
+    save_model(init, tiny_stride8_model(), {"lmbda": 0.004})
+    den_path = tmp_path / "den.safetensors"
+    from satcodec.ground_segment.denoiser import save_denoiser
+
+    save_denoiser(den_path, _strong_denoiser())
+    data = tmp_path / "scenes"
+    data.mkdir()
+    shutil.copy(SAMPLE, data / "train.tif")
+    out = tmp_path / "run"
+    args = ["joint", "--data", str(data), "--init", str(init), "--sensor", "pleiades-pan"]
+    args += ["--denoise-from", str(den_path), "--steps", "2", "--batch", "2", "--patch", "64"]
+    assert main([*args, "--out", str(out)]) == 0
+    before, _ = load_model(init)
+    after, _ = load_model(out / "model.safetensors")
+    assert after.config.denoise_channels == 8 and after.config.denoise_layers == 5
+    assert (after.config.noise_a, after.config.noise_b) == pytest.approx(NOISE)
+    # end to end: the board side trains too (on-board denoising), and so does the stage
+    moved = [
+        not torch.equal(after.analysis_transform.state_dict()[k], v)
+        for k, v in before.analysis_transform.state_dict().items()
+    ]
+    assert any(moved)
+    start = load_denoiser(den_path)[0].body[-1].weight
+    assert not torch.allclose(after.denoising_stage.body[-1].weight, start)
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["denoising_stage"]["sensor"] == "pleiades-pan"
+    assert meta["kind"] == "joint-denoising"
+    # the stage is for one instrument's noise: without --sensor it is refused
+    no_sensor = [a for a in args if a not in ("--sensor", "pleiades-pan")]
+    with pytest.raises(ValueError, match="one sensor"):
+        main([*no_sensor, "--out", str(tmp_path / "x")])
+
+
+def _rewrite_config(tmp_path, **changes) -> object:
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / "m.safetensors"
+    save_model(path, with_denoising_stage(tiny_stride8_model(), _strong_denoiser(), *NOISE), {})
+    cfg = json.dumps({**load_model(path)[1].config.to_dict(), **changes})
+    bad = tmp_path / "bad.safetensors"
+    save_file(load_file(str(path)), str(bad), metadata={"format": FORMAT, "config": cfg})
+    return bad
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"denoise_layers": 5000}, "implausible denoising stage"),
+        ({"noise_a": float("nan")}, "non-finite sensor noise"),
+        ({"noise_a": -1.0}, "sensor noise"),
+        ({"denoise_layers": 6}, "does not match"),
+        ({"bands": 2}, "single-band"),
+    ],
+)
+def test_malformed_denoising_stage_in_a_weights_file_is_refused(tmp_path, changes, message):
+    with pytest.raises(WeightsError, match=message):
+        load_model(_rewrite_config(tmp_path, **changes))
