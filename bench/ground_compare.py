@@ -312,7 +312,7 @@ def part_chains(
             f"(c) picks the joint model per crop and rate by the rule '{rule}' "
             f"({RULES[rule]}); the other rule, '{other}' ({RULES[other]}), for comparison"
             + (
-                f", and (c₀) the reference joint models given with --joint-reference, rule '{rule}'"
+                f", and (c₀) the joint models {', '.join(j.stem for j in reference)}, rule '{rule}'"
                 if reference
                 else ""
             )
@@ -394,6 +394,21 @@ def _ground_compute_lines(joints: list[Path], denoiser) -> list[str]:
     ]
 
 
+def shipped_joint_models(sensor: str) -> tuple[list[Path], list[Path]]:
+    """The shipped joint models trained for ``sensor`` (a denoising stage for its noise), and
+    the generic ones (trained on random noise levels, no stage)."""
+    from satcodec.codec.registry import load_model
+
+    own, generic = [], []
+    for path in sorted((WEIGHTS_DIR / "codec").glob("*.safetensors")):
+        stage = load_model(path)[1].meta.get("denoising_stage")
+        if stage is None:
+            generic.append(path)
+        elif stage.get("sensor") == sensor:
+            own.append(path)
+    return own, generic
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument(
@@ -410,12 +425,14 @@ def main() -> None:
     ap.add_argument(
         "--joint",
         default=None,
-        help="joint model weights, comma-separated (default: every shipped joint model)",
+        help="joint model weights, comma-separated (default: the shipped joint models trained "
+        "for --sensor, else the generic ones)",
     )
     ap.add_argument(
         "--joint-reference",
         default=None,
-        help="earlier joint model weights, comma-separated: an extra column (c₀), same rule",
+        help="other joint model weights, comma-separated: an extra column (c₀), same rule "
+        "(default: the generic shipped ones when the sensor's own are compared)",
     )
     ap.add_argument(
         "--joint-rule",
@@ -431,13 +448,13 @@ def main() -> None:
     if a.part in ("denoise", "all"):
         part_denoise(items, load_sensor_table(), out)
     if a.part in ("chains", "all"):
-        joints = (
-            [Path(j) for j in a.joint.split(",")]
-            if a.joint
-            else sorted((WEIGHTS_DIR / "codec").glob("*.safetensors"))
-        )
+        own, generic = shipped_joint_models(a.sensor)
+        joints = [Path(j) for j in a.joint.split(",")] if a.joint else own or generic
         rates = [float(r) for r in a.rates.split(",")]
-        reference = [Path(j) for j in a.joint_reference.split(",")] if a.joint_reference else None
+        if a.joint_reference:
+            reference = [Path(j) for j in a.joint_reference.split(",")]
+        else:  # the generic models beside the sensor's own, when those are compared
+            reference = generic if joints == own and own else None
         part_chains(items, a.sensor, rates, joints, a.codec_model, out, reference, a.joint_rule)
 
 

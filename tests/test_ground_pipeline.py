@@ -190,13 +190,22 @@ def test_denoise_in_pipeline_records_noise_parameters(tiny_model, tmp_path):
     assert props["satcodec:noise"]["source"] == "sensor:pleiades-pan"
 
 
-def test_joint_model_streams_are_not_denoised_twice(tmp_path):
-    """A joint model's decoder already denoises: --denoise leaves its output as decoded."""
+@pytest.mark.parametrize("stage", [False, True])
+def test_joint_model_streams_are_not_denoised_twice(tmp_path, stage):
+    """A joint model's decoder already denoises (with its own denoising stage, if it has one):
+    --denoise leaves its output as decoded."""
+    from satcodec.codec.models import with_denoising_stage
     from satcodec.codec.registry import save_model
+    from satcodec.ground_segment.denoiser import load_denoiser
+    from satcodec.ground_segment.training import normalised_sensor_noise
     from tests.conftest import tiny_stride8_model
 
     joint = tmp_path / "joint.safetensors"
-    save_model(joint, tiny_stride8_model(7), {"kind": "joint-denoising"})
+    net = tiny_stride8_model(7)
+    if stage:
+        noise = normalised_sensor_noise("pleiades-pan")
+        net = with_denoising_stage(net, load_denoiser()[0], *noise)
+    save_model(joint, net, {"kind": "joint-denoising"})
     _, inbox, sources = _batch(tmp_path, joint, 1)
     outbox = tmp_path / "outbox"
     opts = GroundOptions(denoise=True, sensor="pleiades-pan", model_paths=[str(joint)])

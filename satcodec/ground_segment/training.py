@@ -425,7 +425,7 @@ def train_joint(
             "channels": model.config.denoise_channels,
             "layers": model.config.denoise_layers,
             "sensor": sensor,
-            "init": str(denoise_from) if denoise_from is not None else "resumed",
+            "init": Path(denoise_from).name if denoise_from is not None else "the init model's",
         }
     if decoder_only:
         meta["decoder_only"] = True
