@@ -94,7 +94,8 @@ def test_tiled_decoding_with_a_denoising_stage_equals_the_whole_image(
     assert np.abs(narrow[0].astype(np.float64) - direct).max() > 2  # seams without its halo
 
 
-def test_joint_training_from_the_sequential_chain(tmp_path):
+def test_joint_training_from_the_sequential_chain(tmp_path, monkeypatch):
+    import satcodec.ground_segment.denoiser as denoiser_module
     from satcodec.ground_segment.training import main
 
     init = tmp_path / "codec.safetensors"
@@ -125,6 +126,13 @@ def test_joint_training_from_the_sequential_chain(tmp_path):
     meta = json.loads((out / "model.json").read_text())
     assert meta["denoising_stage"]["sensor"] == "pleiades-pan"
     assert meta["kind"] == "joint-denoising"
+    # shipped with a card that says where it started (into a scratch package folder)
+    monkeypatch.setattr(denoiser_module, "WEIGHTS_DIR", tmp_path / "pkg")
+    assert main(["ship", "--kind", "joint", "--run", str(out), "--name", "j"]) == 0
+    card = (tmp_path / "pkg" / "codec" / "j.md").read_text()
+    assert "Started as the sequential chain: the codec codec, then the ground denoiser" in card
+    assert "den.safetensors" in card and "pleiades-pan" in card
+    assert load_model(tmp_path / "pkg" / "codec" / "j.safetensors")[1].model_id
     # the stage is for one instrument's noise: without --sensor it is refused
     no_sensor = [a for a in args if a not in ("--sensor", "pleiades-pan")]
     with pytest.raises(ValueError, match="one sensor"):

@@ -529,8 +529,17 @@ def ship(run_dir: str | Path, kind: str, name: str) -> Path:
             f"| {h['steps']} | {h['batch']} | {h['lr']} | {h['device']} |"
             for h in meta["history"]
         )
+    stage = meta.get("denoising_stage")
+    start = (
+        f"Started as the sequential chain: the codec {meta['init'].split()[0]}, then the ground "
+        f"denoiser {stage['init']} as a denoising stage with the {stage['sensor']} noise "
+        "(a, b) built in; then trained end to end, board side included, on noisy input against "
+        "the clean target. For that instrument's images only.\n\n"
+        if stage and kind == "joint"
+        else ""
+    )
     card = (
-        f"# {name}: {title}\n\n{rows}\n- train scenes: {', '.join(meta.get('train_scenes', []))}\n\n"
+        f"# {name}: {title}\n\n{start}{rows}\n- train scenes: {', '.join(meta.get('train_scenes', []))}\n\n"
         "Noise during training is simulated (signal-dependent Gaussian, see the module "
         "docstring of satcodec.ground_segment.training); the clean targets are real rasters, "
         "which carry their own sensor noise. Weights stored as float16 safetensors.\n\n"
