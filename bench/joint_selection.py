@@ -84,6 +84,8 @@ def main() -> None:
             f"**{table[(s, r, n)]:.2f}**" if n == best else f"{table[(s, r, n)]:.2f}" for n in names
         ]
         lines.append(f"| {s.split('_')[-1].split('.')[0]} | {r} | " + " | ".join(row) + " |")
+    means = {n: float(np.mean([table[(*c, n)] for c in cells])) for n in names}
+    lines.append("| mean | | " + " | ".join(f"{means[n]:.2f}" for n in names) + " |")
     lines += [""]
     for n in names:
         by = dominated[n]

@@ -533,8 +533,14 @@ def ship(run_dir: str | Path, kind: str, name: str) -> Path:
     start = (
         f"Started as the sequential chain: the codec {meta['init'].split()[0]}, then the ground "
         f"denoiser {stage['init']} as a denoising stage with the {stage['sensor']} noise "
-        "(a, b) built in; then trained end to end, board side included, on noisy input against "
-        "the clean target. For that instrument's images only.\n\n"
+        "(a, b) built in; then "
+        + (
+            "its decoder (synthesis and stage) trained on noisy input against the clean target, "
+            "the board side kept as it was"
+            if meta.get("decoder_only")
+            else "trained end to end, board side included, on noisy input against the clean target"
+        )
+        + ". For that instrument's images only.\n\n"
         if stage and kind == "joint"
         else ""
     )
