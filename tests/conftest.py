@@ -70,3 +70,39 @@ requires_shipped_model = pytest.mark.skipif(
     not list((ROOT / "satcodec" / "models").glob("*.safetensors")),
     reason="no shipped model installed",
 )
+
+
+def direct_decode(model, band: np.ndarray, step: float, peak: float) -> np.ndarray:
+    """The whole image at once, as the encoder pads it: analysis, rounding at ``step``,
+    synthesis, band offset, ground-side restoration (a joint model's denoising stage)."""
+    import math
+
+    stride = model.config.downsampling
+    H, W = band.shape
+    grid = (math.ceil(H / stride) * stride, math.ceil(W / stride) * stride)
+    padded = np.pad(band, ((0, grid[0] - H), (0, grid[1] - W)), mode="edge")
+    mean = round(float(band.mean()))
+    x = torch.from_numpy((padded - mean) / peak)[None, None].float()
+    with torch.no_grad():
+        y = torch.round(model.analysis_transform(x) / step) * step
+        out = model.restore(model.synthesis_transform(y) + mean / peak)
+    return np.clip(np.rint(out[0, 0, :H, :W].numpy() * peak), 0, peak)
+
+
+def check_tiled_decoding_needs_the_stage_halo(path, image: np.ndarray, monkeypatch) -> None:
+    """Tiles of 64 px decode to the whole-image result within 1 DN, with the two extra latents
+    of halo a ground-side stage needs; with the synthesis's halo alone the seams show."""
+    import satcodec
+    import satcodec.codec.pipeline as pipeline
+    from satcodec.codec.registry import load_model
+
+    net = load_model(path)[0]
+    data = satcodec.encode(image, quality=70, model=path, tile=64)
+    out, meta = satcodec.decode(data, model=path)
+    direct = direct_decode(net, image[0].astype(np.float32), meta["quant_step"], 4095.0)
+    err = np.abs(out[0].astype(np.float64) - direct)
+    assert err.max() <= 1, f"max deviation {err.max()} DN"
+    assert pipeline.decode_halo(net.config) == pipeline.DECODE_HALO + 2
+    monkeypatch.setattr(pipeline, "decode_halo", lambda config: pipeline.DECODE_HALO)
+    narrow, _ = satcodec.decode(data, model=path)
+    assert np.abs(narrow[0].astype(np.float64) - direct).max() > 2

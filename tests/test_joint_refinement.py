@@ -4,7 +4,6 @@ tiled decoding with the wider halo it needs, decoder-only fine-tuning, malformed
 from __future__ import annotations
 
 import json
-import math
 import shutil
 
 import numpy as np
@@ -13,10 +12,10 @@ import torch
 
 import satcodec
 from satcodec.bitstream import StreamReader
-from satcodec.codec.models import ReducedVAE, complexity, with_refinement
+from satcodec.codec.models import complexity, with_refinement
 from satcodec.codec.registry import FORMAT, load_model, save_model
 from satcodec.errors import WeightsError
-from tests.conftest import SAMPLE, tiny_stride8_model
+from tests.conftest import SAMPLE, check_tiled_decoding_needs_the_stage_halo, tiny_stride8_model
 
 
 def test_refinement_starts_as_the_identity_and_adds_only_decoder_compute():
@@ -37,27 +36,11 @@ def test_refinement_starts_as_the_identity_and_adds_only_decoder_compute():
         with_refinement(ref, 8, 4)
 
 
-def _direct(model: ReducedVAE, band: np.ndarray, step: float, peak: float) -> np.ndarray:
-    """synthesis(quantised analysis) of the whole image at once, as the encoder pads it."""
-    stride = model.config.downsampling
-    H, W = band.shape
-    grid = (math.ceil(H / stride) * stride, math.ceil(W / stride) * stride)
-    padded = np.pad(band, ((0, grid[0] - H), (0, grid[1] - W)), mode="edge")
-    mean = round(float(band.mean()))
-    x = torch.from_numpy((padded - mean) / peak)[None, None].float()
-    with torch.no_grad():
-        y = torch.round(model.analysis_transform(x) / step) * step
-        out = model.synthesis_transform(y)[0, 0, :H, :W].numpy() * peak
-    return np.clip(np.rint(out + mean), 0, peak)
-
-
 def test_tiled_decoding_of_a_refined_model_equals_the_whole_image(
     tmp_path, sample_array, monkeypatch
 ):
     """The decoder widens each tile's latent window by the stage's receptive radius; with
     the synthesis's halo alone the tiles' seams would show."""
-    import satcodec.codec.pipeline as pipeline
-
     net = with_refinement(tiny_stride8_model(), 16, 6)
     with torch.no_grad():
         for m in net.synthesis_transform[-2].body:
@@ -65,18 +48,8 @@ def test_tiled_decoding_of_a_refined_model_equals_the_whole_image(
                 m.weight.normal_(0.0, 0.2)  # a stage with a wide, strong response
     path = tmp_path / "refined.safetensors"
     save_model(path, net, {})
-    net = load_model(path)[0]
-    img = sample_array[:, :200, :264]
-    data = satcodec.encode(img, quality=70, model=path, tile=64)
-    out, meta = satcodec.decode(data, model=path)
-    direct = _direct(net, img[0].astype(np.float32), meta["quant_step"], 4095.0)
-    err = np.abs(out[0].astype(np.float64) - direct)
-    assert err.max() <= 1, f"max deviation {err.max()} DN"
-    assert pipeline.decode_halo(net.config) == pipeline.DECODE_HALO + 2  # 14 px -> 2 latents
-    # the synthesis's halo alone is not enough for the stage: the seams show
-    monkeypatch.setattr(pipeline, "decode_halo", lambda config: pipeline.DECODE_HALO)
-    narrow, _ = satcodec.decode(data, model=path)
-    assert np.abs(narrow[0].astype(np.float64) - direct).max() > 2
+    assert net.config.refine_radius == 14  # -> 2 latents of halo at stride 8
+    check_tiled_decoding_needs_the_stage_halo(path, sample_array[:, :200, :264], monkeypatch)
 
 
 def test_decoder_only_fine_tune_keeps_the_board_side_and_the_bitstream(tmp_path, sample_array):
