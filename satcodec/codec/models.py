@@ -254,9 +254,10 @@ def with_denoising_stage(
         }
     )
     new = ReducedVAE(cfg)
-    new.load_state_dict(model.state_dict(), strict=False)
-    assert new.denoising_stage is not None
-    new.denoising_stage.load_state_dict(denoiser.state_dict())
+    state = new.state_dict()
+    state.update(model.state_dict())  # every tensor of the codec; the stage's are the denoiser's
+    state.update({f"denoising_stage.{k}": v for k, v in denoiser.state_dict().items()})
+    new.load_state_dict(state)
     return new
 
 
