@@ -8,8 +8,12 @@ What it gives:
 * :func:`open_raster` / :class:`RasterReader` -- reads whole bands or boundless windows (edge
   replicated) with bounded memory, for the tiled encoder's tile + halo reads.
 * :func:`write_raster`, :func:`create_raster` / :class:`RasterWriter`, :func:`write_cog` --
-  atomic writers (temp file in the destination folder, renamed on success).
-* :func:`infer_bit_depth`, :func:`is_valid_cog`.
+  atomic writers (temp file in the destination folder, renamed on success; a character
+  device or FIFO destination such as /dev/null gets the finished bytes copied into it, a
+  directory is refused: see :mod:`satcodec.fileutil`). Nodata pixels are written as
+  ``meta.nodata``, or flagged in an internal per-dataset mask band when it is None.
+* :func:`infer_bit_depth`, :func:`check_bit_depth`, :func:`damaged_fill_value`,
+  :func:`is_valid_cog`.
 
 Every rasterio/GDAL failure is re-raised as :class:`~satcodec.errors.RasterError` with the
 path in the message, so no rasterio exception type escapes this module.
@@ -21,9 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import math
 import operator
 import os
+import re
+import struct
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -46,13 +53,16 @@ except ImportError:  # pragma: no cover - private module moved
     CPLE_BaseError = RasterioError  # type: ignore[misc,assignment]
 
 __all__ = [
+    "ENCODABLE_DTYPES",
     "MAX_BANDS",
     "MAX_DIM",
     "SUPPORTED_DTYPES",
     "RasterMeta",
     "RasterReader",
     "RasterWriter",
+    "check_bit_depth",
     "create_raster",
+    "damaged_fill_value",
     "infer_bit_depth",
     "is_valid_cog",
     "open_raster",
@@ -60,8 +70,11 @@ __all__ = [
     "write_raster",
 ]
 
-#: Sample types the codec handles, with their storage width in bits.
+#: Sample types this layer reads and writes, with their storage width in bits. Any other
+#: type (uint32, int32, float32, ...) is refused with a RasterError naming it.
 SUPPORTED_DTYPES: dict[str, int] = {"uint8": 8, "uint16": 16, "int16": 16}
+#: The subset the encoder takes (int16 rasters can be read and written, not encoded).
+ENCODABLE_DTYPES: tuple[str, ...] = ("uint8", "uint16")
 #: Most bands a raster may have (multispectral/hyperspectral cubes stay well below).
 MAX_BANDS = 4096
 #: Largest width or height accepted (2**20 = 1,048,576 px: long push-broom strips fit).
@@ -91,6 +104,28 @@ _RPC_SCALARS = (
 _RPC_COEFFS = ("LINE_DEN_COEFF", "LINE_NUM_COEFF", "SAMP_DEN_COEFF", "SAMP_NUM_COEFF")
 _RPC_OPTIONAL = ("ERR_BIAS", "ERR_RAND")
 _GCP_KEYS = ("row", "col", "x", "y", "z", "id", "info")
+_GCP_REQUIRED = ("row", "col", "x", "y")
+#: Keys of the metadata object that RasterMeta reads (anything else is kept as a tag).
+_META_KEYS = frozenset(
+    {
+        "height",
+        "width",
+        "count",
+        "dtype",
+        "bit_depth",
+        "nodata",
+        "crs_wkt",
+        "transform",
+        "rpcs",
+        "gcps",
+        "gcps_crs_wkt",
+        "descriptions",
+        "band_descriptions",
+        "tags",
+        "nbits_tag",
+    }
+)
+_TAG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,127}")
 _IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
@@ -175,12 +210,156 @@ def _check_wkt(wkt: Any, name: str) -> str | None:
     return wkt
 
 
+# --- TIFF structure (what GDAL does not report) ----------------------------------------------
+_TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH, _TIFF_TILE_OFFSETS = 322, 323, 324
+_TIFF_BITS_PER_SAMPLE = 258
+_TIFF_INT_TYPES = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8
+_TIFF_MAX_ENTRIES = 4096  # an IFD with more entries is not a file we wrote or want
+
+
+def _tiff_ifd(path: Any, ifd_offset: int | None) -> dict[int, list[int] | None] | None:
+    """Tags of the TIFF IFD at ``ifd_offset`` (the first IFD when None), or None if unreadable.
+
+    Maps each tag number to its values when they are SHORT/LONG/LONG8 and at most 64 of
+    them, else to None (the tag is present, its values were not read). Classic TIFF and
+    BigTIFF, either byte order. Only local files (GDAL virtual paths give None).
+    """
+    name = os.fspath(path)
+    if name.startswith("/vsi") or not os.path.isfile(name):
+        return None
+    try:
+        with open(name, "rb") as fh:
+            head = fh.read(16)
+            order = {b"II": "<", b"MM": ">"}.get(head[:2])
+            if order is None or len(head) < 8:
+                return None
+            (magic,) = struct.unpack(order + "H", head[2:4])
+            if magic == 42:
+                big, first = False, struct.unpack(order + "I", head[4:8])[0]
+            elif magic == 43 and len(head) == 16:
+                big, first = True, struct.unpack(order + "Q", head[8:16])[0]
+            else:
+                return None
+            fh.seek(first if ifd_offset is None else int(ifd_offset))
+            raw_n = fh.read(8 if big else 2)
+            if len(raw_n) != (8 if big else 2):
+                return None
+            (n,) = struct.unpack(order + ("Q" if big else "H"), raw_n)
+            size = 20 if big else 12
+            if not 0 < n <= _TIFF_MAX_ENTRIES:
+                return None
+            raw = fh.read(n * size)
+            if len(raw) != n * size:
+                return None
+            inline = 8 if big else 4
+            tags: dict[int, list[int] | None] = {}
+            for i in range(n):
+                entry = raw[i * size : (i + 1) * size]
+                fmt = "HHQ" if big else "HHI"
+                tag, typ, count = struct.unpack(order + fmt, entry[: size - inline])
+                value = entry[size - inline :]
+                code = _TIFF_INT_TYPES.get(typ)
+                if code is None or not 0 < count <= 64:
+                    tags[tag] = None
+                    continue
+                nbytes = count * struct.calcsize(code)
+                if nbytes > inline:
+                    (where,) = struct.unpack(order + ("Q" if big else "I"), value)
+                    pos = fh.tell()
+                    fh.seek(where)
+                    value = fh.read(nbytes)
+                    fh.seek(pos)
+                    if len(value) != nbytes:
+                        tags[tag] = None
+                        continue
+                tags[tag] = list(struct.unpack(order + code * count, value[:nbytes]))
+            return tags
+    except (OSError, struct.error, ValueError, OverflowError):
+        return None
+
+
+def _ifd_offset(ds: Any, ovr: int | None = None) -> int | None:
+    v = ds.get_tag_item("IFD_OFFSET", "TIFF", bidx=1, ovr=ovr)
+    try:
+        return int(v) if v else None
+    except ValueError:
+        return None
+
+
+def _stored_bits(ds: Any, path: Any) -> int | None:
+    """The BitsPerSample a GeoTIFF really stores its samples with, or None if unknown.
+
+    GDAL's NBITS may come from the file's BitsPerSample (then no value can exceed it) or
+    from metadata -- a PAM ``.aux.xml`` beside the file -- that nothing enforces.
+    """
+    if ds.driver != "GTiff":
+        return None
+    tags = _tiff_ifd(path, _ifd_offset(ds))
+    bps = None if tags is None else tags.get(_TIFF_BITS_PER_SAMPLE)
+    if not bps or len(set(bps)) != 1:
+        return None
+    return int(bps[0])
+
+
 # --- bit depth -------------------------------------------------------------------------------
 def _bits_used(lo: int, hi: int) -> int:
     """Bits needed to store every value of [lo, hi] (two's complement when lo < 0)."""
     if lo >= 0:
         return int(hi).bit_length()  # == ceil(log2(hi + 1))
     return 1 + max(max(int(hi), 0).bit_length(), (-int(lo) - 1).bit_length())
+
+
+def _clip_message(what: str, lo: int, hi: int, bit_depth: int) -> str:
+    need = _bits_used(lo, hi)
+    reach = f"span {lo}..{hi}" if lo < 0 else f"reach {hi}"
+    return (
+        f"{what}: values {reach}, which needs {need} bits; bit depth {bit_depth} "
+        f"(--bit-depth {bit_depth}) would clip them"
+    )
+
+
+def check_bit_depth(max_value: int, bit_depth: int, what: str) -> None:
+    """Raise RasterError when data reaching ``max_value`` do not fit ``bit_depth`` bits.
+
+    For a bit depth given by the user (``--bit-depth``, ``bit_depth=``): values above
+    ``2**bit_depth - 1`` would be clipped by the codec, i.e. silently destroyed. ``what``
+    names the data in the message (a path, "array"). Example message: ``array: values
+    reach 2047, which needs 11 bits; bit depth 8 (--bit-depth 8) would clip them``.
+    """
+    try:
+        hi = operator.index(max_value)
+        depth = operator.index(bit_depth)
+    except TypeError:
+        raise RasterError(
+            f"{what}: max_value and bit_depth must be integers, got {max_value!r}, {bit_depth!r}"
+        ) from None
+    if isinstance(bit_depth, bool) or depth < 1:
+        raise RasterError(f"{what}: bit_depth must be a positive int, got {bit_depth!r}")
+    if _bits_used(0, max(hi, 0)) > depth:
+        raise RasterError(_clip_message(what, min(hi, 0), hi, depth))
+
+
+def damaged_fill_value(dtype: str, bit_depth: int) -> int | None:
+    """A nodata value for damaged tiles that no decoded pixel can take, or None.
+
+    Decoded pixels lie in ``0 .. 2**bit_depth - 1``, so ``2**bit_depth`` is free whenever
+    ``dtype`` can hold it (uint16 up to bit depth 15, uint8 up to 7, int16 up to 14). For
+    full-width data (8-bit uint8, 16-bit uint16) every value may be a real pixel: None, and
+    the caller must flag the damaged pixels with a mask band instead (``nodata_mask`` with
+    ``meta.nodata = None`` in :func:`write_cog`, :func:`write_raster` and
+    :meth:`RasterWriter.write_window`). With the fill value as nodata no NBITS tag is written
+    (see :meth:`RasterMeta.nbits_to_write`).
+    """
+    _dtype_bits(dtype)
+    info = np.iinfo(str(np.dtype(dtype)))
+    try:
+        depth = operator.index(bit_depth)
+    except TypeError:
+        raise RasterError(f"bit_depth must be a positive int, got {bit_depth!r}") from None
+    if isinstance(bit_depth, bool) or depth < 1:
+        raise RasterError(f"bit_depth must be a positive int, got {bit_depth!r}")
+    fill = 1 << depth
+    return fill if fill <= info.max else None
 
 
 def _bit_depth_from_range(lo: int, hi: int, dtype: str, nbits_tag: int | None) -> int:
@@ -245,6 +424,18 @@ def infer_bit_depth(
 
 
 # --- metadata --------------------------------------------------------------------------------
+def _extra_tag_name(key: str, tags: Mapping[str, str]) -> str:
+    """Tag name for an unknown metadata key: itself when plain and free, else prefixed."""
+    if _TAG_NAME.fullmatch(key) and key not in tags:
+        return key
+    base = "SATCODEC_META_" + (re.sub(r"[^A-Za-z0-9_.:-]", "_", key)[:128] or "_")
+    name, n = base, 1
+    while name in tags:
+        n += 1
+        name = f"{base}_{n}"
+    return name
+
+
 @dataclass
 class RasterMeta:
     """What is needed to rebuild an equivalent GeoTIFF, stored in the bitstream header.
@@ -256,7 +447,10 @@ class RasterMeta:
     ``gcps_crs_wkt``; ``tags`` are the dataset's default-domain metadata (RPC/GCP live
     elsewhere); ``nbits_tag`` is the NBITS the source file declared, for information.
     ``bit_depth`` is the codec's bit depth (peak = 2**bit_depth - 1); ``nodata`` is None or an
-    integer value representable in ``dtype``.
+    integer value representable in ``dtype``. ``descriptions`` is one entry per band, or
+    empty (no descriptions). Parsed from a bitstream (:meth:`from_json_dict`), ``height``,
+    ``width``, ``count``, ``dtype`` and ``bit_depth`` may be None when the metadata object
+    lacks them: fill them from the bitstream header before writing.
     """
 
     height: int
@@ -299,36 +493,30 @@ class RasterMeta:
 
     @classmethod
     def from_json_dict(cls, d: Any) -> RasterMeta:
-        """Parse and validate :meth:`to_json_dict` output; RasterError on anything malformed.
+        """Parse and validate a bitstream's metadata object; RasterError on anything malformed.
 
-        The input comes from an untrusted file: every key must be present (and no other),
-        types are checked exactly (bool is not an int), sizes are bounded (MAX_DIM, MAX_BANDS,
-        MAX_GCPS, MAX_TAGS), floats must be finite, CRS WKT must parse, RPCs must be complete.
+        The object comes from an untrusted file, and docs/bitstream.md makes it opaque with
+        optional keys, so any JSON object is accepted as long as the keys this class knows
+        hold valid values:
+
+        * A missing key gets its default: ``height``, ``width``, ``count``, ``dtype``,
+          ``bit_depth`` become None (unknown: the bitstream header holds them, and the caller
+          must fill them in before writing -- :meth:`validate` refuses None there),
+          ``nodata``, ``crs_wkt``, ``transform``, ``rpcs``, ``gcps``, ``gcps_crs_wkt``,
+          ``nbits_tag`` None, ``descriptions`` ``[None] * count`` (``[]`` when ``count`` is
+          missing: no descriptions), ``tags`` ``{}``. ``band_descriptions`` (the name in
+          docs/bitstream.md) is read when ``descriptions`` is absent; in a GCP ``z``
+          defaults to 0, ``id`` and ``info`` to "".
+        * A key it does not know is kept as a dataset tag (so it reaches the GeoTIFF): under
+          its own name when that is a plain tag name (letters, digits, ``_.:-``, at most 128
+          characters, not already a tag), else as ``SATCODEC_META_<name>``; a non-string
+          value is stored as compact JSON. At most MAX_TAGS tags in all.
+        * Known keys are checked exactly (bool is not an int), sizes are bounded (MAX_DIM,
+          MAX_BANDS, MAX_GCPS, MAX_TAGS), floats must be finite, CRS WKT must parse, RPCs
+          must be complete; ``null`` is no substitute for a required number.
         """
         if not isinstance(d, Mapping):
             raise RasterError("raster metadata must be a JSON object")
-        expected = {
-            "height",
-            "width",
-            "count",
-            "dtype",
-            "bit_depth",
-            "nodata",
-            "crs_wkt",
-            "transform",
-            "rpcs",
-            "gcps",
-            "gcps_crs_wkt",
-            "descriptions",
-            "tags",
-            "nbits_tag",
-        }
-        missing = expected - set(d)
-        if missing:
-            raise RasterError(f"raster metadata: missing keys {sorted(missing)}")
-        extra = set(d) - expected
-        if extra:
-            raise RasterError(f"raster metadata: unknown keys {sorted(map(str, extra))}")
 
         def int_in(key: str, lo: int, hi: int) -> int:
             v = d[key]
@@ -336,28 +524,31 @@ class RasterMeta:
                 raise RasterError(f"raster metadata: {key} must be an int in [{lo}, {hi}]")
             return v
 
-        height = int_in("height", 1, MAX_DIM)
-        width = int_in("width", 1, MAX_DIM)
-        count = int_in("count", 1, MAX_BANDS)
-        dtype = d["dtype"]
-        if not isinstance(dtype, str) or dtype not in SUPPORTED_DTYPES:
-            raise RasterError(f"raster metadata: dtype must be one of {list(SUPPORTED_DTYPES)}")
-        bits = SUPPORTED_DTYPES[dtype]
-        bit_depth = int_in("bit_depth", 1, bits)
-        nbits_tag = None if d["nbits_tag"] is None else int_in("nbits_tag", 1, bits)
+        def opt_int(key: str, lo: int, hi: int) -> int | None:
+            return int_in(key, lo, hi) if key in d else None
 
-        nodata = d["nodata"]
+        height = opt_int("height", 1, MAX_DIM)
+        width = opt_int("width", 1, MAX_DIM)
+        count = opt_int("count", 1, MAX_BANDS)
+        dtype = d.get("dtype")
+        if "dtype" in d and (not isinstance(dtype, str) or dtype not in SUPPORTED_DTYPES):
+            raise RasterError(f"raster metadata: dtype must be one of {list(SUPPORTED_DTYPES)}")
+        bits = SUPPORTED_DTYPES[dtype] if dtype is not None else max(SUPPORTED_DTYPES.values())
+        bit_depth = opt_int("bit_depth", 1, bits)
+        nbits_tag = None if d.get("nbits_tag") is None else int_in("nbits_tag", 1, bits)
+
+        nodata = d.get("nodata")
         if nodata is not None:
-            info = np.iinfo(dtype)
-            if (
-                not _is_number(nodata)
-                or nodata != int(nodata)
-                or not info.min <= nodata <= info.max
-            ):
+            if dtype is not None:
+                lo, hi = int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)
+            else:  # any supported type's range; the header's nodata replaces it anyway
+                lo = min(int(np.iinfo(t).min) for t in SUPPORTED_DTYPES)
+                hi = max(int(np.iinfo(t).max) for t in SUPPORTED_DTYPES)
+            if not _is_number(nodata) or nodata != int(nodata) or not lo <= nodata <= hi:
                 raise RasterError(f"raster metadata: nodata must be null or an integer in {dtype}")
             nodata = float(nodata)
 
-        transform = d["transform"]
+        transform = d.get("transform")
         if transform is not None:
             if (
                 not isinstance(transform, list)
@@ -367,18 +558,26 @@ class RasterMeta:
                 raise RasterError("raster metadata: transform must be null or 6 finite numbers")
             transform = tuple(float(v) for v in transform)
 
-        crs_wkt = _check_wkt(d["crs_wkt"], "crs_wkt")
-        gcps_crs_wkt = _check_wkt(d["gcps_crs_wkt"], "gcps_crs_wkt")
-        rpcs = None if d["rpcs"] is None else _canonical_rpcs(d["rpcs"])
+        crs_wkt = _check_wkt(d.get("crs_wkt"), "crs_wkt")
+        gcps_crs_wkt = _check_wkt(d.get("gcps_crs_wkt"), "gcps_crs_wkt")
+        rpcs = None if d.get("rpcs") is None else _canonical_rpcs(d["rpcs"])
 
-        gcps = d["gcps"]
+        gcps = d.get("gcps")
         if gcps is not None:
             if not isinstance(gcps, list) or not 1 <= len(gcps) <= MAX_GCPS:
                 raise RasterError(f"raster metadata: gcps must be null or 1..{MAX_GCPS} points")
             parsed = []
             for i, g in enumerate(gcps):
-                if not isinstance(g, Mapping) or set(g) != set(_GCP_KEYS):
-                    raise RasterError(f"raster metadata: gcps[{i}] must have keys {_GCP_KEYS}")
+                if (
+                    not isinstance(g, Mapping)
+                    or not set(_GCP_REQUIRED) <= set(g)
+                    or not set(g) <= set(_GCP_KEYS)
+                ):
+                    raise RasterError(
+                        f"raster metadata: gcps[{i}] must have keys {_GCP_REQUIRED} "
+                        f"(and optionally z, id, info)"
+                    )
+                g = {"z": 0.0, "id": "", "info": ""} | dict(g)
                 if not all(_is_number(g[k]) for k in ("row", "col", "x", "y", "z")):
                     raise RasterError(f"raster metadata: gcps[{i}] coordinates must be finite")
                 if not isinstance(g["id"], str) or not isinstance(g["info"], str):
@@ -389,28 +588,44 @@ class RasterMeta:
                 )
             gcps = parsed
 
-        descriptions = d["descriptions"]
+        desc_key = "descriptions" if "descriptions" in d else "band_descriptions"
+        descriptions = d.get(desc_key, [])
         if (
             not isinstance(descriptions, list)
-            or len(descriptions) != count
+            or (descriptions and count is not None and len(descriptions) != count)
+            or len(descriptions) > MAX_BANDS
             or not all(x is None or isinstance(x, str) for x in descriptions)
         ):
-            raise RasterError("raster metadata: descriptions must be `count` strings or nulls")
+            raise RasterError(f"raster metadata: {desc_key} must be `count` strings or nulls")
 
-        tags = d["tags"]
+        tags = d.get("tags", {})
         if not isinstance(tags, Mapping) or len(tags) > MAX_TAGS:
             raise RasterError(f"raster metadata: tags must be an object of <= {MAX_TAGS} items")
         for k, v in tags.items():
             # GDAL stores metadata as "KEY=VALUE" strings: a key cannot be empty or hold "=".
             if not isinstance(k, str) or not k or "=" in k or not isinstance(v, str):
                 raise RasterError(f"raster metadata: bad tag {str(k)[:40]!r}")
+        tags = dict(tags)
+        for k in sorted(set(d) - _META_KEYS, key=str):
+            name = _extra_tag_name(str(k), tags)
+            v = d[k]
+            if not isinstance(v, str):
+                try:
+                    v = json.dumps(v, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+                except (TypeError, ValueError, RecursionError):
+                    raise RasterError(
+                        f"raster metadata: value of {str(k)[:40]!r} is not JSON"
+                    ) from None
+            tags[name] = v
+        if len(tags) > MAX_TAGS:
+            raise RasterError(f"raster metadata: more than {MAX_TAGS} tags and extra keys")
 
         return cls(
-            height=height,
-            width=width,
-            count=count,
-            dtype=dtype,
-            bit_depth=bit_depth,
+            height=height,  # type: ignore[arg-type]
+            width=width,  # type: ignore[arg-type]
+            count=count,  # type: ignore[arg-type]
+            dtype=dtype,  # type: ignore[arg-type]
+            bit_depth=bit_depth,  # type: ignore[arg-type]
             nodata=nodata,
             crs_wkt=crs_wkt,
             transform=transform,
@@ -418,7 +633,7 @@ class RasterMeta:
             gcps=gcps,
             gcps_crs_wkt=gcps_crs_wkt,
             descriptions=list(descriptions),
-            tags=dict(tags),
+            tags=tags,
             nbits_tag=nbits_tag,
         )
 
@@ -435,6 +650,10 @@ class RasterMeta:
 
         Only for unsigned types with ``bit_depth`` below the dtype width, and only when the
         nodata value fits in ``bit_depth`` bits (GDAL clamps stored values to the NBITS range).
+        The damaged-tile fill value ``2**bit_depth`` (:func:`damaged_fill_value`) is such a
+        nodata: NBITS is then dropped rather than widened, because readers take NBITS as the
+        bit depth (``bit_depth + 1`` would be wrong) while without it they infer the depth
+        from the data, nodata excluded.
         """
         if self.dtype == "int16" or self.bit_depth >= _dtype_bits(self.dtype):
             return None
@@ -520,22 +739,38 @@ def _meta_from_dataset(ds: Any, path: Any, bit_depth: int | None) -> RasterMeta:
             for g in gcp_list
         ]
 
+    name = os.fspath(path)
     bits = _dtype_bits(dtype)
     if bit_depth is not None:
         if isinstance(bit_depth, bool) or not isinstance(bit_depth, int):
-            raise RasterError(f"{os.fspath(path)}: bit_depth must be an int, got {bit_depth!r}")
+            raise RasterError(f"{name}: bit_depth must be an int, got {bit_depth!r}")
         if not 1 <= bit_depth <= bits:
-            raise RasterError(f"{os.fspath(path)}: bit_depth {bit_depth} not in 1..{bits}")
+            raise RasterError(f"{name}: bit_depth {bit_depth} not in 1..{bits}")
         depth = bit_depth
-    elif ds.driver == "GTiff" and dtype != "int16" and nbits_tag is not None:
-        # In a GeoTIFF, NBITS is the stored BitsPerSample: values cannot exceed it, so it is
-        # plausible by construction and no pass over the data is needed.
+        if bit_depth < bits:
+            # a bit depth below the data would make the codec clip them: check (one pass)
+            lo, hi = _scan_range(ds, dtype, nodata, path)
+            if _bits_used(lo, hi) > bit_depth:
+                raise RasterError(_clip_message(name, lo, hi, bit_depth))
+    elif dtype != "int16" and nbits_tag is not None and nbits_tag == _stored_bits(ds, path):
+        # NBITS is the BitsPerSample the GeoTIFF stores its samples with: no value can
+        # exceed it, so it is right by construction and no pass over the data is needed.
         depth = nbits_tag
     elif dtype == "uint8" and nbits_tag is None:
         depth = 8  # the data rule gives 8 whatever the values: skip the pass
     else:
+        # NBITS from metadata (a PAM .aux.xml, another format) is only a claim: check it
         lo, hi = _scan_range(ds, dtype, nodata, path)
         depth = _bit_depth_from_range(lo, hi, dtype, nbits_tag)
+        used = _bits_used(lo, hi)
+        if nbits_tag is not None and nbits_tag < used:
+            reach = f"span {lo}..{hi}" if lo < 0 else f"reach {hi}"
+            warnings.warn(
+                f"{name}: NBITS={nbits_tag} (from the file's metadata) is below the data, "
+                f"whose values {reach} ({used} bits): using bit depth {depth}",
+                UserWarning,
+                stacklevel=4,
+            )
 
     meta = RasterMeta(
         height=ds.height,
@@ -694,10 +929,19 @@ class RasterReader:
 def open_raster(path: str | os.PathLike, bit_depth: int | None = None) -> RasterReader:
     """Open a raster (uint8/uint16/int16) for reading; RasterError if it cannot be used.
 
-    ``meta.bit_depth`` is ``bit_depth`` when given (trusted as is, values above it are the
-    caller's problem), else the NBITS of a GeoTIFF, else computed by one bounded-memory pass
-    over the pixels with :func:`infer_bit_depth` (nodata pixels excluded: they may exceed
-    2**bit_depth - 1, so mask them before encoding).
+    ``meta.bit_depth`` is, in order:
+
+    * ``bit_depth`` when given -- checked against the data (one bounded-memory pass, skipped
+      when it is the full dtype width): values that need more bits raise RasterError naming
+      the maximum and the bits it needs, since the codec would clip them;
+    * the NBITS of a GeoTIFF when it is the BitsPerSample the file stores (no pass needed);
+    * otherwise computed by one bounded-memory pass over the pixels with the rule of
+      :func:`infer_bit_depth`. An NBITS that is only metadata (e.g. from a PAM ``.aux.xml``)
+      is used when the data fit it; when they do not, it is widened to what the data need,
+      with a UserWarning naming the tag and the width used.
+
+    Nodata pixels are excluded from the pass: they may exceed 2**bit_depth - 1, so mask them
+    before encoding.
     """
     return RasterReader(path, bit_depth=bit_depth)
 
@@ -705,8 +949,13 @@ def open_raster(path: str | os.PathLike, bit_depth: int | None = None) -> Raster
 # --- writing ---------------------------------------------------------------------------------
 def _prepare(
     arr: np.ndarray, meta: RasterMeta, mask: np.ndarray | None, nbits: int | None, where: str
-) -> np.ndarray:
-    """Check/convert one block of samples to ``meta.dtype`` and apply the nodata mask."""
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Check/convert one block of samples to ``meta.dtype`` and apply the nodata mask.
+
+    Returns the samples and the mask as a bool array of their shape (None without a mask).
+    With ``meta.nodata`` set, masked samples become nodata; without, they are left as they
+    are and the caller records the mask in a mask band.
+    """
     arr = np.asarray(arr)
     if arr.dtype.kind not in "iu":
         raise RasterError(f"{where}: samples must be integers, got {arr.dtype}")
@@ -716,8 +965,6 @@ def _prepare(
             raise RasterError(f"{where}: values do not fit {meta.dtype}")
         arr = arr.astype(meta.dtype)
     if mask is not None:
-        if meta.nodata is None:
-            raise RasterError(f"{where}: nodata_mask given but meta.nodata is None")
         mask = np.asarray(mask, dtype=bool)
         try:
             mask = np.broadcast_to(mask, arr.shape)
@@ -725,11 +972,16 @@ def _prepare(
             raise RasterError(
                 f"{where}: nodata_mask shape {mask.shape} does not match {arr.shape}"
             ) from None
-        arr = np.where(mask, np.array(meta.nodata, dtype=arr.dtype), arr)
+        if meta.nodata is not None:
+            arr = np.where(mask, np.array(meta.nodata, dtype=arr.dtype), arr)
     if nbits is not None and arr.size and int(arr.max()) > (1 << nbits) - 1:
         # GDAL would silently clamp to the NBITS range: refuse instead.
         raise RasterError(f"{where}: values exceed bit_depth {nbits} (max {int(arr.max())})")
-    return arr
+    return arr, mask
+
+
+#: GDAL options for mask bands: inside the TIFF (no .msk sidecar), read back as 0/255.
+_MASK_ENV = {"GDAL_TIFF_INTERNAL_MASK": True, "GDAL_PAM_ENABLED": "NO"}
 
 
 def _apply_metadata(ds: Any, meta: RasterMeta) -> None:
@@ -751,12 +1003,18 @@ class RasterWriter:
 
     Obtain with :func:`create_raster`. On an exception inside ``with`` (or :meth:`abort`),
     the temporary file is removed and ``path`` is left untouched.
+
+    Nodata: with ``meta.nodata`` set, masked pixels are written as that value; with
+    ``meta.nodata`` None, a ``nodata_mask`` holding any True adds an internal per-dataset
+    mask band (GDAL's ``GMF_PER_DATASET``; ``dataset_mask()`` reads 0 there, 255 elsewhere):
+    a pixel is flagged when it is masked in any band, and its samples are written as given.
     """
 
     def __init__(self, path: str | os.PathLike, meta: RasterMeta, *, nbits: bool = True) -> None:
         self.path = path
         self.meta = meta
         self._ds: Any = None
+        self._has_mask = False
         meta.validate()
         self._nbits = meta.nbits_to_write() if nbits else None
         profile = meta.rasterio_profile(nbits=nbits)
@@ -764,7 +1022,8 @@ class RasterWriter:
         try:
             with _quiet(), rasterio.Env(GDAL_PAM_ENABLED="NO"), _wrap(path, "cannot create"):
                 tmp = self._stack.enter_context(atomic_path(path, ".tif"))
-                self._ds = rasterio.open(tmp, "w", **profile)
+                # "w+": readable too, to merge the mask band across bands (_mask_window)
+                self._ds = rasterio.open(tmp, "w+", **profile)
                 _apply_metadata(self._ds, meta)
         except BaseException as exc:
             self._abort(exc)
@@ -781,8 +1040,9 @@ class RasterWriter:
         """Write a 2-D ``array`` at rows y0.., cols x0.. of ``band`` (0-based).
 
         The window must lie inside the image (crop tiles at the edges first). ``nodata_mask``
-        (same shape, True = nodata) sets those pixels to ``meta.nodata``. Windows aligned on
-        the 256 px tile grid write each compressed tile once.
+        (same shape, True = nodata) sets those pixels to ``meta.nodata``, or, when it is
+        None, flags them in the mask band (see the class). Windows aligned on the 256 px
+        tile grid write each compressed tile once.
         """
         if self._ds is None:
             raise RasterError(f"{os.fspath(self.path)}: writer is closed")
@@ -800,13 +1060,33 @@ class RasterWriter:
                 f"{name}: window rows {y0}..{y0 + h}, cols {x0}..{x0 + w} outside the "
                 f"{self.meta.height}x{self.meta.width} image"
             )
-        arr = _prepare(arr, self.meta, nodata_mask, self._nbits, name)
+        arr, mask = _prepare(arr, self.meta, nodata_mask, self._nbits, name)
         with _wrap(self.path, "write failed"):
             self._ds.write(arr, b + 1, window=Window(x0, y0, w, h))
+            if mask is not None and self.meta.nodata is None and mask.any():
+                self._mask_window(y0, x0, mask)
+
+    def _mask_window(self, y0: int, x0: int, mask: np.ndarray) -> None:
+        """Flag ``mask`` (True = nodata) at rows y0.., cols x0.. in the per-dataset mask band."""
+        ds = self._ds
+        h, w = mask.shape
+        with rasterio.Env(**_MASK_ENV):
+            if not self._has_mask:
+                # The mask band starts as 0 (all nodata) in unwritten blocks: set it all valid
+                # first, in row bands within the scan budget.
+                H, W = self.meta.height, self.meta.width
+                rows = max(1, min(H, _SCAN_BUDGET_BYTES // W))
+                for r in range(0, H, rows):
+                    n = min(rows, H - r)
+                    ds.write_mask(np.full((n, W), 255, np.uint8), window=Window(0, r, W, n))
+                self._has_mask = True
+            win = Window(x0, y0, w, h)
+            current = ds.read_masks(1, window=win)  # other bands' flags stay (per-dataset mask)
+            ds.write_mask(np.where(mask, 0, current).astype(np.uint8), window=win)
 
     def _abort(self, exc: BaseException) -> None:
         if self._ds is not None:
-            with contextlib.suppress(*_ERRORS), rasterio.Env(GDAL_PAM_ENABLED="NO"):
+            with contextlib.suppress(*_ERRORS), rasterio.Env(**_MASK_ENV):
                 self._ds.close()
             self._ds = None
         # Passing the exception makes atomic_path delete the temporary file.
@@ -821,7 +1101,7 @@ class RasterWriter:
         if self._ds is None:
             return
         try:
-            with rasterio.Env(GDAL_PAM_ENABLED="NO"), _wrap(self.path, "cannot finish writing"):
+            with rasterio.Env(**_MASK_ENV), _wrap(self.path, "cannot finish writing"):
                 self._ds.close()  # compresses and flushes the last tiles
             self._ds = None
         except BaseException as exc:
@@ -883,7 +1163,9 @@ def write_raster(
     """Write ``array`` (bands, H, W) as a tiled DEFLATE GeoTIFF at ``path``, atomically.
 
     ``nodata_mask`` ((H, W) for all bands or (bands, H, W); True = nodata) sets those pixels
-    to ``meta.nodata`` (RasterError if it is None). See :func:`create_raster` for what is kept.
+    to ``meta.nodata``, or, when ``meta.nodata`` is None, flags them in an internal
+    per-dataset mask band (a pixel masked in any band; see :class:`RasterWriter`). See
+    :func:`create_raster` for what is kept.
     """
     arr = _check_array(array, meta, path)
     with create_raster(path, meta, nbits=nbits) as w:
@@ -905,16 +1187,20 @@ def write_cog(
     GDAL's COG driver: ``blocksize`` tiles, DEFLATE (predictor 2 unless NBITS is stored),
     overviews generated down to one tile (average resampling; none when the image fits in one
     tile), and the same metadata as :func:`write_raster`. The whole image is held in memory.
+    ``nodata_mask`` as in :func:`write_raster`: with ``meta.nodata`` None, the masked pixels
+    are flagged in an internal per-dataset mask band (given to GDAL before its CreateCopy,
+    so the COG and its overviews carry it); ``dataset_mask()`` reads them as 0.
     """
     arr = _check_array(array, meta, path)
     meta.validate()
     nb = meta.nbits_to_write() if nbits else None
-    data = np.stack(
-        [
-            _prepare(arr[b], meta, _band_mask(nodata_mask, b, path), nb, os.fspath(path))
-            for b in range(meta.count)
-        ]
-    )
+    bands, flagged = [], None
+    for b in range(meta.count):
+        block, mask = _prepare(arr[b], meta, _band_mask(nodata_mask, b, path), nb, os.fspath(path))
+        bands.append(block)
+        if mask is not None and meta.nodata is None and mask.any():
+            flagged = mask.copy() if flagged is None else flagged | mask
+    data = np.stack(bands)
     opts: dict[str, Any] = {
         "driver": "COG",
         "dtype": meta.dtype,
@@ -938,8 +1224,10 @@ def write_cog(
     with _wrap(path, "cannot write COG"), atomic_path(path, ".tif") as tmp:
         with _quiet(), rasterio.Env(GDAL_PAM_ENABLED="NO"):
             # rasterio buffers COG writes in memory and runs GDAL CreateCopy on close.
-            with rasterio.open(tmp, "w", **opts) as dst:
+            with rasterio.Env(**_MASK_ENV), rasterio.open(tmp, "w", **opts) as dst:
                 dst.write(data)
+                if flagged is not None:
+                    dst.write_mask(np.where(flagged, 0, 255).astype(np.uint8))
                 _apply_metadata(dst, meta)
 
 
@@ -947,7 +1235,11 @@ def is_valid_cog(path: str | os.PathLike) -> bool:
     """Structural COG check: tiled, GDAL's ``LAYOUT=COG``, overviews, IFDs before data.
 
     Checks: GeoTIFF; IMAGE_STRUCTURE ``LAYOUT=COG`` (GDAL reports it only for files whose
-    COG layout is intact); tiled; overviews present when the image is larger than one tile;
+    COG layout is intact); tiled -- the full-resolution and every overview IFD has the
+    TileWidth, TileLength and TileOffsets tags, read from the file itself (as rio-cogeo and
+    GDAL do; rasterio's ``profile["tiled"]`` is False for one tile column, i.e. whenever the
+    image is exactly one block wide); overviews present when the image is larger than one
+    tile, in decreasing sizes;
     IFDs of full image then overviews in increasing offset order and all before the first
     tile data; overview tile data before full-resolution data, smallest overview first (as in
     GDAL's validate_cloud_optimized_geotiff.py). Returns False for anything else, including
@@ -962,11 +1254,12 @@ def is_valid_cog(path: str | os.PathLike) -> bool:
                 return False
             if ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT", "").upper() != "COG":
                 return False
-            if not ds.profile.get("tiled", False):
-                return False
             bh, bw = ds.block_shapes[0]
-            n_ovr = len(ds.overviews(1))
+            factors = ds.overviews(1)
+            n_ovr = len(factors)
             if (ds.width > bw or ds.height > bh) and n_ovr == 0:
+                return False
+            if any(b <= a for a, b in itertools.pairwise(factors)):
                 return False
 
             def offset(key: str, ovr: int | None) -> int | None:
@@ -979,6 +1272,12 @@ def is_valid_cog(path: str | os.PathLike) -> bool:
                 return False
             if any(b <= a for a, b in itertools.pairwise(ifds)):
                 return False
+            for ifd in ifds:
+                tags = _tiff_ifd(name, ifd)
+                if tags is None or not all(
+                    t in tags for t in (_TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH, _TIFF_TILE_OFFSETS)
+                ):
+                    return False  # striped (or unreadable) IFD
             data = [offset("BLOCK_OFFSET_0_0", o) for o in levels]
             present = [v for v in data if v]  # 0/None: sparse (empty) first tile
             if present and min(present) < max(ifds):

@@ -383,7 +383,7 @@ def test_truncated_tiff(tmp_path):
     _assert_clean(ei, p)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "complex64", "uint32"])
+@pytest.mark.parametrize("dtype", ["float32", "complex64", "uint32", "int32"])
 def test_unsupported_dtype(tmp_path, dtype):
     p = make_tif(tmp_path / f"{dtype}.tif", np.ones((8, 8)), dtype=dtype)
     with pytest.raises(RasterError, match=dtype) as ei:
@@ -444,9 +444,9 @@ def test_writer_input_checks(tmp_path):
         write_raster(tmp_path / "a.tif", np.zeros((1, 16, 16), "float32"), meta)
     with pytest.raises(RasterError, match="fit"):
         write_raster(tmp_path / "a.tif", np.full((1, 16, 16), 70000), meta)
-    with pytest.raises(RasterError, match="nodata"):
+    with pytest.raises(RasterError, match="nodata_mask shape"):
         write_raster(
-            tmp_path / "a.tif", np.zeros((1, 16, 16), "uint16"), meta, nodata_mask=np.ones((16, 16))
+            tmp_path / "a.tif", np.zeros((1, 16, 16), "uint16"), meta, nodata_mask=np.ones((8, 8))
         )
     bad = copy.deepcopy(meta)
     bad.descriptions = ["a", "b"]
@@ -547,8 +547,7 @@ def _set(path, value):
 
 
 MALFORMED = {
-    "missing key": _set(["height"], KeyError),
-    "unknown key": _set(["extra"], 1),
+    "height null": _set(["height"], None),
     "height str": _set(["height"], "10"),
     "height bool": _set(["height"], True),
     "height float": _set(["height"], 10.0),
@@ -558,6 +557,8 @@ MALFORMED = {
     "count absurd": _set(["count"], 5000),
     "dtype float": _set(["dtype"], "float32"),
     "dtype not str": _set(["dtype"], 16),
+    "dtype null": _set(["dtype"], None),
+    "bit_depth null": _set(["bit_depth"], None),
     "bit_depth too big": _set(["bit_depth"], 17),
     "bit_depth zero": _set(["bit_depth"], 0),
     "nbits_tag str": _set(["nbits_tag"], "12"),
@@ -577,11 +578,14 @@ MALFORMED = {
     "rpcs text": _set(["rpcs", "LAT_OFF"], "north"),
     "gcps not list": _set(["gcps"], {"row": 1}),
     "gcps empty": _set(["gcps"], []),
-    "gcp missing z": _set(["gcps", 0, "z"], KeyError),
+    "gcp missing x": _set(["gcps", 0, "x"], KeyError),
+    "gcp unknown key": _set(["gcps", 0, "w"], 1.0),
+    "gcp z str": _set(["gcps", 0, "z"], "0"),
     "gcp id int": _set(["gcps", 0, "id"], 1),
     "gcp x str": _set(["gcps", 0, "x"], "3"),
     "descriptions length": _set(["descriptions"], ["a"]),
     "descriptions int": _set(["descriptions"], ["a", 1]),
+    "descriptions null": _set(["descriptions"], None),
     "tags not dict": _set(["tags"], [["K", "V"]]),
     "tag value int": _set(["tags", "K"], 1),
     "tag key with =": _set(["tags", "A=B"], "x"),
@@ -602,3 +606,349 @@ def test_from_json_dict_rejects(case):
 def test_from_json_dict_rejects_non_objects(bad):
     with pytest.raises(RasterError):
         RasterMeta.from_json_dict(bad)
+
+
+# --- issue 17: spec-legal metadata objects ---------------------------------------------------
+def test_from_json_dict_fills_defaults_for_missing_keys():
+    meta = RasterMeta.from_json_dict({})
+    assert (meta.height, meta.width, meta.count, meta.dtype, meta.bit_depth) == (None,) * 5
+    assert meta.nodata is None and meta.crs_wkt is None and meta.transform is None
+    assert meta.rpcs is None and meta.gcps is None and meta.gcps_crs_wkt is None
+    assert meta.descriptions == [] and meta.tags == {} and meta.nbits_tag is None
+    with pytest.raises(RasterError, match="height"):
+        meta.validate()  # unknown sizes must be filled from the bitstream header first
+    # what the caller does with the header's fixed fields
+    meta.height, meta.width, meta.count, meta.dtype, meta.bit_depth = 8, 9, 3, "uint16", 12
+    meta.validate()
+    # count present: one (empty) description per band
+    assert RasterMeta.from_json_dict({"count": 2}).descriptions == [None, None]
+
+
+def test_from_json_dict_keeps_unknown_keys_as_tags(tmp_path):
+    d = {
+        "mission": "SAT-1",
+        "orbit": 1234,
+        "attitude": {"roll": 0.5, "pitch": -1},
+        "bad key=": "x",  # not a usable tag name
+        "tags": {"SENSOR": "PHR1B", "mission": "from tags"},  # the key is taken
+        "crs_wkt": UTM31.to_wkt(),
+    }
+    meta = RasterMeta.from_json_dict(d)
+    assert meta.tags["SENSOR"] == "PHR1B" and meta.tags["mission"] == "from tags"
+    assert meta.tags["SATCODEC_META_mission"] == "SAT-1"
+    assert meta.tags["orbit"] == "1234"
+    assert json.loads(meta.tags["attitude"]) == {"roll": 0.5, "pitch": -1}
+    assert meta.tags["SATCODEC_META_bad_key_"] == "x"
+    assert CRS.from_wkt(meta.crs_wkt) == UTM31
+    # the stream satcodec.encode(arr, metadata={"mission": "SAT-1"}) makes decodes to a GeoTIFF
+    meta = RasterMeta.from_json_dict({"mission": "SAT-1"})
+    assert meta.tags == {"mission": "SAT-1"}
+    meta.height, meta.width, meta.count, meta.dtype, meta.bit_depth = 6, 7, 2, "uint16", 12
+    write_raster(tmp_path / "m.tif", rng_image((2, 6, 7), 4095), meta)
+    with rasterio.open(tmp_path / "m.tif") as ds:
+        assert ds.tags()["mission"] == "SAT-1"
+    too_many = {f"k{i}": "v" for i in range(raster.MAX_TAGS + 1)}
+    with pytest.raises(RasterError, match="tags"):
+        RasterMeta.from_json_dict(too_many)
+
+
+def test_from_json_dict_spec_spellings():
+    # docs/bitstream.md: band_descriptions; GCP z and id optional
+    d = {
+        "count": 2,
+        "band_descriptions": ["pan", None],
+        "gcps": [{"row": 1, "col": 2, "x": 3.5, "y": 4.5}],
+    }
+    meta = RasterMeta.from_json_dict(d)
+    assert meta.descriptions == ["pan", None]
+    assert meta.gcps == [
+        {"row": 1.0, "col": 2.0, "x": 3.5, "y": 4.5, "z": 0.0, "id": "", "info": ""}
+    ]
+    for bad in (
+        {"count": 2, "band_descriptions": ["pan"]},
+        {"band_descriptions": [1]},
+        {"gcps": [{"row": 1, "col": 2, "x": 3.5}]},
+        {"transform": [1, 2, 3]},
+        {"nodata": "0"},
+        {"tags": {"K": 1}},
+        {"width": True},
+    ):
+        with pytest.raises(RasterError):
+            RasterMeta.from_json_dict(bad)
+
+
+# --- issue 17: COG validity does not depend on the image width -------------------------------
+@pytest.mark.parametrize(
+    "width, height",
+    [(100, 90), (300, 512), (512, 512), (512, 300), (512, 1000), (600, 512), (1000, 700)],
+)
+def test_cog_of_any_size_is_valid(tmp_path, width, height):
+    arr = rng_image((1, height, width), 2047, seed=width)
+    write_cog(tmp_path / "c.tif", arr, RasterMeta(height, width, 1, "uint16", 12), blocksize=512)
+    assert is_valid_cog(tmp_path / "c.tif")
+
+
+def _retag_as_strips(src, dst):
+    """Copy a one-tile-wide classic-TIFF COG, turning its first IFD's tile tags into strip tags.
+
+    The pixels and GDAL's LAYOUT=COG stay (each 512-row tile is one strip of full width):
+    only the TIFF structure says it is no longer tiled.
+    """
+    import struct
+
+    b = bytearray(src.read_bytes())
+    assert b[:4] == b"II*\x00"
+    first = struct.unpack("<I", b[4:8])[0]
+    n = struct.unpack("<H", b[first : first + 2])[0]
+    entries = [bytes(b[first + 2 + 12 * i : first + 14 + 12 * i]) for i in range(n)]
+    renumber = {322: None, 323: 278, 324: 273, 325: 279}  # TileWidth dropped
+    out = []
+    for e in entries:
+        tag = struct.unpack("<H", e[:2])[0]
+        if tag in renumber:
+            if renumber[tag] is None:
+                continue
+            e = struct.pack("<H", renumber[tag]) + e[2:]
+        out.append(e)
+    out.sort(key=lambda e: struct.unpack("<H", e[:2])[0])
+    next_ifd = b[first + 2 + 12 * n : first + 6 + 12 * n]
+    blob = struct.pack("<H", len(out)) + b"".join(out) + next_ifd
+    b[first : first + len(blob)] = blob
+    dst.write_bytes(bytes(b))
+
+
+def test_striped_files_are_not_cogs(tmp_path):
+    arr = rng_image((1, 512, 512), 2047)
+    make_tif(tmp_path / "strips.tif", arr)  # plain striped GeoTIFF
+    assert not is_valid_cog(tmp_path / "strips.tif")
+    write_raster(tmp_path / "tiled.tif", arr, RasterMeta(512, 512, 1, "uint16", 12))
+    assert not is_valid_cog(tmp_path / "tiled.tif")  # tiled, but not a COG layout
+    # a COG whose IFD was rewritten to strips: GDAL still says LAYOUT=COG, reads the same
+    # pixels with the same 512x512 blocks -- only the TIFF tags tell
+    arr = rng_image((1, 300, 512), 2047, seed=1)
+    write_cog(tmp_path / "cog.tif", arr, RasterMeta(300, 512, 1, "uint16", 12))
+    _retag_as_strips(tmp_path / "cog.tif", tmp_path / "retagged.tif")
+    with rasterio.open(tmp_path / "retagged.tif") as ds:
+        assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        np.testing.assert_array_equal(ds.read(), arr)
+    assert is_valid_cog(tmp_path / "cog.tif")
+    assert not is_valid_cog(tmp_path / "retagged.tif")
+
+
+# --- issue 17: a bit depth below the data is an error, an NBITS below it a warning -----------
+def test_explicit_bit_depth_below_data_raises(tmp_path, monkeypatch):
+    arr = rng_image((2, 40, 30), 2000, seed=6)
+    arr[1, 7, 9] = 2047  # 11-bit data
+    src = make_tif(tmp_path / "d11.tif", arr)
+    with pytest.raises(RasterError, match=r"2047.*11 bits.*8") as ei:
+        open_raster(src, bit_depth=8)
+    _assert_clean(ei, src)
+    with pytest.raises(RasterError, match="2047"):
+        open_raster(src, bit_depth=10)
+    scans = []
+    orig = raster._scan_range
+    monkeypatch.setattr(
+        raster, "_scan_range", lambda *a: scans.append(1) or orig(*a)
+    )  # the check is the one pass over the data
+    with open_raster(src, bit_depth=11) as r:
+        assert r.meta.bit_depth == 11
+    assert len(scans) == 1
+    with open_raster(src, bit_depth=16) as r:  # full width: nothing can be clipped, no pass
+        assert r.meta.bit_depth == 16
+    assert len(scans) == 1
+    # nodata pixels do not count
+    arr[0, 0, 0] = 65535
+    with open_raster(make_tif(tmp_path / "nd.tif", arr, nodata=65535), bit_depth=11) as r:
+        assert r.meta.bit_depth == 11
+
+
+def test_check_bit_depth():
+    raster.check_bit_depth(2047, 11, "array")
+    raster.check_bit_depth(255, 8, "array")
+    raster.check_bit_depth(0, 1, "array")
+    raster.check_bit_depth(np.uint16(4095), 12, "array")
+    with pytest.raises(RasterError, match=r"array: values reach 2047, which needs 11 bits"):
+        raster.check_bit_depth(2047, 8, "array")
+    with pytest.raises(RasterError, match="--bit-depth 12"):
+        raster.check_bit_depth(4096, 12, "scene.tif")
+    with pytest.raises(RasterError):
+        raster.check_bit_depth(10, 0, "array")
+
+
+PAM_NBITS = """<PAMDataset>
+  <PAMRasterBand band="1">
+    <Metadata domain="IMAGE_STRUCTURE">
+      <MDI key="NBITS">{}</MDI>
+    </Metadata>
+  </PAMRasterBand>
+</PAMDataset>
+"""
+
+
+def test_pam_nbits_below_the_data_is_widened_with_a_warning(tmp_path, monkeypatch):
+    arr = rng_image((40, 50), 3000, seed=8)
+    arr[3, 4] = 4095  # 12-bit data
+    src = make_tif(tmp_path / "d12.tif", arr)
+    (tmp_path / "d12.tif.aux.xml").write_text(PAM_NBITS.format(8))
+    with rasterio.open(src) as ds:  # GDAL reports the sidecar's NBITS as the band's
+        assert ds.tags(1, ns="IMAGE_STRUCTURE")["NBITS"] == "8"
+    with pytest.warns(UserWarning, match=r"NBITS=8.*4095.*bit depth 12"):
+        with open_raster(src) as r:
+            assert r.meta.bit_depth == 12 and r.meta.nbits_tag == 8
+            np.testing.assert_array_equal(r.read(0), arr)
+    # a sidecar NBITS the data fit is used as is (and checked: one pass)
+    (tmp_path / "d12.tif.aux.xml").write_text(PAM_NBITS.format(13))
+    with open_raster(src) as r:
+        assert r.meta.bit_depth == 13
+    # the NBITS of a GeoTIFF that stores its samples with that many bits needs no pass
+    write_raster(tmp_path / "packed.tif", arr[None], RasterMeta(40, 50, 1, "uint16", 12))
+    monkeypatch.setattr(raster, "_scan_range", lambda *a: pytest.fail("scanned"))
+    with open_raster(tmp_path / "packed.tif") as r:
+        assert r.meta.bit_depth == 12 and r.meta.nbits_tag == 12
+
+
+# --- issue 17: nodata for damaged tiles -------------------------------------------------------
+@pytest.mark.parametrize(
+    "dtype, bit_depth, expected",
+    [
+        ("uint16", 12, 4096),
+        ("uint16", 11, 2048),
+        ("uint16", 15, 32768),
+        ("uint16", 16, None),  # every value may be a pixel: mask band
+        ("uint8", 8, None),
+        ("uint8", 7, 128),
+        ("int16", 12, 4096),
+        ("int16", 15, None),
+    ],
+)
+def test_damaged_fill_value(dtype, bit_depth, expected):
+    assert raster.damaged_fill_value(dtype, bit_depth) == expected
+
+
+def test_damaged_fill_value_rejects():
+    with pytest.raises(RasterError):
+        raster.damaged_fill_value("float32", 8)
+    with pytest.raises(RasterError):
+        raster.damaged_fill_value("uint16", 0)
+
+
+def test_fill_value_nodata_is_representable(tmp_path):
+    fill = raster.damaged_fill_value("uint16", 12)
+    arr = rng_image((1, 600, 520), 4095, seed=9)
+    mask = np.zeros((600, 520), bool)
+    mask[256:512, 0:256] = True  # a damaged tile
+    meta = RasterMeta(600, 520, 1, "uint16", 12, nodata=float(fill))
+    assert meta.nbits_to_write() is None  # NBITS=12 would clamp 4096 to 4095
+    write_raster(tmp_path / "w.tif", arr, meta, nodata_mask=mask)
+    write_cog(tmp_path / "c.tif", arr, meta, nodata_mask=mask)
+    assert is_valid_cog(tmp_path / "c.tif")
+    for name in ("w.tif", "c.tif"):
+        with rasterio.open(tmp_path / name) as ds:
+            assert "NBITS" not in ds.tags(1, ns="IMAGE_STRUCTURE")
+            out = ds.read(1)
+            np.testing.assert_array_equal(ds.dataset_mask() == 0, mask)
+        assert (out[mask] == 4096).all()
+        np.testing.assert_array_equal(out[~mask], arr[0][~mask])  # genuine zeros stay data
+        with open_raster(tmp_path / name) as r:
+            assert r.meta.nodata == 4096 and r.meta.bit_depth == 12
+
+
+def _two_band_masks():
+    mask = np.zeros((2, 600, 700), bool)
+    mask[0, 0:256, 256:512] = True  # damaged tile of band 0
+    mask[1, 256:512, 512:700] = True  # damaged tile of band 1
+    return mask
+
+
+def test_cog_mask_band_when_no_nodata(tmp_path):
+    arr = rng_image((2, 600, 700), 65535, seed=10)  # full 16-bit: no free value
+    arr[:, 300:310, 0:10] = 0  # genuine zeros
+    mask = _two_band_masks()
+    meta = RasterMeta(600, 700, 2, "uint16", 16, crs_wkt=UTM31.to_wkt(), transform=TRANSFORM[:6])
+    dest = tmp_path / "c.tif"
+    write_cog(dest, arr, meta, nodata_mask=mask)
+    assert listing(tmp_path) == ["c.tif"]  # internal mask: no .msk sidecar
+    assert is_valid_cog(dest)
+    with rasterio.open(dest) as ds:
+        assert ds.nodata is None
+        assert all(f == [rasterio.enums.MaskFlags.per_dataset] for f in ds.mask_flag_enums)
+        dm = ds.dataset_mask()
+        np.testing.assert_array_equal(ds.read(), arr)
+        assert ds.overviews(1)
+    assert set(np.unique(dm)) == {0, 255}
+    np.testing.assert_array_equal(dm == 0, mask.any(axis=0))
+    # no mask given, or an all-False one: no mask band
+    write_cog(tmp_path / "n.tif", arr, meta, nodata_mask=np.zeros((600, 700), bool))
+    with rasterio.open(tmp_path / "n.tif") as ds:
+        assert ds.mask_flag_enums[0] == [rasterio.enums.MaskFlags.all_valid]
+
+
+def test_windowed_writer_mask_band_merges_bands(tmp_path):
+    arr = rng_image((2, 600, 700), 255, "uint8", seed=11)
+    mask = _two_band_masks()
+    mask[1, 0:100, 256:300] = True  # overlaps band 0's damaged tile in the same window
+    meta = RasterMeta(600, 700, 2, "uint8", 8)
+    dest = tmp_path / "w.tif"
+    with create_raster(dest, meta) as w:
+        for b in range(2):
+            for y in range(0, 600, 256):
+                for x in range(0, 700, 256):
+                    win = (slice(y, y + 256), slice(x, x + 256))
+                    w.write_window(b, y, x, arr[b][win], nodata_mask=mask[b][win])
+    write_raster(tmp_path / "whole.tif", arr, meta, nodata_mask=mask)
+    assert listing(tmp_path) == ["w.tif", "whole.tif"]
+    for name in ("w.tif", "whole.tif"):
+        with rasterio.open(tmp_path / name) as ds:
+            np.testing.assert_array_equal(ds.read(), arr)
+            dm = ds.dataset_mask()
+        assert set(np.unique(dm)) == {0, 255}
+        np.testing.assert_array_equal(dm == 0, mask.any(axis=0))
+
+
+# --- issue 17: sample types beyond the supported ones -----------------------------------------
+@pytest.mark.parametrize("dtype", ["uint32", "int32", "float32"])
+def test_writing_unsupported_dtype_is_a_raster_error(tmp_path, dtype):
+    meta = RasterMeta(4, 4, 1, dtype, 8)
+    for write in (write_raster, write_cog):
+        with pytest.raises(RasterError, match="dtype"):
+            write(tmp_path / "x.tif", np.zeros((1, 4, 4), dtype), meta)
+    with pytest.raises(RasterError):
+        create_raster(tmp_path / "x.tif", meta)
+    assert listing(tmp_path) == []
+
+
+def test_encodable_dtypes():
+    assert raster.ENCODABLE_DTYPES == ("uint8", "uint16")
+    assert set(raster.ENCODABLE_DTYPES) < set(raster.SUPPORTED_DTYPES)
+
+
+# --- issue 17: special destinations ----------------------------------------------------------
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mknod of a device needs root"
+)
+def test_writers_copy_into_a_character_device(tmp_path):
+    import stat
+
+    null = tmp_path / "null"
+    os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a /dev/null clone
+    arr = rng_image((1, 40, 50), 4095)
+    meta = RasterMeta(40, 50, 1, "uint16", 12)
+    write_raster(null, arr, meta)
+    write_cog(null, arr, meta)
+    with create_raster(null, meta) as w:
+        w.write_window(0, 0, 0, arr[0])
+    assert stat.S_ISCHR(os.stat(null).st_mode) and listing(tmp_path) == ["null"]
+
+
+def test_writers_refuse_a_directory(tmp_path):
+    from satcodec.errors import ConfigError
+
+    arr = rng_image((1, 40, 50), 4095)
+    meta = RasterMeta(40, 50, 1, "uint16", 12)
+    (tmp_path / "out.tif").mkdir()
+    for write in (write_raster, write_cog):
+        with pytest.raises(ConfigError, match="is a directory"):
+            write(tmp_path / "out.tif", arr, meta)
+    with pytest.raises(ConfigError, match="is a directory"):
+        create_raster(tmp_path / "out.tif", meta)
+    assert listing(tmp_path) == ["out.tif"] and listing(tmp_path / "out.tif") == []
