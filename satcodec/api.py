@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +30,13 @@ from satcodec.codec.pipeline import (
     to_dtype,
 )
 from satcodec.codec.registry import load_model
-from satcodec.errors import BitstreamError, ConfigError, RasterError, TruncatedBitstreamError
+from satcodec.errors import (
+    BitstreamError,
+    ConfigError,
+    RasterError,
+    RateControlError,
+    TruncatedBitstreamError,
+)
 from satcodec.export.runtime import encoder_analysis, install_synthesis
 from satcodec.fileutil import atomic_write_bytes
 
@@ -63,12 +71,96 @@ def _infer_bit_depth(max_value: int, dtype: str) -> int:
     return infer_bit_depth(max_value, dtype)
 
 
+MAX_BPP = 64.0  # far above lossless for any supported dtype: a larger target is a mistake
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
 def _rate_options(bpp: float | None, max_bpp: float | None, quality: float | None) -> None:
     given = [
         n for n, v in (("bpp", bpp), ("max_bpp", max_bpp), ("quality", quality)) if v is not None
     ]
     if len(given) > 1:
         raise ConfigError(f"give at most one of bpp, max_bpp, quality (got {', '.join(given)})")
+    for name, v in (("bpp", bpp), ("max_bpp", max_bpp)):
+        if v is None:
+            continue
+        if not _is_real(v) or not math.isfinite(v):
+            raise RateControlError(f"{name} must be a finite number, got {v!r}")
+        if not 0 < v <= MAX_BPP:
+            raise RateControlError(f"{name} must be in (0, {MAX_BPP:g}] bits per pixel, got {v!r}")
+    if quality is not None and (
+        not _is_real(quality) or not math.isfinite(quality) or not 0 <= quality <= 100
+    ):
+        raise RateControlError(f"quality must be a number in 0..100, got {quality!r}")
+
+
+def _check_model_option(model: Any) -> None:
+    if model is not None and not (
+        isinstance(model, (str, os.PathLike)) and os.fspath(model).strip()
+    ):
+        raise ConfigError(
+            f"model must be a model name (satcodec models) or a weights path, got {model!r}"
+        )
+
+
+def _check_tile(tile: Any) -> None:
+    if not isinstance(tile, (int, np.integer)) or isinstance(tile, bool):
+        raise ConfigError(f"tile must be an integer number of pixels, got {tile!r}")
+
+
+def _check_nodata(nodata: Any, dtype: str) -> float | None:
+    """``nodata`` as a float that ``dtype`` holds exactly, or ConfigError."""
+    if nodata is None:
+        return None
+    if not _is_real(nodata) or not math.isfinite(nodata):
+        raise ConfigError(f"nodata must be a finite number, got {nodata!r}")
+    info = np.iinfo(dtype)
+    if float(nodata) != int(nodata) or not info.min <= int(nodata) <= info.max:
+        raise ConfigError(f"nodata {nodata!r} is not a value of {dtype} ({info.min}..{info.max})")
+    return float(nodata)
+
+
+def _check_bit_depth(bit_depth: Any, dtype: np.dtype, data_max: int) -> int:
+    """The bit depth, checked against the dtype and the data: a depth below the data would
+    clip every pixel above its peak (a silent total loss), so it is refused by name."""
+    from satcodec.raster import check_bit_depth
+
+    if not isinstance(bit_depth, (int, np.integer)) or isinstance(bit_depth, bool):
+        raise ConfigError(f"bit depth must be an integer, got {bit_depth!r}")
+    if not 1 <= bit_depth <= dtype.itemsize * 8:
+        raise ConfigError(f"bit depth {bit_depth} does not fit dtype {dtype}")
+    check_bit_depth(data_max, int(bit_depth), "array")
+    return int(bit_depth)
+
+
+def check_output_path(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool) -> None:
+    """Refuse an output that is the input, and an existing output unless ``overwrite``.
+
+    Special files (``/dev/null``, a FIFO) are sinks, not outputs to protect; a directory is
+    never an output."""
+    for name, v in (("input", src), ("output", dst)):
+        if not isinstance(v, (str, os.PathLike)) or not os.fspath(v):
+            raise ConfigError(f"{name} must be a path, got {v!r}")
+    d = Path(dst)
+    try:
+        st = d.stat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"cannot write {d}: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"output {d} is a directory")
+    try:
+        same = os.path.samefile(src, d)
+    except OSError:
+        same = False
+    if same:
+        raise ConfigError(f"output {d} is the input file: refusing to overwrite it")
+    if stat.S_ISREG(st.st_mode) and not overwrite:
+        raise ConfigError(f"output {d} exists (use --overwrite to replace it)")
 
 
 def _encode(enc: Encoder, bpp: float | None, max_bpp: float | None, quality: float | None) -> bytes:
@@ -139,17 +231,25 @@ def encode(
     streams that readers without bitstream flag 0x0001 decode, at 0.5–15 % more bits.
     """
     _rate_options(bpp, max_bpp, quality)
-    a = np.asarray(array)
+    _check_model_option(model)
+    _check_tile(tile)
+    if not isinstance(array, np.ndarray):
+        raise ConfigError(f"expected a numpy array, got {type(array).__name__}")
+    a = array
     if a.ndim == 2:
         a = a[None]
     if a.ndim != 3 or min(a.shape) == 0:
         raise ConfigError(f"expected a (bands, H, W) or (H, W) array, got shape {np.shape(array)}")
     if str(a.dtype) not in SUPPORTED_DTYPES:
         raise ConfigError(f"unsupported dtype {a.dtype} (supported: {', '.join(SUPPORTED_DTYPES)})")
+    nodata = _check_nodata(nodata, str(a.dtype))
+    valid = a if nodata is None else a[a != nodata]
+    data_max = int(valid.max()) if valid.size else 0
     if bit_depth is None:
-        bit_depth = _infer_bit_depth(int(a.max()), str(a.dtype))
-    if not 1 <= bit_depth <= a.dtype.itemsize * 8:
-        raise ConfigError(f"bit depth {bit_depth} does not fit dtype {a.dtype}")
+        bit_depth = _infer_bit_depth(data_max, str(a.dtype))
+    bit_depth = _check_bit_depth(bit_depth, a.dtype, data_max)
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ConfigError(f"metadata must be a dict, got {type(metadata).__name__}")
     enc = _build_encoder(
         array_window_reader(a),
         (a.shape[0], a.shape[1], a.shape[2], str(a.dtype), bit_depth, nodata),
@@ -176,18 +276,31 @@ def decode(
 
     ``metadata`` holds the header fields, the georeferencing and ``damaged_tiles``. A damaged
     tile raises :class:`~satcodec.errors.TileCorruptedError` unless ``allow_damaged``, in
-    which case its pixels are set to nodata (0 when the stream has no nodata value).
+    which case its pixels are set to ``metadata["nodata"]``: the stream's nodata value, or,
+    when it has none, a value outside the data (``2**bit_depth``; 0 only for full-width
+    data, where ``damaged_tiles`` is the only record). ``allow_damaged`` also recovers a
+    truncated stream (an interrupted downlink): the tiles past the end are damaged tiles.
     """
-    decoder = open_decoder(data, None if model is None else str(model), allow_damaged)
+    if not isinstance(data, (bytes, bytearray, memoryview, StreamReader)):
+        raise ConfigError(f"data must be bytes, got {type(data).__name__}")
+    _check_model_option(model)
+    reader = data if isinstance(data, StreamReader) else StreamReader(data, partial=allow_damaged)
+    decoder = open_decoder(reader, None if model is None else str(model), allow_damaged)
     res = decode_to_array(install_synthesis(decoder, runtime, precision, export_dir))
     h = res.header
+    nodata = res.nodata
+    if res.damaged and h.nodata is None:
+        nodata = _damaged_fill(h.dtype, h.bit_depth)
+        for _b, r, c in res.damaged:
+            y0, x0, ph, pw = h.tile_pixel_window(r, c)
+            res.array[_b, y0 : y0 + ph, x0 : x0 + pw] = nodata
     meta = {
         "height": h.height,
         "width": h.width,
         "bands": h.bands,
         "dtype": h.dtype,
         "bit_depth": h.bit_depth,
-        "nodata": res.nodata,
+        "nodata": nodata,
         "model_id": h.model_id,
         "quant_step": h.quant_step,
         "tile_size": h.tile_size,
@@ -197,18 +310,40 @@ def decode(
     return res.array, meta
 
 
-def read_stream(path: str | os.PathLike) -> StreamReader:
-    """Open a bitstream file with a clear error for missing or oversized files."""
+def _damaged_fill(dtype: str, bit_depth: int) -> float:
+    """Pixel value for damaged tiles of a stream without nodata: outside the data's range."""
+    from satcodec.raster import damaged_fill_value
+
+    v = damaged_fill_value(dtype, bit_depth)
+    return 0.0 if v is None else float(v)
+
+
+def read_stream(path: str | os.PathLike, *, partial: bool = False) -> StreamReader:
+    """Open a bitstream file with a clear error for missing, special or oversized files.
+
+    ``partial``: open a stream cut short after its header (its missing tiles read as damaged).
+    """
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise ConfigError(f"input must be a path, got {path!r}")
     p = Path(path)
     try:
-        size = p.stat().st_size
+        st = p.stat()
     except OSError as exc:
-        raise BitstreamError(f"cannot read {p}: {exc.strerror}") from exc
-    if size > MAX_STREAM_BYTES:
-        raise BitstreamError(f"{p} is {size} bytes, larger than any stream this reader accepts")
-    if size == 0:
+        raise BitstreamError(f"cannot read {p}: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise BitstreamError(f"{p} is a directory, not a bitstream file")
+    if not stat.S_ISREG(st.st_mode):
+        raise BitstreamError(f"{p} is not a regular file")
+    if st.st_size > MAX_STREAM_BYTES:
+        raise BitstreamError(
+            f"{p} is {st.st_size} bytes, larger than any stream this reader accepts"
+        )
+    if st.st_size == 0:
         raise TruncatedBitstreamError(f"{p} is empty")
-    return StreamReader.open(p)
+    try:
+        return StreamReader.open(p, partial=partial)
+    except OSError as exc:
+        raise BitstreamError(f"cannot read {p}: {exc.strerror or exc}") from None
 
 
 def encode_file(
@@ -226,13 +361,23 @@ def encode_file(
     precision: str | None = None,
     export_dir: str | os.PathLike | None = None,
     channel_context: bool = True,
+    overwrite: bool = True,
 ) -> EncodeReport:
     """Compress a GeoTIFF into a bitstream file (written atomically), reading it window by window.
 
-    Options as :func:`encode`."""
+    Options as :func:`encode`. ``dst`` may never be ``src``; an existing ``dst`` is replaced
+    only with ``overwrite`` (the default here, as ``open(dst, "wb")`` does; the CLI asks for
+    ``--overwrite``)."""
     from satcodec.raster import open_raster
 
     _rate_options(bpp, max_bpp, quality)
+    _check_model_option(model)
+    _check_tile(tile)
+    check_output_path(src, dst, overwrite)
+    if bit_depth is not None and (
+        not isinstance(bit_depth, (int, np.integer)) or isinstance(bit_depth, bool)
+    ):
+        raise ConfigError(f"bit depth must be an integer, got {bit_depth!r}")
     with open_raster(src, bit_depth=bit_depth) as r:
         m = r.meta
         if m.dtype not in SUPPORTED_DTYPES:
@@ -274,11 +419,25 @@ def decode_file(
     runtime: str = "torch",
     precision: str | None = None,
     export_dir: str | os.PathLike | None = None,
+    overwrite: bool = True,
 ) -> DecodeReport:
-    """Decode a bitstream file into a GeoTIFF (atomic), tile by tile, keeping georeferencing."""
+    """Decode a bitstream file into a GeoTIFF (atomic), tile by tile, keeping georeferencing.
+
+    ``allow_damaged``: damaged tiles, and the tiles a truncated stream lacks, are written as
+    nodata and reported instead of failing. ``overwrite`` as in :func:`encode_file`."""
     from satcodec.raster import RasterMeta, create_raster
 
-    decoder = open_decoder(read_stream(src), None if model is None else str(model), allow_damaged)
+    _check_model_option(model)
+    check_output_path(src, dst, overwrite)
+    from satcodec.raster import SUPPORTED_DTYPES as WRITABLE_DTYPES
+
+    reader = read_stream(src, partial=allow_damaged)
+    if reader.header.dtype not in WRITABLE_DTYPES:
+        raise RasterError(
+            f"{src} holds {reader.header.dtype} pixels, which this GeoTIFF writer does not "
+            f"support ({', '.join(WRITABLE_DTYPES)}); satcodec.decode() returns them as an array"
+        )
+    decoder = open_decoder(reader, None if model is None else str(model), allow_damaged)
     install_synthesis(decoder, runtime, precision, export_dir)
     h = decoder.header
     meta = RasterMeta.from_json_dict(h.metadata) if h.metadata else None

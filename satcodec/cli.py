@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,6 +48,7 @@ def cmd_encode(a: argparse.Namespace) -> int:
         precision=a.precision,
         export_dir=a.export_dir,
         channel_context=not a.per_channel_entropy,
+        overwrite=a.overwrite,
     )
     print(
         f"{r.path}: {r.bytes} bytes, {r.bpp:.4f} bpp, step {r.quant_step:.4f}, model {r.model} ({r.model_id}), {r.tiles} tiles"
@@ -66,6 +68,7 @@ def cmd_decode(a: argparse.Namespace) -> int:
         runtime=a.runtime,
         precision=a.precision,
         export_dir=a.export_dir,
+        overwrite=a.overwrite,
     )
     print(f"{r.path}: {r.bands}x{r.height}x{r.width}")
     for b, row, col in r.damaged_tiles:
@@ -73,13 +76,14 @@ def cmd_decode(a: argparse.Namespace) -> int:
             f"warning: tile (band {b}, row {row}, col {col}) is damaged and written as nodata",
             file=sys.stderr,
         )
-    return 0
+    return 1 if r.damaged_tiles else 0
 
 
 def cmd_info(a: argparse.Namespace) -> int:
     from satcodec.api import read_stream
 
-    reader = read_stream(a.input)
+    # partial: a truncated stream is described, its missing tiles listed as damaged
+    reader = read_stream(a.input, partial=True)
     h = reader.header
     damaged = reader.check()
     size = Path(a.input).stat().st_size
@@ -253,9 +257,11 @@ def cmd_research_abc_bench(a: argparse.Namespace) -> int:
 
 
 def cmd_denoise(a: argparse.Namespace) -> int:
+    from satcodec.api import check_output_path
     from satcodec.ground_segment.denoiser import denoise_file
     from satcodec.ground_segment.noise import NoiseParams
 
+    check_output_path(a.input, a.output, a.overwrite)
     used = denoise_file(
         a.input,
         a.output,
@@ -285,6 +291,7 @@ def cmd_ground(a: argparse.Namespace) -> int:
         sensor=a.sensor,
         denoiser=a.weights,
         model_paths=a.model or [],
+        follow_symlinks=a.follow_symlinks,
     )
     s = run_ground(
         a.inbox,
@@ -297,7 +304,9 @@ def cmd_ground(a: argparse.Namespace) -> int:
         poll_s=a.poll,
         progress=not a.quiet,
     )
-    return 1 if s.failed else 0
+    # 1: done in part -- some scene is not (yet) a product: failed, waiting for its model,
+    # refused or quarantined (each listed with its reason above)
+    return 1 if s.failed or s.waiting or s.refused or s.quarantined else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -327,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bits, for readers that predate bitstream flag 0x0001",
     )
     e.add_argument("-q", "--quiet", action="store_true")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     add_runtime_options(e)
     e.set_defaults(func=cmd_encode)
 
@@ -336,8 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--allow-damaged",
         action="store_true",
-        help="write damaged tiles as nodata instead of failing",
+        help="write damaged tiles (and those a truncated stream lacks) as nodata instead of "
+        "failing; exit status 1 when there were any",
     )
+    d.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     d.add_argument("--model", help="weights path if the model is not shipped")
     d.add_argument("-q", "--quiet", action="store_true")
     add_runtime_options(d)
@@ -479,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     dn.add_argument("--tile", type=int, default=512, help="tile size in pixels (overlapped)")
     dn.add_argument("--weights", help="denoiser weights (default: the shipped ones)")
     dn.add_argument("-q", "--quiet", action="store_true")
+    dn.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     dn.set_defaults(func=cmd_denoise)
 
     gr = sub.add_parser(
@@ -501,6 +514,11 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument(
         "--model", action="append", help="extra codec weights to decode with (repeatable)"
     )
+    gr.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="take INBOX symlinks that point outside INBOX (refused by default)",
+    )
     gr.add_argument("-q", "--quiet", action="store_true")
     gr.set_defaults(func=cmd_ground)
 
@@ -514,13 +532,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _error(message: str) -> int:
+    print(f"satcodec: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Exit status: 0 done; 1 done in part (damaged tiles, failed scenes);
+    2 error (one line on stderr, no output written); 130 interrupted."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except SatcodecError as exc:
-        print(f"satcodec: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc))
+    except BrokenPipeError:
+        # the reader of our output went away (``satcodec info --json | head``): stop quietly,
+        # and keep Python from reporting the pipe again when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return _error("output closed early (broken pipe)")
+    except MemoryError:
+        return _error("out of memory")
+    except OSError as exc:
+        # an I/O failure the library did not name (disk full, lost mount): one line, no trace
+        where = f": {exc.filename}" if exc.filename else ""
+        return _error(f"{exc.strerror or exc}{where}")
     except KeyboardInterrupt:
         print("satcodec: interrupted", file=sys.stderr)
         return 130

@@ -160,7 +160,7 @@ def test_damaged_tile_is_named_and_confined_to_its_halo(tiny_model, tmp_path):
     assert "tile (band 0, row 1, col 2)" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists()
     r = run_cli("decode", bad, "-o", out, "--allow-damaged", "-q", env_model_path=tiny_model)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr  # done in part
     assert "tile (band 0, row 1, col 2)" in r.stderr
     with rasterio.open(clean) as c, rasterio.open(out) as d:
         ref, got, nodata = c.read(1), d.read(1), d.nodata
@@ -255,7 +255,8 @@ def test_damaged_tile_raises_in_api_and_is_reported_with_allow_damaged(good_stre
     assert (e.value.band, e.value.row, e.value.col) == (0, 0, 1)
     arr, meta = satcodec.decode(bytes(data), allow_damaged=True)
     assert meta["damaged_tiles"] == [(0, 0, 1)]
-    assert np.all(arr[0, :128, 128:200] == 0)
+    # no nodata in the stream: a fill value outside the 12-bit data, never a real pixel value
+    assert meta["nodata"] == 4096 and np.all(arr[0, :128, 128:200] == 4096)
 
 
 def test_geotiff_metadata_survives_encode_decode(tiny_model, tmp_path):

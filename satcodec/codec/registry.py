@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from satcodec.codec.models import ModelConfig, ReducedVAE
-from satcodec.errors import UnknownModelError, WeightsError
+from satcodec.errors import ConfigError, UnknownModelError, WeightsError
 from satcodec.fileutil import atomic_path
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -69,51 +70,113 @@ def save_model(
     return weights_id(state)
 
 
-def _read(path: Path) -> tuple[ReducedVAE, ModelInfo]:
+_RD_MAX_POINTS = 64
+
+
+def _check_card(path: Path, meta: Any) -> dict[str, Any]:
+    """The card fields the codec reads (rate control, listing), type-checked: a card is
+    outside data, and a wrong type must fail here, by name, not deep inside rate control."""
+    if not isinstance(meta, dict):
+        raise WeightsError(f"{path}: model card metadata must be a JSON object")
+    rd = meta.get("rd")
+    if rd is not None:
+        ok = isinstance(rd, list) and len(rd) <= _RD_MAX_POINTS
+        ok = ok and all(
+            isinstance(p, list)
+            and len(p) == 2
+            and all(_is_real(v) and math.isfinite(v) for v in p)
+            and p[0] > 0
+            for p in rd
+        )
+        if not ok:
+            raise WeightsError(
+                f"{path}: model card field 'rd' must be a list of at most {_RD_MAX_POINTS} "
+                "[bpp > 0, PSNR] pairs of finite numbers"
+            )
+        if any(b[0] <= a[0] for a, b in zip(rd, rd[1:], strict=False)):
+            raise WeightsError(f"{path}: model card field 'rd' must be in increasing rate")
+    for key in ("native_bpp", "lmbda"):
+        v = meta.get(key)
+        if v is not None and not (_is_real(v) and math.isfinite(v) and v > 0):
+            raise WeightsError(f"{path}: model card field {key!r} must be a positive number")
+    steps = meta.get("steps")
+    if steps is not None and not (_is_real(steps) and float(steps).is_integer() and steps >= 0):
+        raise WeightsError(f"{path}: model card field 'steps' must be a non-negative integer")
+    if "default" in meta and not isinstance(meta["default"], bool):
+        raise WeightsError(f"{path}: model card field 'default' must be true or false")
+    if "kind" in meta and not isinstance(meta["kind"], str):
+        raise WeightsError(f"{path}: model card field 'kind' must be a string")
+    return meta
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _read_header(path: Path) -> tuple[ModelConfig, dict[str, Any], dict[str, tuple[int, ...]]]:
+    """Config, card and tensor shapes of a weights file, without reading any tensor."""
     if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
+        raise WeightsError(f"weights file {path} does not exist or is not a file")
     try:
         with safe_open(str(path), "pt") as fh:
             md = fh.metadata() or {}
-            state = {k: fh.get_tensor(k) for k in fh.keys()}
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise WeightsError(f"{path} is not a valid safetensors file: {exc}") from exc
     if md.get("format") != FORMAT:
         raise WeightsError(f"{path} is not a satcodec model (metadata format={md.get('format')!r})")
     try:
-        config = ModelConfig.from_dict(json.loads(md["config"]))
+        raw = json.loads(md["config"])
+        if not isinstance(raw, dict):
+            raise TypeError("config is not a JSON object")
+        config = ModelConfig.from_dict(raw)
         meta = json.loads(md.get("meta", "{}"))
-    except (KeyError, ValueError, TypeError) as exc:
-        raise WeightsError(f"{path} has malformed model metadata: {exc}") from exc
+    except (KeyError, ValueError, TypeError, RecursionError) as exc:
+        raise WeightsError(f"{path} has malformed model metadata: {type(exc).__name__}") from None
+    meta = _check_card(path, meta)
     if not (1 <= config.bands <= 64 and 1 <= config.hidden <= 1024 and 1 <= config.latent <= 1024):
         raise WeightsError(f"{path} declares an implausible architecture {config}")
     if not (0 <= config.refine_channels <= 512 and 0 <= config.refine_layers <= 64):
         raise WeightsError(f"{path} declares an implausible refinement stage {config}")
     if not (0 <= config.denoise_channels <= 512 and 0 <= config.denoise_layers <= 64):
         raise WeightsError(f"{path} declares an implausible denoising stage {config}")
+    if not (math.isfinite(config.input_gain) and config.input_gain > 0):
+        raise WeightsError(f"{path} declares a non-finite or non-positive input gain {config}")
     if config.denoise_channels and not (
         math.isfinite(config.noise_a) and math.isfinite(config.noise_b)
     ):
         raise WeightsError(f"{path} declares a non-finite sensor noise {config}")
+    # the architecture's tensor shapes, built on the meta device (no memory): a config that
+    # claims a huge network is refused here, before anything is allocated for it
     try:
-        model = ReducedVAE(config)
+        with torch.device("meta"):
+            expected = {k: tuple(t.shape) for k, t in ReducedVAE(config).state_dict().items()}
     except ValueError as exc:
         raise WeightsError(f"{path}: {exc}") from exc
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
+    missing = sorted(set(expected) - set(shapes))
+    extra = sorted(set(shapes) - set(expected))
     if missing or extra:
         raise WeightsError(
             f"{path} does not match its architecture: missing {missing[:3]}, unexpected {extra[:3]}"
         )
-    for k, t in expected.items():
-        if state[k].shape != t.shape:
-            raise WeightsError(
-                f"{path}: tensor {k} has shape {tuple(state[k].shape)}, expected {tuple(t.shape)}"
-            )
-        if state[k].is_floating_point() and not torch.isfinite(state[k]).all():
+    for k, shape in expected.items():
+        if shapes[k] != shape:
+            raise WeightsError(f"{path}: tensor {k} has shape {shapes[k]}, expected {shape}")
+    return config, meta, shapes
+
+
+def _read(path: Path) -> tuple[ReducedVAE, ModelInfo]:
+    config, meta, _ = _read_header(path)
+    try:
+        with safe_open(str(path), "pt") as fh:
+            state = {k: fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise WeightsError(f"{path} is not a valid safetensors file: {exc}") from exc
+    for k, t in state.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
             raise WeightsError(f"{path}: tensor {k} holds NaN or infinite values")
     model_id = weights_id(state)
+    model = ReducedVAE(config)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     model.eval()
     info = ModelInfo(path.stem, path, model_id, config, meta)
@@ -129,11 +192,45 @@ def model_dirs(models_dir: Path | None = None) -> list[Path]:
 
 
 def list_models(models_dir: Path | None = None) -> list[ModelInfo]:
-    """Available models (shipped ``satcodec/models/*.safetensors`` and ``$SATCODEC_MODEL_PATH``)."""
-    paths = [
-        p for d in model_dirs(models_dir) if d.is_dir() for p in sorted(d.glob("*.safetensors"))
-    ]
-    return [load_model(p)[1] for p in paths]
+    """Available models (shipped ``satcodec/models/*.safetensors`` and ``$SATCODEC_MODEL_PATH``).
+
+    A file that cannot be read as a satcodec model is skipped with a warning (one bad file in
+    a model folder must not stop the others from being used); :func:`model_problems` lists
+    them. Models are read once and cached by (path, mtime, size).
+    """
+    infos = []
+    for p in _candidate_files(models_dir):
+        try:
+            infos.append(load_model(p)[1])
+        except (WeightsError, OSError) as exc:
+            _report_problem(p, exc)
+    return infos
+
+
+def _candidate_files(models_dir: Path | None) -> list[Path]:
+    out = []
+    for d in model_dirs(models_dir):
+        try:
+            if d.is_dir():
+                out.extend(sorted(d.glob("*.safetensors")))
+        except OSError:  # an unreadable folder on the model path: nothing to list there
+            continue
+    return out
+
+
+_PROBLEMS: dict[Path, str] = {}
+
+
+def _report_problem(path: Path, exc: BaseException) -> None:
+    msg = str(exc)
+    if _PROBLEMS.get(path) != msg:  # warn once per file and problem
+        warnings.warn(f"skipping model file {path}: {msg}", stacklevel=3)
+    _PROBLEMS[path] = msg
+
+
+def model_problems() -> dict[Path, str]:
+    """Model files skipped by :func:`list_models` and why (path → message)."""
+    return dict(_PROBLEMS)
 
 
 _CACHE: dict[tuple[Path, int, int], tuple[ReducedVAE, ModelInfo]] = {}
@@ -143,9 +240,13 @@ def load_model(
     name_or_path: str | Path, models_dir: Path | None = None
 ) -> tuple[ReducedVAE, ModelInfo]:
     """Load a shipped model by name (``satcodec models``) or a weights file by path."""
+    if not isinstance(name_or_path, (str, os.PathLike)) or not os.fspath(name_or_path):
+        raise ConfigError(
+            f"a model is a name (satcodec models) or a .safetensors path, got {name_or_path!r}"
+        )
     p = Path(name_or_path)
-    if p.suffix == ".safetensors" and not p.exists():
-        raise WeightsError(f"weights file {p} does not exist")
+    if p.suffix == ".safetensors" and not p.is_file():
+        raise WeightsError(f"weights file {p} does not exist or is not a file")
     if p.suffix != ".safetensors":
         found = [d / f"{name_or_path}.safetensors" for d in model_dirs(models_dir)]
         found = [f for f in found if f.exists()]
@@ -154,7 +255,10 @@ def load_model(
             raise UnknownModelError(f"no model named {name_or_path!r} (available: {names})")
         p = found[0]
     p = p.resolve()
-    st = p.stat()
+    try:
+        st = p.stat()
+    except OSError as exc:
+        raise WeightsError(f"cannot read weights file {p}: {exc.strerror}") from None
     key = (p, st.st_mtime_ns, st.st_size)  # a rewritten weights file is read again
     if key not in _CACHE:
         _CACHE[key] = _read(p)
@@ -165,12 +269,22 @@ def find_model_by_id(
     model_id: str, extra_paths: list[Path] | None = None
 ) -> tuple[ReducedVAE, ModelInfo]:
     """The model whose weights hash to ``model_id`` (shipped ones, then ``extra_paths``)."""
-    candidates = [i.path for i in list_models()] + list(extra_paths or [])
-    for path in candidates:
-        model, info = load_model(path)
+    for info in list_models():
+        if info.model_id == model_id:
+            return load_model(info.path)
+    broken = []
+    for path in extra_paths or []:
+        try:
+            model, info = load_model(path)
+        except (WeightsError, OSError) as exc:  # one bad extra file must not hide the others
+            _report_problem(Path(path), exc)
+            broken.append(Path(path).name)
+            continue
         if info.model_id == model_id:
             return model, info
+    skipped = sorted({p.name for p in _PROBLEMS} | set(broken))
+    note = f"; unreadable model files skipped: {', '.join(skipped)}" if skipped else ""
     raise UnknownModelError(
         f"the bitstream was made with model {model_id}, which no available model has "
-        "(pass the weights file with --model PATH)"
+        f"(pass the weights file with --model PATH){note}"
     )
