@@ -154,6 +154,7 @@ def test_sigkill_mid_batch_then_restart_gives_every_scene_exactly_once(tiny_mode
     assert cogs == sorted(sources)
     assert sorted(p.stem for p in outbox.glob("scene*.json")) == sorted(sources)
     assert not [p for p in outbox.iterdir() if p.name.startswith(".") and "ground" not in p.name]
+    assert not (outbox / ".ground-tmp").exists()  # the pipeline's temporaries: none left
     for stem, tif in sources.items():
         _check_product(outbox, stem, tif)
     state = json.loads((outbox / STATE_NAME).read_text())["scenes"]

@@ -1,19 +1,48 @@
 """The ground pipeline: INBOX of bitstreams → (denoise) → OUTBOX of COGs + STAC Items.
 
-Guarantees (see ``tests/test_ground_pipeline.py``):
+Guarantees (see ``tests/test_ground_pipeline.py`` and ``tests/test_ground_safety.py``):
 
-* **Atomic outputs.** Each product is written to a temporary name and renamed: the COG first,
-  then its STAC Item (which records the COG's checksum). A product is complete when its Item
-  exists and the COG matches the checksum the Item states.
-* **Resumable and idempotent.** ``OUTBOX/.ground-state.json`` (rewritten atomically after
-  every scene) records each bitstream by name and SHA-256. A restarted run skips scenes whose
-  recorded products are intact, adopts complete products a killed run wrote but did not record,
-  and redoes the rest; products have fixed names, so every scene ends up exactly once.
-  A lock file stops two runs from sharing an OUTBOX.
-* **Failures do not stop the batch.** A scene with damaged tiles is written with those tiles
-  as nodata and flagged (``satcodec:damaged`` in its Item). A bitstream that cannot be read
-  at all is moved to ``OUTBOX/quarantine/`` with ``NAME.reason.json``. Unexpected errors are
-  recorded as ``failed`` and retried by the next run.
+* **Atomic outputs.** Each product is written under ``OUTBOX/.ground-tmp/`` and renamed into
+  place: the COG first, then its STAC Item (which records the COG's checksum). A product is
+  complete when its Item exists and the COG matches the checksum the Item states.
+* **Resumable and idempotent.** ``OUTBOX/.ground-state.json`` (rewritten atomically when a
+  scene's record changes, never when nothing changed) records each bitstream by name and
+  SHA-256. A restarted run skips scenes whose recorded products are intact, adopts complete
+  products a killed run wrote but did not record, and redoes the rest; products have fixed
+  names, so every scene ends up exactly once. A lock file stops two runs from sharing an
+  OUTBOX.
+* **Only its own temporaries are removed.** Every temporary the pipeline writes lives in
+  ``OUTBOX/.ground-tmp/`` (a folder nothing else writes to), which a starting run empties.
+  Outside it, a starting run deletes only the temporaries older versions of the pipeline left
+  beside their products: names the atomic writer makes (``.DEST.XXXXXXXX.tif`` /
+  ``.DEST.XXXXXXXX.tmp``, 8 characters of ``[a-z0-9_]``) whose DEST is one of this pipeline's
+  products (``STEM.tif``/``STEM.json`` of a scene in INBOX or in the state file, the state file,
+  a quarantined stream or its ``.reason.json``). Any other file — a ``.gitignore``, an
+  uploader's in-flight ``.name.XXXX`` when INBOX is OUTBOX — is never touched.
+* **What happens to a scene** (its state record's ``status``):
+
+  - ``done``: COG + Item written. Damaged tiles — a failed CRC, or tiles missing from a
+    truncated (partial) downlink, which is decoded in the reader's partial mode — are written
+    as nodata and flagged (``satcodec:damaged``, ``satcodec:truncated`` in the Item). Without a
+    nodata value in the stream, damaged pixels get a value the data cannot take
+    (:func:`satcodec.raster.damaged_fill_value`) or, when there is none, an internal mask
+    band; ``satcodec:damaged_fill`` says which (the value, or ``"mask"``).
+  - ``quarantined``: the bitstream itself cannot be read; it is moved to
+    ``OUTBOX/quarantine/`` and ``NAME.reason.json`` is written after the move succeeded.
+  - ``waiting-model``: the stream's model is not installed (or its weights are unreadable). A
+    ground-side problem: the stream stays in INBOX and is retried (at once when the set of
+    weights files changes, which is how installing the model is noticed in ``watch`` mode).
+  - ``failed``: an unexpected error, retried later.
+  - ``refused``: a stream the station will not process as it is (a symlink to a file outside
+    INBOX without ``follow_symlinks``, not a regular file, larger than ``max_stream_bytes``, an
+    image larger than ``max_pixels``, a sample type the COG writer does not support: the
+    bitstream allows uint32/int32, the COGs here are uint8/uint16/int16); left in place, not
+    retried until it changes.
+
+  ``failed`` and ``waiting-model`` records carry ``attempts`` and ``next_retry``: ``watch``
+  mode backs off exponentially (one poll, two, four ... at most an hour); a new run retries
+  at once. A file that vanishes at any moment (between the scan and the read, or before its
+  quarantine) is skipped without trace.
 * **Scale-out on Dask distributed**: an in-process local cluster by default (``workers``
   threads, or worker processes with ``processes=True``), or an existing cluster
   (``scheduler="tcp://host:port"``, whose workers must see INBOX and OUTBOX at the same paths
@@ -25,10 +54,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import hashlib
 import json
+import math
 import os
+import re
+import secrets
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,14 +71,36 @@ from typing import Any
 
 import numpy as np
 
-from satcodec.errors import GroundPipelineError, SatcodecError
+from satcodec.errors import (
+    ConfigError,
+    GroundPipelineError,
+    ModelError,
+    SatcodecError,
+    UnknownModelError,
+)
 from satcodec.fileutil import atomic_write_bytes
 
 STATE_NAME = ".ground-state.json"
 LOCK_NAME = ".ground.lock"
+STAGING = ".ground-tmp"  # the pipeline's temporaries, and only them
 QUARANTINE = "quarantine"
 STATE_VERSION = 1
 DEFAULT_PATTERNS = ("*.satc",)
+MAX_STREAM_BYTES = 1 << 34  # 16 GiB, as satcodec.api.read_stream
+MAX_PIXELS = 1 << 31  # a scene is decoded in memory: 2**31 samples is 4 GiB of uint16
+MAX_BACKOFF_S = 3600.0
+MAX_STREAM_METADATA_BYTES = 64 << 10  # stream metadata copied into the Item, at most
+
+DONE, QUARANTINED, FAILED, WAITING, REFUSED = (
+    "done",
+    "quarantined",
+    "failed",
+    "waiting-model",
+    "refused",
+)
+
+# a temporary of satcodec.fileutil.atomic_path: ".{dest.name}.{8 random chars}{suffix}"
+_WRITER_TEMP = re.compile(r"\.(?P<dest>.+)\.[a-z0-9_]{8}(?P<suffix>\.tif|\.tmp)")
 
 
 @dataclass
@@ -57,6 +113,9 @@ class GroundOptions:
     denoiser: str | None = None  # weights path; None: shipped
     model_paths: list[str] = field(default_factory=list)  # extra codec weights to search
     blocksize: int = 512
+    follow_symlinks: bool = False  # take INBOX symlinks that point outside INBOX
+    max_stream_bytes: int = MAX_STREAM_BYTES  # larger streams are refused, never read
+    max_pixels: int = MAX_PIXELS  # larger images (bands x H x W) are refused, never decoded
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +125,9 @@ class GroundOptions:
             "denoiser": self.denoiser,
             "model_paths": list(self.model_paths),
             "blocksize": self.blocksize,
+            "follow_symlinks": bool(self.follow_symlinks),
+            "max_stream_bytes": int(self.max_stream_bytes),
+            "max_pixels": int(self.max_pixels),
         }
 
 
@@ -77,15 +139,24 @@ class GroundSummary:
     adopted: list[str] = field(default_factory=list)  # complete products found unrecorded
     quarantined: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # their model is not installed
+    refused: list[str] = field(default_factory=list)
+    vanished: list[str] = field(default_factory=list)  # left INBOX while being processed
     elapsed_s: float = 0.0
 
     def line(self) -> str:
         return (
             f"ground: {len(self.produced)} produced ({len(self.flagged)} flagged with damaged tiles), "
             f"{len(self.skipped)} already done, {len(self.adopted)} recovered, "
-            f"{len(self.quarantined)} quarantined, {len(self.failed)} failed "
+            f"{len(self.quarantined)} quarantined, {len(self.failed)} failed, "
+            f"{len(self.waiting)} waiting for a model, {len(self.refused)} refused "
             f"in {self.elapsed_s:.1f} s"
         )
+
+
+def _add(names: list[str], name: str) -> None:
+    if name not in names:
+        names.append(name)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -96,6 +167,75 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+# --- writing through the staging folder ------------------------------------------------------------
+def _staging(outbox: str | os.PathLike) -> Path:
+    folder = Path(outbox) / STAGING
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def _staged_name(outbox: str | os.PathLike, dest: Path) -> Path:
+    return _staging(outbox) / f"{secrets.token_hex(4)}.{dest.name}"
+
+
+def _write_staged(outbox: str | os.PathLike, dest: Path, data: bytes) -> None:
+    """Write ``data`` to ``dest`` atomically, every temporary inside ``OUTBOX/.ground-tmp``."""
+    tmp = _staged_name(outbox, dest)
+    try:
+        atomic_write_bytes(tmp, data)
+        os.replace(tmp, dest)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+# --- reading a stream safely ---------------------------------------------------------------------
+class _Refused(Exception):
+    """A stream the station will not process as it is (the message says why)."""
+
+
+def _outside(path: Path, inbox_real: str) -> bool:
+    real = os.path.realpath(path)
+    try:
+        return os.path.commonpath([real, inbox_real]) != inbox_real
+    except ValueError:  # different drives
+        return True
+
+
+def _symlink_problem(path: Path, opts: dict[str, Any]) -> str | None:
+    inbox = opts.get("inbox")
+    if opts.get("follow_symlinks") or not inbox or not path.is_symlink():
+        return None
+    if _outside(path, inbox):
+        return (
+            f"{path.name} is a symbolic link to {os.path.realpath(path)}, outside INBOX "
+            "(allow with follow_symlinks)"
+        )
+    return None
+
+
+def _read_source(path: Path, opts: dict[str, Any]) -> bytes:
+    """The stream's bytes: a regular file (symlinks only inside INBOX), at most max_stream_bytes.
+
+    FileNotFoundError escapes (the file vanished); _Refused says why it is not read.
+    """
+    problem = _symlink_problem(path, opts)
+    if problem:
+        raise _Refused(problem)
+    limit = int(opts.get("max_stream_bytes", MAX_STREAM_BYTES))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise _Refused(f"{path.name} is not a regular file")
+        if st.st_size > limit:
+            raise _Refused(f"{path.name} is {st.st_size} bytes, over the limit of {limit} bytes")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise _Refused(f"{path.name} grew past the limit of {limit} bytes while being read")
+    return data
+
+
 # --- one scene (runs on a worker) ---------------------------------------------------------------
 def _codec_weight_paths(extra: list[str]) -> list[Path]:
     from satcodec.ground_segment.denoiser import WEIGHTS_DIR
@@ -104,8 +244,80 @@ def _codec_weight_paths(extra: list[str]) -> list[Path]:
     return found + [Path(p) for p in extra]
 
 
-def _geometry(meta: Any) -> tuple[dict | None, list[float] | None]:
-    """GeoJSON footprint (EPSG:4326) and bbox, or (None, None) without a CRS + transform."""
+def _weights_candidates(extra: list[str]) -> list[Path]:
+    """Every weights file a stream's model may be in: registry folders, ground codecs, extra."""
+    from satcodec.codec.registry import model_dirs
+
+    out: list[Path] = []
+    for d in model_dirs():
+        with contextlib.suppress(OSError):
+            if d.is_dir():
+                out += sorted(d.glob("*.safetensors"))
+    out += _codec_weight_paths(extra)
+    seen: set[str] = set()
+    unique = []
+    for p in out:
+        key = os.path.realpath(p)
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def models_fingerprint(extra: list[str]) -> str:
+    """Changes when a weights file appears, disappears or is rewritten (installing a model)."""
+    h = hashlib.sha256()
+    for p in _weights_candidates(extra):
+        try:
+            st = p.stat()
+            h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{p}|-\n".encode())
+    return h.hexdigest()[:16]
+
+
+def find_model(model_id: str, extra: list[str]) -> tuple[Any, Any]:
+    """The installed model whose weights hash to ``model_id``; an unreadable weights file is
+    skipped (and named), never fatal. UnknownModelError when none matches."""
+    from satcodec.codec.registry import load_model
+
+    bad = []
+    candidates = _weights_candidates(extra)
+    for p in candidates:
+        try:
+            net, info = load_model(p)
+        except (ModelError, OSError) as exc:
+            bad.append(str(exc).splitlines()[0] if str(exc) else f"{p}: {type(exc).__name__}")
+            continue
+        if info.model_id == model_id:
+            return net, info
+    msg = f"model {model_id} not installed ({len(candidates)} weights files searched"
+    if bad:
+        msg += f"; {len(bad)} unreadable skipped, e.g. {bad[0]}"
+    raise UnknownModelError(msg + ")")
+
+
+def _damaged_fill_value(dtype: str, bit_depth: int) -> float | None:
+    """A sample value the decoded data cannot take, or None (then an internal mask is used)."""
+    from satcodec import raster
+
+    helper = getattr(raster, "damaged_fill_value", None)
+    if helper is not None:
+        v = helper(dtype, bit_depth)
+        return None if v is None else float(v)
+    info = np.iinfo(dtype)  # decoded unsigned samples are clipped to 2**bit_depth - 1
+    if info.min == 0 and bit_depth < info.bits:
+        return float(info.max)
+    return None
+
+
+def _finite(*values: Any) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+def _geometry(meta: Any, warnings: list[str]) -> tuple[dict | None, list[float] | None]:
+    """GeoJSON footprint (EPSG:4326) and bbox, or (None, None): without a CRS + transform, or
+    when the georeferencing gives no valid footprint (non-finite, off the globe: a warning)."""
     if not meta.crs_wkt or meta.transform is None:
         return None, None
     from rasterio.crs import CRS
@@ -114,14 +326,24 @@ def _geometry(meta: Any) -> tuple[dict | None, list[float] | None]:
     a, b, c, d, e, f = meta.transform
     corners = [(0, 0), (meta.width, 0), (meta.width, meta.height), (0, meta.height), (0, 0)]
     ring = [[a * col + b * row + c, d * col + e * row + f] for col, row in corners]
+    if not all(_finite(*p) for p in ring):
+        warnings.append("georeferencing gives a non-finite footprint: no geometry in the Item")
+        return None, None
     try:
         geom = transform_geom(
             CRS.from_wkt(meta.crs_wkt), "EPSG:4326", {"type": "Polygon", "coordinates": [ring]}
         )
+        pts = [(float(p[0]), float(p[1])) for p in geom["coordinates"][0]]
     except Exception:  # noqa: BLE001 - a CRS GDAL cannot reproject: no footprint, not a failure
+        warnings.append("footprint cannot be reprojected to EPSG:4326: no geometry in the Item")
         return None, None
-    xs = [p[0] for p in geom["coordinates"][0]]
-    ys = [p[1] for p in geom["coordinates"][0]]
+    if not pts or not all(
+        _finite(x, y) and -180.0 <= x <= 180.0 and -90.0 <= y <= 90.0 for x, y in pts
+    ):
+        warnings.append("footprint falls outside EPSG:4326 bounds: no geometry in the Item")
+        return None, None
+    geom = {"type": "Polygon", "coordinates": [[list(p) for p in pts]]}
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
     return geom, [min(xs), min(ys), max(xs), max(ys)]
 
 
@@ -131,10 +353,11 @@ def _stac_item(
     cog_sha: str,
     meta: Any,
     props: dict[str, Any],
+    warnings: list[str],
 ) -> dict[str, Any]:
     import pystac
 
-    geom, bbox = _geometry(meta)
+    geom, bbox = _geometry(meta, warnings)
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     item = pystac.Item(
         id=stem,
@@ -180,42 +403,130 @@ def product_paths(outbox: str | os.PathLike, name: str) -> tuple[Path, Path]:
     return Path(outbox) / f"{stem}.tif", Path(outbox) / f"{stem}.json"
 
 
-def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]:
-    """Decode one bitstream (damaged tiles as nodata), denoise if asked, write COG + STAC Item.
+def _bare_meta(h: Any) -> Any:
+    from satcodec.raster import RasterMeta
 
-    Returns a result dict: ``status`` is ``done`` or ``quarantine`` (unreadable bitstream,
-    with ``reason``). Other exceptions propagate (the driver records them as failed).
+    return RasterMeta(
+        height=h.height,
+        width=h.width,
+        count=h.bands,
+        dtype=h.dtype,
+        bit_depth=h.bit_depth,
+        nodata=h.nodata,
+        descriptions=[None] * h.bands,
+    )
+
+
+def _raster_meta(h: Any, warnings: list[str]) -> tuple[Any, dict[str, Any]]:
+    """RasterMeta for the stream (georeferencing from its metadata, every key optional; the
+    header's fixed fields win) and the metadata keys that are not raster metadata."""
+    from satcodec.errors import RasterError
+    from satcodec.raster import RasterMeta
+
+    md = h.metadata if isinstance(h.metadata, dict) else {}
+    known = set(RasterMeta.__dataclass_fields__) | {"band_descriptions"}
+    other = {k: v for k, v in md.items() if k not in known}
+    meta = None
+    if md:
+        try:
+            meta = RasterMeta.from_json_dict(md)
+        except RasterError:
+            try:  # a reader that wants its own keys only
+                meta = RasterMeta.from_json_dict({k: md[k] for k in known if k in md})
+            except RasterError as exc:
+                warnings.append(f"raster metadata ignored (no georeferencing): {exc}")
+    if meta is None:
+        return _bare_meta(h), other
+    # the header's fixed fields are authoritative (they are covered by its CRC and checks)
+    meta.height, meta.width, meta.count = h.height, h.width, h.bands
+    meta.dtype, meta.bit_depth, meta.nodata = h.dtype, h.bit_depth, h.nodata
+    if len(meta.descriptions) != h.bands:
+        meta.descriptions = [None] * h.bands
+    if (
+        meta.nbits_tag is not None
+        and not meta.bit_depth <= meta.nbits_tag <= np.iinfo(h.dtype).bits
+    ):
+        meta.nbits_tag = None
+    try:
+        meta.validate()
+    except RasterError as exc:
+        warnings.append(f"raster metadata ignored (no georeferencing): {exc}")
+        return _bare_meta(h), other
+    return meta, other
+
+
+def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """Decode one bitstream (damaged or missing tiles as nodata), denoise if asked, write COG +
+    STAC Item.
+
+    Returns a result dict whose ``status`` is ``done``, ``quarantine`` (unreadable bitstream),
+    ``waiting-model`` (its model is not installed), ``refused`` or ``vanished`` (the file is
+    gone), with a ``reason``. Other exceptions propagate (the driver records them as failed).
     """
-    from satcodec.api import _meta_for_header
     from satcodec.bitstream import StreamReader
     from satcodec.codec.pipeline import Decoder, decode_to_array
-    from satcodec.codec.registry import find_model_by_id
-    from satcodec.raster import RasterMeta, is_valid_cog, write_cog
+    from satcodec.raster import SUPPORTED_DTYPES, is_valid_cog, write_cog
 
     t0 = time.time()
     path = Path(src)
-    data = path.read_bytes()
+    try:
+        data = _read_source(path, opts)
+    except FileNotFoundError:
+        return {"name": path.name, "status": "vanished"}
+    except _Refused as exc:
+        return {"name": path.name, "sha256": None, "status": REFUSED, "reason": str(exc)}
     sha = hashlib.sha256(data).hexdigest()
     base = {"name": path.name, "sha256": sha}
     try:
-        reader = StreamReader(data)
-        h = reader.header
-        net, info = find_model_by_id(h.model_id, _codec_weight_paths(opts.get("model_paths", [])))
-        decoder = Decoder(reader, net, allow_damaged=True)
-        res = decode_to_array(decoder)
-        meta = RasterMeta.from_json_dict(h.metadata) if h.metadata else None
-        meta = _meta_for_header(meta, h)
+        reader = StreamReader(data, partial=True)  # a cut downlink: the tiles present decode
     except SatcodecError as exc:
         return {**base, "status": "quarantine", "reason": f"{type(exc).__name__}: {exc}"}
+    h = reader.header
+    pixels = h.height * h.width * h.bands
+    limit = int(opts.get("max_pixels", MAX_PIXELS))
+    if pixels > limit:
+        return {
+            **base,
+            "status": REFUSED,
+            "reason": f"{h.bands} x {h.height} x {h.width} = {pixels} samples, over this "
+            f"station's limit of {limit} (max_pixels)",
+        }
+    if h.dtype not in SUPPORTED_DTYPES:
+        return {
+            **base,
+            "status": REFUSED,
+            "reason": f"sample type {h.dtype} cannot be written as a COG by this station "
+            f"(supported: {', '.join(SUPPORTED_DTYPES)})",
+        }
+    try:
+        net, info = find_model(h.model_id, opts.get("model_paths", []))
+    except ModelError as exc:
+        return {**base, "status": WAITING, "reason": str(exc), "model_id": h.model_id}
+    try:
+        decoder = Decoder(reader, net, allow_damaged=True)
+        res = decode_to_array(decoder)
+    except ModelError as exc:
+        return {**base, "status": WAITING, "reason": str(exc), "model_id": h.model_id}
+    except SatcodecError as exc:
+        return {**base, "status": "quarantine", "reason": f"{type(exc).__name__}: {exc}"}
+    warnings: list[str] = []
+    meta, stream_md = _raster_meta(h, warnings)
+    truncated = len(data) < reader.stream_length
     array = res.array
-    damaged = [list(map(int, t)) for t in res.damaged]
+    damaged = sorted(list(map(int, t)) for t in res.damaged)
     mask = None
+    fill: float | str | None = None
     if damaged:
-        meta.nodata = res.nodata if res.nodata is not None else 0.0
         mask = np.zeros(array.shape, bool)
         for b, r, c in damaged:
             y0, x0, ph, pw = h.tile_pixel_window(r, c)
             mask[b, y0 : y0 + ph, x0 : x0 + pw] = True
+        if h.nodata is not None:
+            fill = meta.nodata = float(h.nodata)
+        else:  # a value outside the data, so no genuine sample turns into nodata
+            value = _damaged_fill_value(h.dtype, h.bit_depth)
+            meta.nodata = value
+            fill = "mask" if value is None else value
     noise = None
     # a joint model's decoder has already removed the noise: denoising again would only blur
     joint = info.meta.get("kind") == "joint-denoising"
@@ -223,18 +534,25 @@ def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]
         from satcodec.ground_segment.denoiser import denoise_array, load_denoiser, to_sensor_dtype
 
         model, _ = load_denoiser(opts.get("denoiser"))
+        if mask is not None and meta.nodata is not None:
+            array[mask] = meta.nodata  # damaged pixels as nodata, which the denoiser skips
         noise = _noise_for(opts, array, meta.nodata)
         den = denoise_array(array, noise, meta.bit_depth, model=model, nodata=meta.nodata)
         den = to_sensor_dtype(den, meta.dtype, meta.bit_depth)
-        if meta.nodata is not None:  # keep nodata exactly where it was
-            den[array == meta.nodata] = array[array == meta.nodata]
+        if h.nodata is not None:  # keep the stream's nodata exactly where it was
+            den[array == h.nodata] = array[array == h.nodata]
         array = den
     cog, item_path = product_paths(outbox, path.name)
-    write_cog(cog, array, meta, nodata_mask=mask, blocksize=int(opts.get("blocksize", 512)))
-    if not is_valid_cog(cog):
-        raise GroundPipelineError(f"{cog} was written but is not a valid COG")
-    cog_sha = sha256_file(cog)
-    pixels = h.height * h.width * h.bands
+    staged = _staged_name(outbox, cog)
+    try:
+        write_cog(staged, array, meta, nodata_mask=mask, blocksize=int(opts.get("blocksize", 512)))
+        if not is_valid_cog(staged):
+            raise GroundPipelineError(f"{cog} was written but is not a valid COG")
+        cog_sha = sha256_file(staged)
+        os.replace(staged, cog)
+    finally:
+        with contextlib.suppress(OSError):
+            staged.unlink()
     props = {
         "satcodec:source": path.name,
         "satcodec:source_sha256": sha,
@@ -246,13 +564,24 @@ def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]
         "satcodec:bit_depth": int(h.bit_depth),
         "satcodec:damaged": bool(damaged),
         "satcodec:damaged_tiles": damaged,
+        "satcodec:damaged_fill": fill,
+        "satcodec:truncated": truncated,
+        "satcodec:stream_bytes_expected": int(reader.stream_length),
         "satcodec:denoised": bool(opts.get("denoise")) or joint,
         "satcodec:denoiser": "joint model" if joint else "ground" if opts.get("denoise") else None,
         "satcodec:noise": None if noise is None else noise.to_dict(),
         "satcodec:cog_sha256": cog_sha,
     }
-    item = _stac_item(path.stem, cog, cog_sha, meta, props)
-    atomic_write_bytes(item_path, (json.dumps(item, indent=1) + "\n").encode())
+    if stream_md:
+        raw = json.dumps(stream_md, allow_nan=False)
+        props["satcodec:stream_metadata"] = (
+            stream_md if len(raw) <= MAX_STREAM_METADATA_BYTES else f"omitted ({len(raw)} bytes)"
+        )
+    item = _stac_item(path.stem, cog, cog_sha, meta, props, warnings)
+    if warnings:
+        item["properties"]["satcodec:warnings"] = list(warnings)
+    body = json.dumps(item, indent=1, allow_nan=False) + "\n"
+    _write_staged(outbox, item_path, body.encode())
     try:
         from distributed import get_worker
 
@@ -261,12 +590,14 @@ def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]
         worker = None
     return {
         **base,
-        "status": "done",
+        "status": DONE,
         "worker": worker,
         "cog": cog.name,
         "item": item_path.name,
         "cog_sha256": cog_sha,
         "damaged_tiles": damaged,
+        "truncated": truncated,
+        "warnings": warnings,
         "seconds": round(time.time() - t0, 3),
     }
 
@@ -276,6 +607,7 @@ class StateFile:
     """``OUTBOX/.ground-state.json``: ``{"version", "scenes": {name: record}}``, atomic rewrites."""
 
     def __init__(self, outbox: Path) -> None:
+        self.outbox = outbox
         self.path = outbox / STATE_NAME
         self.scenes: dict[str, dict[str, Any]] = {}
         if self.path.exists():
@@ -290,15 +622,29 @@ class StateFile:
                     "the state from the products in the outbox"
                 ) from exc
 
-    def record(self, name: str, rec: dict[str, Any]) -> None:
+    def record(self, name: str, rec: dict[str, Any]) -> bool:
+        """Store ``rec`` for ``name``; the file is rewritten only if that changes something."""
+        if self.scenes.get(name) == rec:
+            return False
         self.scenes[name] = rec
         body = {"version": STATE_VERSION, "scenes": self.scenes}
-        atomic_write_bytes(self.path, (json.dumps(body, indent=1, sort_keys=True) + "\n").encode())
+        try:
+            _write_staged(
+                self.outbox, self.path, (json.dumps(body, indent=1, sort_keys=True) + "\n").encode()
+            )
+        except (OSError, SatcodecError) as exc:
+            raise GroundPipelineError(f"cannot write the state file {self.path}: {exc}") from None
+        return True
 
 
 @contextlib.contextmanager
 def _outbox_lock(outbox: Path) -> Iterator[None]:
-    fh = open(outbox / LOCK_NAME, "a+")
+    try:
+        fh = open(outbox / LOCK_NAME, "a+")
+    except OSError as exc:
+        raise GroundPipelineError(
+            f"outbox {outbox} is not writable ({exc.strerror or exc})"
+        ) from None
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -312,56 +658,133 @@ def _outbox_lock(outbox: Path) -> Iterator[None]:
 def product_complete(outbox: Path, name: str, sha: str) -> bool:
     """True when the Item for ``name`` exists, names source ``sha`` and its COG matches."""
     cog, item = product_paths(outbox, name)
-    if not (cog.is_file() and item.is_file()):
-        return False
     try:
+        if not (cog.is_file() and item.is_file()):
+            return False
         props = json.loads(item.read_text())["properties"]
+        return props.get("satcodec:source_sha256") == sha and props.get(
+            "satcodec:cog_sha256"
+        ) == sha256_file(cog)
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return props.get("satcodec:source_sha256") == sha and props.get(
-        "satcodec:cog_sha256"
-    ) == sha256_file(cog)
 
 
-def _quarantine(inbox_file: Path, outbox: Path, reason: str) -> Path:
+def _quarantine(inbox_file: Path, outbox: Path, reason: str) -> Path | None:
+    """Move ``inbox_file`` to ``OUTBOX/quarantine/``, then write its reason; None if it vanished.
+
+    The reason is written only after the move succeeded, so a vanished file leaves nothing."""
     qdir = outbox / QUARANTINE
     qdir.mkdir(parents=True, exist_ok=True)
+    dest = qdir / inbox_file.name
+    try:
+        os.replace(inbox_file, dest)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        # another filesystem: copy atomically (through the staging folder), then remove
+        try:
+            data = inbox_file.read_bytes()
+        except FileNotFoundError:
+            return None
+        _write_staged(outbox, dest, data)
+        with contextlib.suppress(FileNotFoundError):
+            inbox_file.unlink()
     note = {
         "name": inbox_file.name,
         "reason": reason,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    atomic_write_bytes(
-        qdir / f"{inbox_file.name}.reason.json", (json.dumps(note, indent=1) + "\n").encode()
+    _write_staged(
+        outbox,
+        qdir / f"{inbox_file.name}.reason.json",
+        (json.dumps(note, indent=1) + "\n").encode(),
     )
-    dest = qdir / inbox_file.name
-    try:
-        os.replace(inbox_file, dest)
-    except OSError:  # another filesystem: copy atomically, then remove the original
-        atomic_write_bytes(dest, inbox_file.read_bytes())
-        inbox_file.unlink()
     return dest
 
 
-def _remove_stale_temporaries(outbox: Path) -> None:
-    """Delete temporaries a killed run left (atomic writers use hidden ``.NAME.*`` files).
+def _is_regular(p: Path) -> bool:
+    try:
+        return stat.S_ISREG(p.lstat().st_mode)
+    except OSError:
+        return False
 
-    Safe: we hold the outbox lock, so no other driver is writing here.
+
+def _remove_stale_temporaries(outbox: Path, known_names: set[str]) -> list[Path]:
+    """Delete the temporaries a killed run left; returns what was removed.
+
+    The rule: everything in ``OUTBOX/.ground-tmp/`` (only the pipeline writes there); elsewhere
+    only a name the atomic writer makes, ``.DEST.XXXXXXXX.tif`` (DEST a COG) or
+    ``.DEST.XXXXXXXX.tmp`` (anything else), whose DEST is one of the pipeline's own products:
+    in OUTBOX ``STEM.tif``/``STEM.json`` of a ``known_names`` scene or the state file; in
+    ``quarantine/`` a known scene or its ``.reason.json``. Safe: we hold the outbox lock, so no
+    other driver is writing here.
     """
-    keep = {STATE_NAME, LOCK_NAME}
-    for folder in (outbox, outbox / QUARANTINE):
-        if folder.is_dir():
-            for p in folder.iterdir():
-                if p.name.startswith(".") and p.name not in keep and p.is_file():
-                    p.unlink(missing_ok=True)
+    removed: list[Path] = []
+    staging = outbox / STAGING
+    if staging.is_dir() and not staging.is_symlink():
+        for p in staging.iterdir():
+            if _is_regular(p):
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    stems = {Path(n).stem for n in known_names}
+    products = {STATE_NAME} | {f"{s}.tif" for s in stems} | {f"{s}.json" for s in stems}
+    quarantined = set(known_names) | {f"{n}.reason.json" for n in known_names}
+    for folder, allowed in ((outbox, products), (outbox / QUARANTINE, quarantined)):
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            m = _WRITER_TEMP.fullmatch(p.name)
+            if not m or m["dest"] not in allowed or not _is_regular(p):
+                continue
+            if (m["suffix"] == ".tif") != m["dest"].endswith(".tif"):
+                continue  # the writer gives a COG's temporary .tif, anything else .tmp
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def scan_inbox(inbox: Path, patterns: tuple[str, ...] = DEFAULT_PATTERNS) -> list[Path]:
     """Bitstreams in INBOX (hidden and temporary names skipped), sorted by name."""
-    found = {
-        p for pat in patterns for p in inbox.glob(pat) if p.is_file() and not p.name.startswith(".")
-    }
+    found = set()
+    for pat in patterns:
+        for p in inbox.glob(pat):
+            if p.name.startswith("."):
+                continue
+            with contextlib.suppress(OSError):
+                if p.is_file():
+                    found.add(p)
     return sorted(found)
+
+
+def _check_poll(poll_s: Any) -> float:
+    try:
+        v = float(poll_s)
+    except (TypeError, ValueError):
+        raise ConfigError(f"poll interval {poll_s!r} is not a number") from None
+    if not math.isfinite(v) or v < 0:
+        raise ConfigError(f"poll interval {poll_s!r} must be a finite number of seconds >= 0")
+    return v
+
+
+def _prepare_outbox(outbox: Path) -> None:
+    if outbox.is_symlink() and not outbox.exists():
+        raise GroundPipelineError(f"outbox {outbox} is a dangling symbolic link")
+    if outbox.exists() and not outbox.is_dir():
+        raise GroundPipelineError(f"outbox {outbox} exists and is not a folder")
+    try:
+        outbox.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GroundPipelineError(f"cannot create outbox {outbox}: {exc.strerror or exc}") from None
+    if not os.access(outbox, os.W_OK | os.X_OK):
+        raise GroundPipelineError(f"outbox {outbox} is not writable")
+    try:
+        _staging(outbox)
+    except OSError as exc:
+        raise GroundPipelineError(
+            f"outbox {outbox} is not writable ({exc.strerror or exc})"
+        ) from None
 
 
 def run_ground(
@@ -387,17 +810,20 @@ def run_ground(
     from distributed import Client, LocalCluster, as_completed
     from tqdm.auto import tqdm
 
+    poll_s = _check_poll(poll_s)
     inbox_p, outbox_p = Path(inbox), Path(outbox)
     if not inbox_p.is_dir():
         raise GroundPipelineError(f"inbox {inbox_p} is not a folder")
-    outbox_p.mkdir(parents=True, exist_ok=True)
+    _prepare_outbox(outbox_p)
     opts = (options or GroundOptions()).to_dict()
+    opts["inbox"] = os.path.realpath(inbox_p)
     say = log or (lambda s: print(s, flush=True))
     summary = GroundSummary()
     t0 = time.time()
     with _outbox_lock(outbox_p):
         state = StateFile(outbox_p)
-        _remove_stale_temporaries(outbox_p)
+        known = set(state.scenes) | {p.name for p in scan_inbox(inbox_p, patterns)}
+        _remove_stale_temporaries(outbox_p, known)
         if scheduler:
             try:
                 client = Client(scheduler, timeout="20s")
@@ -414,30 +840,12 @@ def run_ground(
                 dashboard_address=None,
             )
             client = Client(cluster)
+        driver = _Driver(inbox_p, outbox_p, opts, state, summary, watch, poll_s, say)
         try:
-            seen: dict[str, tuple[int, int]] = {}
             polls = 0
             while True:
-                batch = []
-                for p in scan_inbox(inbox_p, patterns):
-                    st = p.stat()
-                    sig = (st.st_size, st.st_mtime_ns)
-                    if watch and seen.get(p.name) != sig:
-                        seen[p.name] = sig  # not stable yet: take it at the next poll
-                        continue
-                    batch.append(p)
-                _run_batch(
-                    batch,
-                    inbox_p,
-                    outbox_p,
-                    opts,
-                    state,
-                    client,
-                    as_completed,
-                    tqdm,
-                    progress,
-                    summary,
-                )
+                batch = driver.scan(patterns)
+                driver.run_batch(batch, client, as_completed, tqdm, progress)
                 polls += 1
                 if not watch or (max_polls is not None and polls >= max_polls):
                     break
@@ -449,97 +857,291 @@ def run_ground(
             client.close()
             if cluster is not None:
                 cluster.close()
+            with contextlib.suppress(OSError):
+                (outbox_p / STAGING).rmdir()  # only when empty
     summary.elapsed_s = time.time() - t0
     say(summary.line())
+    scenes = state.scenes
     for name in summary.quarantined:
-        say(f"  quarantined: {name} ({state.scenes[name].get('reason', '')})")
+        say(f"  quarantined: {name} ({scenes.get(name, {}).get('reason', '')})")
     for name in summary.flagged:
-        say(f"  damaged tiles: {name} {state.scenes[name].get('damaged_tiles')}")
+        say(f"  damaged tiles: {name} {scenes.get(name, {}).get('damaged_tiles')}")
     for name in summary.failed:
-        say(f"  failed: {name} ({state.scenes[name].get('error', '')})")
+        say(f"  failed: {name} ({scenes.get(name, {}).get('error', '')})")
+    for name in summary.waiting:
+        say(f"  waiting for its model: {name} ({scenes.get(name, {}).get('reason', '')})")
+    for name in summary.refused:
+        say(f"  refused: {name} ({scenes.get(name, {}).get('reason', '')})")
     return summary
 
 
-def _run_batch(batch, inbox, outbox, opts, state, client, as_completed, tqdm, progress, summary):
-    todo = []
-    for p in batch:
-        sha = sha256_file(p)
-        rec = state.scenes.get(p.name)
-        if rec and rec.get("sha256") == sha and rec.get("status") == "done":
-            if product_complete(outbox, p.name, sha):
-                if p.name not in summary.skipped:
-                    summary.skipped.append(p.name)
-                continue
-        elif product_complete(outbox, p.name, sha):
-            # a killed run wrote the complete product but not the state: adopt it
-            cog, item = product_paths(outbox, p.name)
-            props = json.loads(item.read_text())["properties"]
-            state.record(
-                p.name,
-                {
-                    "sha256": sha,
-                    "status": "done",
-                    "cog": cog.name,
-                    "item": item.name,
-                    "cog_sha256": props["satcodec:cog_sha256"],
-                    "damaged_tiles": props.get("satcodec:damaged_tiles", []),
-                },
-            )
-            summary.adopted.append(p.name)
-            continue
-        todo.append(p)
-    if not todo:
-        return
-    futures = {
-        client.submit(
-            process_scene,
-            str(p),
-            str(outbox),
-            opts,
-            pure=False,
-            key=f"ground-{p.name}-{time.time_ns()}",
-        ): p
-        for p in todo
-    }
-    bar = tqdm(
-        total=len(todo), desc="ground", unit="scene", disable=not progress, dynamic_ncols=True
-    )
-    for fut in as_completed(list(futures)):
-        p = futures[fut]
+def _sig(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _stamp(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+class _Driver:
+    """Decides per INBOX file what to do, submits the work and records the outcome."""
+
+    def __init__(self, inbox, outbox, opts, state, summary, watch, poll_s, say) -> None:
+        self.inbox, self.outbox, self.opts = inbox, outbox, opts
+        self.state, self.summary, self.watch, self.poll_s, self.say = (
+            state,
+            summary,
+            watch,
+            poll_s,
+            say,
+        )
+        self.seen: dict[str, tuple] = {}  # name -> signature at the previous poll (watch)
+        self._sha: dict[tuple, str] = {}  # (dev, ino, size, mtime, ctime) -> sha256
+        self._complete: dict[str, tuple] = {}  # name -> (sha, cog and item signatures)
+        self.models_fp = models_fingerprint(opts.get("model_paths", []))
+        self.tried: set[str] = set()  # names submitted during this run
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _sha256(self, p: Path, st: os.stat_result) -> str:
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if key not in self._sha:
+            if len(self._sha) > 100_000:
+                self._sha.clear()
+            self._sha[key] = sha256_file(p)
+        return self._sha[key]
+
+    def _product_complete(self, name: str, sha: str) -> bool:
+        cog, item = product_paths(self.outbox, name)
         try:
-            res = fut.result()
-        except Exception as exc:  # noqa: BLE001 - one scene's bug must not stop the batch
-            state.record(
-                p.name,
-                {
-                    "sha256": sha256_file(p) if p.exists() else None,
-                    "status": "failed",
-                    "error": f"{type(exc).__name__}: {exc}",
-                },
+            key = (sha, tuple(_sig(cog.stat())), tuple(_sig(item.stat())))
+        except OSError:
+            return False
+        if self._complete.get(name) == key:
+            return True
+        ok = product_complete(self.outbox, name, sha)
+        if ok:
+            self._complete[name] = key
+        return ok
+
+    def _retry_later(self, name: str, rec: dict[str, Any], sha: str | None, **fields: Any) -> None:
+        old = self.state.scenes.get(name) or {}
+        same = old.get("sha256") == sha and old.get("status") in (FAILED, WAITING)
+        attempts = int(old.get("attempts", 0)) + 1 if same else 1
+        now = time.time()
+        delay = min(MAX_BACKOFF_S, max(self.poll_s, 0.05) * 2 ** (attempts - 1))
+        rec.update(
+            sha256=sha,
+            attempts=attempts,
+            last_attempt=_stamp(now),
+            next_retry=round(now + delay, 3),
+            **fields,
+        )
+        self.state.record(name, rec)
+
+    def _due(self, name: str, rec: dict[str, Any]) -> bool:
+        """Whether a failed/waiting scene is retried now (always in a new run; watch backs off)."""
+        if not self.watch or name not in self.tried:
+            return True
+        if rec.get("status") == WAITING and rec.get("models_fp") != self.models_fp:
+            return True  # the installed weights changed: perhaps its model is there now
+        return time.time() >= float(rec.get("next_retry", 0))
+
+    def _refuse(self, name: str, reason: str, sig: list[int], sha: str | None) -> None:
+        self.state.record(name, {"sha256": sha, "status": REFUSED, "reason": reason, "stat": sig})
+        self._settled(name)
+        _add(self.summary.refused, name)
+
+    def _unreadable(self, name: str, exc: OSError) -> None:
+        rec = self.state.scenes.get(name)
+        if rec and rec.get("status") == FAILED and rec.get("sha256") is None:
+            if not self._due(name, rec):
+                return
+        self.tried.add(name)
+        self._retry_later(name, {"status": FAILED, "error": f"cannot read: {exc}"}, None)
+        _add(self.summary.failed, name)
+
+    def _settled(self, name: str) -> None:
+        """``name`` reached a final state: it is no longer failed or waiting."""
+        for names in (self.summary.failed, self.summary.waiting):
+            if name in names:
+                names.remove(name)
+
+    # --- one poll ------------------------------------------------------------------------------
+    def scan(self, patterns: tuple[str, ...]) -> list[tuple[Path, os.stat_result, str]]:
+        """The INBOX files to process now, each with its stat and SHA-256."""
+        self.models_fp = models_fingerprint(self.opts.get("model_paths", []))
+        todo = []
+        present = set()
+        for p in scan_inbox(self.inbox, patterns):
+            try:
+                item = self._classify(p, present)
+            except FileNotFoundError:
+                continue  # vanished between the scan and now: nothing to do
+            except OSError as exc:  # unreadable (permissions, I/O error): retried later
+                self._unreadable(p.name, exc)
+                continue
+            if item is not None:
+                todo.append(item)
+        for name in list(self.seen):
+            if name not in present:
+                del self.seen[name]
+        return todo
+
+    def _classify(self, p: Path, present: set[str]) -> tuple[Path, os.stat_result, str] | None:
+        name = p.name
+        lst = p.lstat()
+        st = p.stat()  # the target, for a symlink
+        present.add(name)
+        sig = (*_sig(lst), *_sig(st))
+        if self.watch and self.seen.get(name) != sig:
+            self.seen[name] = sig  # not stable yet: take it at the next poll
+            return None
+        rec = self.state.scenes.get(name)
+        problem = _symlink_problem(p, self.opts)
+        if problem:
+            self._refuse(name, problem, _sig(st), None)
+            return None
+        limit = int(self.opts.get("max_stream_bytes", MAX_STREAM_BYTES))
+        if not stat.S_ISREG(st.st_mode):
+            self._refuse(name, f"{name} is not a regular file", _sig(st), None)
+            return None
+        if st.st_size > limit:
+            self._refuse(
+                name,
+                f"{name} is {st.st_size} bytes, over the limit of {limit} bytes",
+                _sig(st),
+                None,
             )
-            summary.failed.append(p.name)
+            return None
+        if (
+            rec
+            and rec.get("status") == REFUSED
+            and rec.get("sha256")
+            and rec.get("stat") == _sig(st)
+        ):
+            return None  # refused for its content (read by a worker), and unchanged since
+        sha = self._sha256(p, st)
+        if rec and rec.get("sha256") == sha:
+            status = rec.get("status")
+            if status == DONE and self._product_complete(name, sha):
+                _add(self.summary.skipped, name)
+                return None
+            if status in (FAILED, WAITING) and not self._due(name, rec):
+                return None
+        if (not rec or rec.get("sha256") != sha or rec.get("status") != DONE) and (
+            self._product_complete(name, sha)
+        ):
+            self._adopt(name, sha)
+            return None
+        return p, st, sha
+
+    def _adopt(self, name: str, sha: str) -> None:
+        """A killed run wrote the complete product but not the state: record it."""
+        cog, item = product_paths(self.outbox, name)
+        try:
+            props = json.loads(item.read_text())["properties"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        self.state.record(
+            name,
+            {
+                "sha256": sha,
+                "status": DONE,
+                "cog": cog.name,
+                "item": item.name,
+                "cog_sha256": props.get("satcodec:cog_sha256"),
+                "damaged_tiles": props.get("satcodec:damaged_tiles", []),
+                "truncated": bool(props.get("satcodec:truncated", False)),
+            },
+        )
+        self._settled(name)
+        _add(self.summary.adopted, name)
+
+    def run_batch(self, batch, client, as_completed, tqdm, progress) -> None:
+        if not batch:
+            return
+        self.tried.update(p.name for p, _, _ in batch)
+        futures = {
+            client.submit(
+                process_scene,
+                str(p),
+                str(self.outbox),
+                self.opts,
+                pure=False,
+                key=f"ground-{p.name}-{time.time_ns()}",
+            ): (p, st, sha)
+            for p, st, sha in batch
+        }
+        bar = tqdm(
+            total=len(batch), desc="ground", unit="scene", disable=not progress, dynamic_ncols=True
+        )
+        for fut in as_completed(list(futures)):
+            p, st, sha = futures[fut]
+            try:
+                res = fut.result()
+            except Exception as exc:  # noqa: BLE001 - one scene's bug must not stop the batch
+                if not p.exists():
+                    _add(self.summary.vanished, p.name)
+                else:
+                    msg = str(exc).splitlines()[0] if str(exc) else ""
+                    self._retry_later(
+                        p.name, {"status": FAILED, "error": f"{type(exc).__name__}: {msg}"}, sha
+                    )
+                    _add(self.summary.failed, p.name)
+            else:
+                self._record(p, st, res)
             bar.update(1)
-            continue
-        if res["status"] == "quarantine":
-            _quarantine(p, outbox, res["reason"])
-            state.record(
-                p.name, {"sha256": res["sha256"], "status": "quarantined", "reason": res["reason"]}
+        bar.close()
+
+    def _record(self, p: Path, st: os.stat_result, res: dict[str, Any]) -> None:
+        name, status, s = p.name, res["status"], self.summary
+        if status == "vanished":
+            _add(s.vanished, name)
+        elif status == REFUSED:
+            self._refuse(name, res["reason"], _sig(st), res.get("sha256"))
+        elif status == WAITING:
+            self._retry_later(
+                name,
+                {"status": WAITING, "reason": res["reason"], "model_id": res.get("model_id")},
+                res["sha256"],
+                models_fp=self.models_fp,
             )
-            summary.quarantined.append(p.name)
+            _add(s.waiting, name)
+        elif status == "quarantine":
+            self._quarantine(p, res)
         else:
-            keys = (
-                "sha256",
-                "status",
-                "cog",
-                "item",
-                "cog_sha256",
-                "damaged_tiles",
-                "seconds",
-                "worker",
-            )
-            state.record(p.name, {k: res[k] for k in keys})
-            summary.produced.append(p.name)
+            keys = ("sha256", "status", "cog", "item", "cog_sha256", "damaged_tiles", "truncated")
+            rec = {k: res[k] for k in keys}
+            rec.update(seconds=res["seconds"], worker=res["worker"])
+            if res.get("warnings"):
+                rec["warnings"] = res["warnings"]
+                for w in res["warnings"]:
+                    self.say(f"  warning: {name}: {w}")
+            self.state.record(name, rec)
+            self._settled(name)
+            _add(s.produced, name)
             if res["damaged_tiles"]:
-                summary.flagged.append(p.name)
-        bar.update(1)
-    bar.close()
+                _add(s.flagged, name)
+
+    def _quarantine(self, p: Path, res: dict[str, Any]) -> None:
+        name = p.name
+        try:  # the file may have been replaced since it was read: never quarantine a new one
+            if sha256_file(p) != res["sha256"]:
+                return
+            moved = _quarantine(p, self.outbox, res["reason"])
+        except FileNotFoundError:
+            moved = None
+        except (OSError, SatcodecError) as exc:
+            self._retry_later(
+                name, {"status": FAILED, "error": f"cannot quarantine: {exc}"}, res["sha256"]
+            )
+            _add(self.summary.failed, name)
+            return
+        if moved is None:
+            _add(self.summary.vanished, name)
+            return
+        self.state.record(
+            name, {"sha256": res["sha256"], "status": QUARANTINED, "reason": res["reason"]}
+        )
+        self._settled(name)
+        _add(self.summary.quarantined, name)
