@@ -3,7 +3,7 @@
     python bench/denoiser_after_codec.py --denoiser runs/den_decoded/denoiser.safetensors
 
 The candidate is the shipped denoiser fine-tuned on noisy patches after a round trip through
-the shipped codecs (``python -m satcodec.ground_segment.training denoiser --init ...
+the shipped codecs (``satcodec ground-train denoiser --init ...
 --codec-models ...``). Both denoise the same decoded crops of the chains benchmark
 (bench/ground_compare.py: held-out crops, pleiades-pan noise, our codec at each target rate,
 the denoiser told the sensor's noise); mean PSNR against the clean crop. Writes

@@ -85,7 +85,7 @@ def _command(job: Job, a: argparse.Namespace, steps: int, out: Path) -> str:
     if job.init is None:
         common = common.replace(" --init None", "")
     if job.kind == "joint":
-        return f"python -m satcodec.ground_segment.training joint --data DATA {common}"
+        return f"satcodec ground-train joint --data DATA {common}"
     if job.kind == "peer":
         return (
             'python -c "from satcodec.codec.hyperprior import train_peer; '

@@ -491,3 +491,36 @@ def _meta_for_header(meta: Any, h: Any) -> Any:
     meta.height, meta.width, meta.count = h.height, h.width, h.bands
     meta.dtype, meta.bit_depth, meta.nodata = h.dtype, h.bit_depth, h.nodata
     return meta
+
+
+def describe(path: str | os.PathLike) -> dict[str, Any]:
+    """What ``satcodec info`` shows of a bitstream file: its header fields, tile count, latent
+    channels, entropy model, size in bytes and bits per pixel (per band), the damaged tiles
+    as ``(band, row, col)`` (every tile's CRC is checked; a truncated stream is read
+    ``partial``-ly, its missing tiles listed as damaged) and the GeoTIFF metadata."""
+    from satcodec.bitstream import FORMAT_VERSION
+    from satcodec.metrics import bits_per_pixel
+
+    with read_stream(path, partial=True) as reader:
+        h = reader.header
+        damaged = reader.check()
+    size = os.stat(path).st_size
+    return {
+        "version": FORMAT_VERSION,  # the only one this reader opens
+        "height": h.height,
+        "width": h.width,
+        "bands": h.bands,
+        "dtype": h.dtype,
+        "bit_depth": h.bit_depth,
+        "nodata": h.nodata,
+        "model_id": h.model_id,
+        "quant_step": h.quant_step,
+        "tile_size": h.tile_size,
+        "tiles": h.bands * h.tiles_y * h.tiles_x,
+        "latent_channels": h.latent_channels,
+        "entropy_model": "channel-context" if h.channel_context else "per-channel",
+        "bytes": size,
+        "bpp": bits_per_pixel(size, h.height * h.width * h.bands),
+        "damaged_tiles": damaged,
+        "metadata": h.metadata,
+    }

@@ -886,82 +886,50 @@ def report(
 
 
 # --------------------------------------------------------------------------------------------
-# `satcodec eval` (wired into satcodec.cli by add_eval_parser)
+# The whole evaluation (what `satcodec eval` runs)
 # --------------------------------------------------------------------------------------------
 
 
-def _float_list(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise ConfigError(f"--bpp expects comma-separated numbers, got {text!r}") from exc
-
-
-def cmd_eval(a: Any) -> int:
-    import sys
-
-    codecs = [c.strip() for c in a.codecs.split(",") if c.strip()]
+def run_evaluation(
+    images: Sequence[str | os.PathLike],
+    codecs: Sequence[str] = DEFAULT_CODECS,
+    bpps: Sequence[float] = DEFAULT_BPPS,
+    *,
+    model: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    anchor_cache: str | os.PathLike | None = None,
+    anchor: str = "jpeg2000",
+    bd_method: str = "pchip",
+    csv_path: str | os.PathLike | None = None,
+    plot_path: str | os.PathLike | None = None,
+    title: str | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """:func:`evaluate`, then :func:`report`, and the optional CSV (points; BD table to
+    ``<stem>_bd.csv``) and plot. Returns ``rows``, ``bd``, ``text`` (the report) and
+    ``written`` (the files written). :class:`RateControlError` when no point was measured."""
     rows = evaluate(
-        a.images,
-        codecs,
-        _float_list(a.bpp),
-        model=a.model,
-        anchor_cache=a.anchor_cache,
-        progress=not a.quiet,
-        log=lambda s: print(s, file=sys.stderr),
+        images, codecs, bpps, model=model, anchor_cache=anchor_cache, progress=progress, log=log
     )
     if not rows:
-        print("satcodec: error: no rate-distortion point could be measured", file=sys.stderr)
-        return 2
-    anchor = a.anchor if any(r["codec"] == a.anchor for r in rows) else None
-    text, bd = report(rows, anchor=anchor or "jpeg2000", method=a.bd_method)
-    print(text)
-    if a.csv:
-        write_csv(a.csv, rows)
-        bd_path = Path(a.csv).with_name(Path(a.csv).stem + "_bd.csv")
+        raise RateControlError("no rate-distortion point could be measured")
+    used = anchor if any(r["codec"] == anchor for r in rows) else "jpeg2000"
+    text, bd = report(rows, anchor=used, method=bd_method)
+    written: list[Path] = []
+    if csv_path:
+        write_csv(csv_path, rows)
+        written.append(Path(csv_path))
         if bd:
+            bd_path = Path(csv_path).with_name(Path(csv_path).stem + "_bd.csv")
             write_csv(bd_path, bd)
-        print(f"\nwrote {a.csv}" + (f" and {bd_path}" if bd else ""))
-    if a.plot:
-        plot_rd(rows, a.plot, bd=bd, title=a.title)
-        print(f"wrote {a.plot}")
-    return 0
-
-
-def add_eval_parser(sub: Any) -> None:
-    """Register ``satcodec eval`` on the CLI's subparsers."""
-    ev = sub.add_parser(
-        "eval",
-        help="rate-distortion evaluation against JPEG 2000 and JPEG XL (real bitstreams, BD-rate)",
-    )
-    ev.add_argument("images", nargs="+", help="GeoTIFF images")
-    ev.add_argument(
-        "--codecs",
-        default=",".join(DEFAULT_CODECS),
-        help="comma-separated: satcodec,jpeg2000,jpegxl",
-    )
-    ev.add_argument(
-        "--bpp",
-        default=",".join(f"{b:g}" for b in DEFAULT_BPPS),
-        help="target rates, e.g. 0.5,1,2,3",
-    )
-    ev.add_argument(
-        "--model",
-        help="only this model (name or weights path); default: every shipped model covering the rate",
-    )
-    ev.add_argument("--csv", help="write every point here (BD table to <stem>_bd.csv)")
-    ev.add_argument("--plot", help="write the rate-distortion plot (PNG) here")
-    ev.add_argument("--title", help="plot title")
-    ev.add_argument("--anchor", default="jpeg2000", choices=list(ANCHORS), help="BD reference")
-    ev.add_argument("--bd-method", default="pchip", choices=["pchip", "cubic"])
-    ev.add_argument("--anchor-cache", help="JSON file caching anchor points between runs")
-    ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    ev.set_defaults(func=cmd_eval)
+            written.append(bd_path)
+    if plot_path:
+        plot_rd(rows, plot_path, bd=bd, title=title)
+        written.append(Path(plot_path))
+    return {"rows": rows, "bd": bd, "text": text, "written": written}
 
 
 __all__ = [
-    "add_eval_parser",
-    "cmd_eval",
     "DEFAULT_BPPS",
     "DEFAULT_CODECS",
     "MSSSIM_WEIGHTS",
@@ -978,6 +946,7 @@ __all__ = [
     "plot_rd",
     "read_csv",
     "report",
+    "run_evaluation",
     "valid_mask",
     "write_csv",
 ]

@@ -76,7 +76,7 @@ def test_denoise_cli_keeps_georeferencing(random_denoiser, tmp_path):
     out = tmp_path / "den.tif"
     cmd = [sys.executable, "-m", "satcodec.cli", "denoise", str(SAMPLE), "-o", str(out)]
     r = subprocess.run(
-        [*cmd, "--sensor", "pleiades-pan", "--weights", str(path), "--tile", "128", "-q"],
+        [*cmd, "--sensor", "pleiades-pan", "--weights", str(path), "--tile", "128"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -73,7 +73,7 @@ def test_tiled_decoding_with_a_denoising_stage_equals_the_whole_image(
 
 def test_joint_training_from_the_sequential_chain(tmp_path, monkeypatch):
     import satcodec.ground_segment.denoiser as denoiser_module
-    from satcodec.ground_segment.training import main
+    from satcodec.cli import main
 
     init = tmp_path / "codec.safetensors"
     save_model(init, tiny_stride8_model(), {"lmbda": 0.004})
@@ -85,7 +85,8 @@ def test_joint_training_from_the_sequential_chain(tmp_path, monkeypatch):
     data.mkdir()
     shutil.copy(SAMPLE, data / "train.tif")
     out = tmp_path / "run"
-    args = ["joint", "--data", str(data), "--init", str(init), "--sensor", "pleiades-pan"]
+    args = ["ground-train", "joint", "--data", str(data), "--init", str(init)]
+    args += ["--sensor", "pleiades-pan"]
     args += ["--denoise-from", str(den_path), "--steps", "2", "--batch", "2", "--patch", "64"]
     assert main([*args, "--out", str(out)]) == 0
     before, _ = load_model(init)
@@ -105,7 +106,7 @@ def test_joint_training_from_the_sequential_chain(tmp_path, monkeypatch):
     assert meta["kind"] == "joint-denoising"
     # shipped with a card that says where it started (into a scratch package folder)
     monkeypatch.setattr(denoiser_module, "WEIGHTS_DIR", tmp_path / "pkg")
-    assert main(["ship", "--kind", "joint", "--run", str(out), "--name", "j"]) == 0
+    assert main(["ground-train", "ship", "--kind", "joint", "--run", str(out), "--name", "j"]) == 0
     card = (tmp_path / "pkg" / "codec" / "j.md").read_text()
     assert "Started as the sequential chain: the codec codec, then the ground denoiser" in card
     assert "den.safetensors" in card and "pleiades-pan" in card

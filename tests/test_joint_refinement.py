@@ -52,8 +52,10 @@ def test_tiled_decoding_of_a_refined_model_equals_the_whole_image(
     check_tiled_decoding_needs_the_stage_halo(path, sample_array[:, :200, :264], monkeypatch)
 
 
-def test_decoder_only_fine_tune_keeps_the_board_side_and_the_bitstream(tmp_path, sample_array):
-    from satcodec.ground_segment.training import main
+def test_decoder_only_fine_tune_keeps_the_board_side_and_the_bitstream(
+    tmp_path, sample_array, capsys
+):
+    from satcodec.cli import main
 
     init = tmp_path / "joint.safetensors"
     save_model(
@@ -63,7 +65,7 @@ def test_decoder_only_fine_tune_keeps_the_board_side_and_the_bitstream(tmp_path,
     data.mkdir()
     shutil.copy(SAMPLE, data / "train.tif")
     out = tmp_path / "run"
-    args = ["joint", "--data", str(data), "--init", str(init), "--refine", "8x4"]
+    args = ["ground-train", "joint", "--data", str(data), "--init", str(init), "--refine", "8x4"]
     args += ["--decoder-only", "--steps", "2", "--batch", "2", "--patch", "64", "--out", str(out)]
     assert main(args) == 0
     before, _ = load_model(init)
@@ -76,6 +78,7 @@ def test_decoder_only_fine_tune_keeps_the_board_side_and_the_bitstream(tmp_path,
     meta = json.loads((out / "model.json").read_text())
     assert meta["decoder_only"] and meta["refine"] == [8, 4] and meta["lmbda"] == 0.004
     assert meta["train_tail"]["bpp"] == 2.5  # the rate is the init's: the chains pick by it
+    assert meta["command"].startswith("satcodec ground-train joint --data")
     assert "--decoder-only" in meta["command"]
     # same board side, same symbols: the streams differ only in the header's model id
     img = sample_array[:, :128, :192]
@@ -86,10 +89,11 @@ def test_decoder_only_fine_tune_keeps_the_board_side_and_the_bitstream(tmp_path,
         for c in range(a.header.tiles_x):
             ta, tb = a.read_tile(0, r, c), b.read_tile(0, r, c)
             assert (ta.payload, ta.scale_indices) == (tb.payload, tb.scale_indices)
-    with pytest.raises(SystemExit, match="CxL"):
-        main([*args[:5], "--refine", "48", "--steps", "0", "--out", str(tmp_path / "x")])
-    with pytest.raises(SystemExit, match="LO,HI"):
-        main([*args, "--step-range", "1"])
+    # bad options: one line, exit 2, before any training
+    assert main([*args[:6], "--refine", "48", "--steps", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "CxL" in capsys.readouterr().err
+    assert main([*args, "--step-range", "1"]) == 2
+    assert "LO,HI" in capsys.readouterr().err
 
 
 def test_decoder_steps_cover_the_requested_range_and_depend_only_on_the_step():

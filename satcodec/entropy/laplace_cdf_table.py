@@ -1,8 +1,8 @@
 """Generate the integer Laplace CDF table ``tables/laplace_v1.npz``.
 
-Run ``python -m satcodec.entropy.laplace_cdf_table [--out PATH]``. The committed table is the
-source of truth: the decoder only ever reads its integers, so bitstreams never depend on
-floating-point maths agreeing between machines. This script exists to document and
+Run ``satcodec dev laplace-table [--out PATH]`` (or :func:`regenerate`). The committed table
+is the source of truth: the decoder only ever reads its integers, so bitstreams never depend
+on floating-point maths agreeing between machines. This module exists to document and
 reproduce it; it computes in :mod:`decimal` (libmpdec, correctly rounded, the same on
 every platform) so that it regenerates the same bytes anywhere, and writes an uncompressed
 npz (zip ``STORED``, fixed timestamps) so the bytes do not depend on the zlib build either.
@@ -54,7 +54,6 @@ Storage (ragged, symmetric half rows)
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import io
 import math
@@ -183,21 +182,23 @@ def write_table(path: str | Path = DEFAULT_PATH) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_PATH, help="output .npz path")
-    args = parser.parse_args(argv)
-    path = write_table(args.out)
-    arrays = np.load(path)
-    print(
-        f"wrote {path} ({path.stat().st_size} bytes): {NUM_SCALES} scales "
-        f"{arrays['scales'][0]:g}..{arrays['scales'][-1]:g}, support L "
-        f"{arrays['support'][0]}..{arrays['support'][-1]}, "
-        f"{arrays['half_counts'].size} half-row counts; "
-        f"log-step {math.log(arrays['scales'][1] / arrays['scales'][0]):.4f}"
-    )
-    return 0
+def regenerate(path: str | Path = DEFAULT_PATH) -> str:
+    """Write the table to ``path`` (:func:`write_table`) and return a one-line summary of it
+    (what ``satcodec dev laplace-table`` prints)."""
+    path = write_table(path)
+    with np.load(path) as arrays:
+        return (
+            f"wrote {path} ({path.stat().st_size} bytes): {NUM_SCALES} scales "
+            f"{arrays['scales'][0]:g}..{arrays['scales'][-1]:g}, support L "
+            f"{arrays['support'][0]}..{arrays['support'][-1]}, "
+            f"{arrays['half_counts'].size} half-row counts; "
+            f"log-step {math.log(arrays['scales'][1] / arrays['scales'][0]):.4f}"
+        )
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # kept for docs/bitstream.md: the same as `satcodec dev laplace-table`
+    import sys
+
+    from satcodec.cli import main
+
+    sys.exit(main(["dev", "laplace-table", *sys.argv[1:]]))

@@ -3,16 +3,14 @@
 Both use real rasters as the clean target and simulated signal-dependent noise on the input.
 The noise of step ``k`` is a function of (seed, k) only, so training resumes exactly.
 
-    python -m satcodec.ground_segment.training denoiser --data DIR --steps 3000 --out runs/gd
-    python -m satcodec.ground_segment.training joint --data DIR --lmbda 1e-3 --steps 1500 \
+    satcodec ground-train denoiser --data DIR --steps 3000 --out runs/gd
+    satcodec ground-train joint --data DIR --lmbda 1e-3 --steps 1500 \
         --init reduced-s8-l1e-3 --out runs/joint
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +27,8 @@ from satcodec.codec.training import (
     decoder_loss,
     decoder_steps,
     fine_tune_config,
-    parse_step_range,
 )
-from satcodec.errors import ConfigError
 from satcodec.ground_segment.denoiser import (
-    DEFAULT_WEIGHTS,
     GroundDenoiser,
     load_denoiser,
     macs_per_pixel,
@@ -504,7 +499,7 @@ def ship(run_dir: str | Path, kind: str, name: str) -> Path:
         dest = WEIGHTS_DIR / f"{name}.safetensors"
         title = "ground denoiser"
         how = (
-            f"python -m satcodec.ground_segment.training denoiser --data DATA --steps {meta['steps']} "
+            f"satcodec ground-train denoiser --data DATA --steps {meta['steps']} "
             f"--channels {meta['channels']} --layers {meta['layers']} --out {run}"
         )
         if meta.get("init"):
@@ -516,7 +511,7 @@ def ship(run_dir: str | Path, kind: str, name: str) -> Path:
         dest = WEIGHTS_DIR / "codec" / f"{name}.safetensors"
         title = "joint (on-board denoising) codec"
         how = meta.get("command") or (
-            f"python -m satcodec.ground_segment.training joint --data DATA --lmbda {meta['lmbda']} "
+            f"satcodec ground-train joint --data DATA --lmbda {meta['lmbda']} "
             f"--steps {meta['steps']} --init {meta['init'].split()[0]} --out {run}"
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -549,138 +544,8 @@ def ship(run_dir: str | Path, kind: str, name: str) -> Path:
         "Noise during training is simulated (signal-dependent Gaussian, see the module "
         "docstring of satcodec.ground_segment.training); the clean targets are real rasters, "
         "which carry their own sensor noise. Weights stored as float16 safetensors.\n\n"
-        f"## Reproduce\n\n```sh\n{how}\npython -m satcodec.ground_segment.training ship "
+        f"## Reproduce\n\n```sh\n{how}\nsatcodec ground-train ship "
         f"--kind {kind} --run {run} --name {name}\n```\n"
     )
     dest.with_suffix(".md").write_text(card)
     return dest
-
-
-def _parse_refine(text: str | None) -> tuple[int, int] | None:
-    if not text:
-        return None
-    try:
-        c, n = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise SystemExit(f"--refine takes CxL (e.g. 48x8), got {text!r}") from None
-    return c, n
-
-
-def _parse_range(text: str) -> tuple[float, float]:
-    try:
-        return parse_step_range(text)
-    except ConfigError as exc:
-        raise SystemExit(str(exc)) from None
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m satcodec.ground_segment.training")
-    sub = p.add_subparsers(dest="what", required=True)
-    d = sub.add_parser("denoiser")
-    d.add_argument("--data", required=True)
-    d.add_argument("--steps", type=int, default=3000)
-    d.add_argument("--out", required=True)
-    d.add_argument("--channels", type=int, default=48)
-    d.add_argument("--layers", type=int, default=8)
-    d.add_argument("--batch", type=int, default=16)
-    d.add_argument("--patch", type=int, default=64)
-    d.add_argument("--lr", type=float, default=1e-3)
-    d.add_argument("--resume", action="store_true")
-    d.add_argument("--loss", choices=["relative", "mse"], default="relative")
-    d.add_argument("--init", help="denoiser weights to start from")
-    d.add_argument(
-        "--codec-models", help="comma-separated codec models: train on their decoded outputs"
-    )
-    j = sub.add_parser("joint")
-    j.add_argument("--data", required=True)
-    j.add_argument("--lmbda", type=float, default=1e-3)
-    j.add_argument("--steps", type=int, default=1500)
-    j.add_argument("--out", required=True)
-    j.add_argument("--init", help="codec model name or path to fine-tune from")
-    j.add_argument("--batch", type=int, default=8)
-    j.add_argument("--patch", type=int, default=128)
-    j.add_argument("--lr", type=float, default=3e-4)
-    j.add_argument("--decay-start", type=float, default=0.9, help="lr x0.3 from this fraction")
-    j.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU")
-    j.add_argument("--resume", action="store_true")
-    j.add_argument(
-        "--refine",
-        help="CxL: add a ground-side refinement stage of C channels and L layers after the synthesis",
-    )
-    j.add_argument(
-        "--decoder-only",
-        action="store_true",
-        help="freeze the analysis (board side, rate) and train the decoder on rounded latents",
-    )
-    j.add_argument("--sensor", help="train on this sensor's noise only (a name of sensors.toml)")
-    j.add_argument(
-        "--step-range",
-        default=f"{STEP_LOG2_LO},{STEP_LOG2_HI}",
-        help="LO,HI: --decoder-only draws quantisation steps 2^U(LO, HI) per patch",
-    )
-    j.add_argument(
-        "--denoise-from",
-        help="ground-denoiser weights ('shipped' for the package's) to start a denoising stage "
-        "for --sensor's noise from: the model starts as the sequential chain",
-    )
-    sh = sub.add_parser("ship", help="copy a finished run into the package, with a card")
-    sh.add_argument("--kind", choices=["denoiser", "joint"], required=True)
-    sh.add_argument("--run", required=True)
-    sh.add_argument("--name", required=True)
-    ex = sub.add_parser("export-checkpoint", help="denoiser weights from a run's checkpoint")
-    ex.add_argument("--run", required=True)
-    ex.add_argument("--channels", type=int, default=48)
-    ex.add_argument("--layers", type=int, default=8)
-    a = p.parse_args(argv)
-    if a.what == "export-checkpoint":
-        print(json.dumps(export_denoiser_checkpoint(a.run, a.channels, a.layers)["val"]))
-        return 0
-    if a.what == "ship":
-        print(ship(a.run, a.kind, a.name))
-        return 0
-    if a.what == "denoiser":
-        meta = train_denoiser(
-            a.data,
-            a.steps,
-            a.out,
-            channels=a.channels,
-            layers=a.layers,
-            batch=a.batch,
-            patch=a.patch,
-            lr=a.lr,
-            resume=a.resume,
-            loss=a.loss,
-            init=a.init,
-            codec_models=a.codec_models.split(",") if a.codec_models else None,
-        )
-    else:
-        meta = train_joint(
-            a.data,
-            a.lmbda,
-            a.steps,
-            a.out,
-            init=a.init,
-            batch=a.batch,
-            patch=a.patch,
-            lr=a.lr,
-            resume=a.resume,
-            device=a.device,
-            decay_start=a.decay_start,
-            refine=_parse_refine(a.refine),
-            decoder_only=a.decoder_only,
-            step_log2_range=_parse_range(a.step_range),
-            sensor=a.sensor,
-            denoise_from=None
-            if a.denoise_from is None
-            else (DEFAULT_WEIGHTS if a.denoise_from == "shipped" else a.denoise_from),
-        )
-        meta["command"] = "python -m satcodec.ground_segment.training " + " ".join(
-            argv if argv is not None else sys.argv[1:]
-        )
-        (Path(a.out) / "model.json").write_text(json.dumps(meta, indent=2))
-    print(json.dumps({k: v for k, v in meta.items() if k not in ("train_scenes",)}, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,10 +1,12 @@
-"""Command-line parts of the deployment package: ``satcodec export``, ``satcodec profile`` and the
-``--runtime`` options of ``encode`` / ``decode`` (wired into :mod:`satcodec.cli`)."""
+"""``satcodec export`` and ``satcodec profile`` (deployment), and the ``--runtime`` options
+that ``encode`` and ``decode`` share."""
 
 from __future__ import annotations
 
 import argparse
 import json
+
+from satcodec.cli.options import add_command, progress, say
 
 
 def add_runtime_options(p: argparse.ArgumentParser) -> None:
@@ -27,13 +29,11 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from satcodec.codec.pipeline import choose_model
     from satcodec.export import export_model
 
-    model = a.model or choose_model(None)
     precision = a.precision or ("fp16" if a.format == "tensorrt" else "fp32")
     m = export_model(
-        model,
+        a.model or _default_model(),
         a.output,
         fmt=a.format,
         precision=precision,
@@ -41,27 +41,27 @@ def cmd_export(a: argparse.Namespace) -> int:
         max_tile=a.max_tile,
     )
     if a.format == "onnx":
-        checks = m["checks"]
         errs = ", ".join(
             f"{k.replace('_rel_err', '')} {v:.1e}"
-            for k, v in checks.items()
+            for k, v in m["checks"].items()
             if k.endswith("_rel_err")
         )
-        print(
-            f"{a.output}: {precision} ONNX (opset {m['opset']}) of {m['model_name']} ({m['model_id']}): "
-            f"analysis.onnx (board), synthesis.onnx (ground), manifest.json; "
-            f"relative errors: {errs}"
+        say(
+            a,
+            f"{a.output}: {precision} ONNX (opset {m['opset']}) of {m['model_name']} "
+            f"({m['model_id']}): analysis.onnx (board), synthesis.onnx (ground), manifest.json; "
+            f"relative errors: {errs}",
         )
     else:
-        print(
+        say(
+            a,
             f"{a.output}: TensorRT {m['tensorrt']} {precision} engines for {m['gpu']}: "
-            f"analysis.engine, synthesis.engine, engine.json"
+            "analysis.engine, synthesis.engine, engine.json",
         )
     return 0
 
 
 def cmd_profile(a: argparse.Namespace) -> int:
-    from satcodec.codec.pipeline import choose_model
     from satcodec.codec.registry import load_model
     from satcodec.errors import ConfigError
     from satcodec.profiling import (
@@ -75,9 +75,18 @@ def cmd_profile(a: argparse.Namespace) -> int:
     if bool(a.all) == bool(a.board):
         raise ConfigError("give --board NAME or --all")
     profiles = list_profiles(a.profiles_dir) if a.all else [find_profile(a.board, a.profiles_dir)]
-    net, info = load_model(a.model or choose_model(None))
+    net, info = load_model(a.model or _default_model())
     cache: dict = {}
-    reports = [profile_board(p, net, info, a.size, a.repeat, cache) for p in profiles]
+    # the library measures one board per call: progress is counted in boards (one board
+    # times `repeat` runs of a `size`² tile: about a minute at the defaults)
+    tick = progress(a, "profile", unit="board")
+    reports = []
+    for i, prof in enumerate(profiles):
+        if tick:
+            tick(i, len(profiles))
+        reports.append(profile_board(prof, net, info, a.size, a.repeat, cache))
+    if tick:
+        tick(len(profiles), len(profiles))
     if a.json:
         print(json.dumps([r.to_dict() for r in reports], indent=2))
     else:
@@ -85,14 +94,22 @@ def cmd_profile(a: argparse.Namespace) -> int:
     if a.plot:
         plot_reports(reports, a.plot)
         if not a.json:
-            print(f"\nplot: {a.plot}")
+            say(a, f"\nplot: {a.plot}")
     return 0
 
 
-def add_export_parsers(sub: argparse._SubParsersAction) -> None:
-    x = sub.add_parser(
+def _default_model() -> str:
+    from satcodec.codec.pipeline import choose_model
+
+    return choose_model(None)
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    x = add_command(
+        sub,
         "export",
-        help="export the analysis (board) and synthesis (ground) transforms to ONNX or TensorRT",
+        cmd_export,
+        "export the analysis (board) and synthesis (ground) transforms to ONNX or TensorRT",
     )
     x.add_argument(
         "--model", help="shipped model name or weights path (default: the default model)"
@@ -103,17 +120,19 @@ def add_export_parsers(sub: argparse._SubParsersAction) -> None:
     )
     x.add_argument(
         "--calib",
-        help="folder (or file) of GeoTIFFs for int8 calibration (default: the shipped Pleiades sample)",
+        help="folder (or file) of GeoTIFFs for int8 calibration (default: the shipped Pleiades "
+        "sample)",
     )
     x.add_argument(
         "--max-tile", type=int, help="TensorRT: largest tile the engines accept (default 2048)"
     )
     x.add_argument("-o", "--output", required=True, help="output folder")
-    x.set_defaults(func=cmd_export)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "profile",
-        help="model cost, measured host latency and projected board latency for hardware profiles",
+        cmd_profile,
+        "model cost, measured host latency and projected board latency for hardware profiles",
     )
     p.add_argument("--board", help="profile name (hw_profiles/NAME.toml) or a .toml path")
     p.add_argument("--all", action="store_true", help="one table for every profile")
@@ -125,4 +144,3 @@ def add_export_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", help="write a PNG chart (projected vs measured, labelled)")
     p.add_argument("--profiles-dir", help="folder of profiles (default: hw_profiles/)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_profile)

@@ -1,0 +1,147 @@
+"""Codec training: ``train`` and ``tune-decoder``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from satcodec.cli.options import add_command, quiet, say
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from satcodec.codec.training import train_codec
+
+    meta = train_codec(
+        a.data,
+        a.lmbda,
+        a.steps,
+        a.out,
+        optimizer=a.optimizer,
+        lr=a.lr,
+        batch=a.batch,
+        patch=a.patch,
+        seed=a.seed,
+        resume=a.resume,
+        config=_config(a),
+        schedule=a.schedule,
+        schedule_kwargs={"start": a.decay_start, "final": a.decay_final}
+        if a.schedule == "decay"
+        else None,
+        progress=not quiet(a),
+        init=a.init,
+        device=a.device,
+    )
+    val = meta.get("val", {})
+    say(
+        a,
+        f"trained {a.steps} steps at λ={a.lmbda}: val {val} -> {Path(a.out) / 'model.safetensors'}",
+    )
+    return 0
+
+
+def _config(a: argparse.Namespace):
+    """The architecture the options ask for: the init model's (optionally with a wider
+    latent), or a new one."""
+    from satcodec.codec.models import ModelConfig
+    from satcodec.codec.registry import load_model
+
+    if a.init:
+        config = load_model(a.init)[1].config
+        if a.latent is not None:
+            config = ModelConfig(**{**config.to_dict(), "latent": a.latent})
+        return config
+    return ModelConfig(
+        hidden=a.hidden,
+        latent=a.latent or 192,
+        activation=a.activation,
+        stages=4 if a.stride == 16 else 3,
+    )
+
+
+def cmd_tune_decoder(a: argparse.Namespace) -> int:
+    from satcodec.codec.training import parse_step_range, tune_decoder
+
+    command = (
+        f"satcodec tune-decoder --init {a.init} --data DATA --steps {a.steps} --out {a.out}"
+        f" --step-range={a.step_range} --lr {a.lr} --decay-start {a.decay_start}"
+    )
+    meta = tune_decoder(
+        a.init,
+        a.data,
+        a.steps,
+        a.out,
+        step_log2_range=parse_step_range(a.step_range),
+        batch=a.batch,
+        patch=a.patch,
+        lr=a.lr,
+        decay_start=a.decay_start,
+        seed=a.seed,
+        resume=a.resume,
+        progress=not quiet(a),
+        device=a.device,
+        command=command,
+    )
+    say(a, f"decoder of {a.init} tuned {a.steps} steps -> {Path(a.out) / 'model.safetensors'}")
+    say(a, f"model id {meta['model_id']}; ship it with scripts/ship_model.py {a.out} --name NAME")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    t = add_command(sub, "train", cmd_train, "train a codec at one rate–distortion trade-off")
+    t.add_argument("--data", required=True, help="folder of GeoTIFF scenes, or a scene pack (.npz)")
+    t.add_argument("--lmbda", type=float, required=True)
+    t.add_argument("--steps", type=int, required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--optimizer", default="adam")
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--schedule", default="decay")
+    t.add_argument(
+        "--decay-start", type=float, default=0.9, help="decay schedule: fraction of the run"
+    )
+    t.add_argument(
+        "--decay-final", type=float, default=0.3, help="decay schedule: lr multiplier after it"
+    )
+    t.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU")
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--patch", type=int, default=128)
+    t.add_argument("--hidden", type=int, default=64)
+    t.add_argument(
+        "--latent", type=int, help="latent channels M (default 192; with --init: widen to M)"
+    )
+    t.add_argument("--activation", default="sgdn", choices=["sgdn", "gdn", "relu"])
+    t.add_argument(
+        "--stride",
+        type=int,
+        default=16,
+        choices=[8, 16],
+        help="latent stride: 16 (four stages) or 8 (three; more latents per pixel, for high rates)",
+    )
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--resume", action="store_true")
+    t.add_argument(
+        "--init", help="start from a trained model (name or .safetensors path) instead of random"
+    )
+
+    td = add_command(
+        sub,
+        "tune-decoder",
+        cmd_tune_decoder,
+        "fine-tune a model's decoder at the quantisation steps rate control uses "
+        "(board side and bitstream unchanged)",
+    )
+    td.add_argument("--init", required=True, help="trained model (name or .safetensors path)")
+    td.add_argument("--data", required=True, help="folder of GeoTIFF scenes, or a scene pack")
+    td.add_argument("--steps", type=int, required=True)
+    td.add_argument("--out", required=True)
+    td.add_argument(
+        "--step-range",
+        default="-2,1",
+        help="LO,HI: quantisation steps 2^U(LO, HI) per patch (default -2,1: 0.25 to 2)",
+    )
+    td.add_argument("--lr", type=float, default=3e-4)
+    td.add_argument("--decay-start", type=float, default=0.7, help="lr x0.3 from this fraction")
+    td.add_argument("--batch", type=int, default=8)
+    td.add_argument("--patch", type=int, default=128)
+    td.add_argument("--seed", type=int, default=0)
+    td.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU")
+    td.add_argument("--resume", action="store_true")
