@@ -29,6 +29,24 @@ that merely repeats an earlier peak is not flagged again; ``--as-limit-mb`` caps
 address space so that any runaway allocation becomes a MemoryError finding instead.
 Expected exceptions must carry a one-line message; a multi-line or empty one is a finding.
 Exit status: 0 without findings, 1 with findings.
+
+Bounded-memory decoding (bench/results/fuzz_decoder_bounded.md)::
+
+    python bench/fuzz_bitstream.py --cases 100000 --seed 17 \
+        --corpus bench/results/fuzz_corpus_bounded/*.satc \
+        --target bench/fuzz_targets.py:bounded --expect satcodec.errors:SatcodecError \
+        --workers 1 --as-limit-mb 4096 --generated 0.1 --big 0.02 \
+        --report bench/results/fuzz_decoder_bounded.md
+
+``--workers 1`` runs the cases in a spawned worker process, warmed up on the corpus, then
+under ``RLIMIT_AS`` (``--as-limit-mb``); the worker resets its peak RSS (Linux VmHWM, through
+/proc/self/clear_refs) before every case, so each case's own peak is measured. A target that
+returns ``(label, bound_bytes)`` has that peak checked against the bound (a finding when
+over). A worker that dies (a signal, an abort) or hangs past 5x the timeout is a finding and
+is replaced. ``--generated F`` makes a share F of the cases structure-aware generated streams
+(``--generator``, default ``bench/fuzz_targets.py:StreamGenerator``: random header fields,
+tile sizes up to 8192, payloads, nodata masks), ``--big`` of them with 2048-8192 px tiles
+(timeout ``--timeout-big``), ``--mutate-generated`` of them mutated before decoding.
 """
 
 from __future__ import annotations
@@ -45,6 +63,7 @@ import platform
 import random
 import re
 import resource
+import shlex
 import signal
 import struct
 import sys
@@ -489,9 +508,10 @@ class Mutator:
         struct.pack_into("<I", buf, 68, len(new))
         return f"metadata={new[:40]!r}{'...' if len(new) > 40 else ''}"
 
-    def mutate(self) -> tuple[bytes, str, list[str]]:
-        """A mutant, its description and the names of the steps applied."""
-        s = self.rng.choice(self.seeds)
+    def mutate(self, seed: Seed | None = None) -> tuple[bytes, str, list[str]]:
+        """A mutant (of ``seed``, default: a random corpus seed), its description and the
+        names of the steps applied."""
+        s = seed or self.rng.choice(self.seeds)
         buf = bytearray(s.data)
         steps, kinds = [], []
         for _ in range(self.rng.choice([1, 1, 1, 2, 2, 3])):
@@ -603,11 +623,191 @@ class Stats:
     rss_peak_mb: float = 0.0
     elapsed_s: float = 0.0
     interrupted: bool = False
+    # per case kind (mutated corpus / generated / generated then mutated, small or big)
+    kinds: collections.Counter = field(default_factory=collections.Counter)
+    kind_outcomes: collections.Counter = field(default_factory=collections.Counter)
+    kind_seconds: collections.Counter = field(default_factory=collections.Counter)
+    # per-case peak RSS above the process's RSS before the case (needs Linux VmHWM reset)
+    case_peak_mb: float = 0.0
+    case_peak_desc: str = ""
+    case_peak_bound_mb: float = 0.0
+    worst_ratio: float = 0.0  # max peak / bound over cases with a bound
+    worst_ratio_desc: str = ""
+    bounded_cases: int = 0
+    over_bound: int = 0
+    worker_base_mb: float = 0.0
+    worker_vmsize_mb: float = 0.0
+    worker_restarts: int = 0
+
+
+# --- one case -------------------------------------------------------------------------------------
+def _proc_kib(key: str) -> int | None:
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    m = re.search(key + r":\s+(\d+)", text)
+    return int(m.group(1)) if m else None
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def run_case(
+    target: Callable[[bytes], object], expected: tuple, data: bytes, timeout: float
+) -> dict:
+    """Run ``target(data)`` under a SIGALRM soft timeout; the outcome, without raising.
+
+    A target may return a str (the outcome label, "label | detail") or (label, bound): the
+    documented memory bound of the case in bytes, checked against the case's peak RSS."""
+    per_case = _reset_peak()
+    base = _proc_kib("VmRSS") if per_case else None
+    res: dict = {"outcome": "ok", "reason": None, "finding": None, "bound": None}
+    t0 = time.perf_counter()
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        got = target(data)
+        if isinstance(got, tuple):
+            got, res["bound"] = got
+        outcome = got if isinstance(got, str) else "ok"
+        if " | " in outcome:  # "outcome | detail": count the detail as a reason
+            outcome, detail = outcome.split(" | ", 1)
+            res["reason"] = f"{outcome}: {reason(detail)}"
+        res["outcome"] = outcome
+    except CaseTimeout:
+        res["outcome"] = "FINDING hang"
+        res["finding"] = ("hang", "hang (soft timeout)", traceback.format_exc())
+    except expected as exc:
+        res["outcome"] = type(exc).__name__
+        res["reason"] = f"{type(exc).__name__}: {reason(exc)}"
+        if not str(exc) or "\n" in str(exc):  # the contract: one-line messages
+            res["finding"] = (
+                "message",
+                f"{type(exc).__name__} message not one line",
+                traceback.format_exc(),
+            )
+    except Exception as exc:  # the interesting part: MemoryError, RecursionError, ...
+        res["outcome"] = "FINDING unexpected"
+        res["finding"] = ("unexpected", signature(exc), traceback.format_exc())
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    res["seconds"] = time.perf_counter() - t0
+    hwm = _proc_kib("VmHWM")
+    res["hwm_mb"] = hwm / 1024 if hwm else peak_rss_mb()
+    res["peak_mb"] = (hwm - base) / 1024 if per_case and hwm and base else None
+    return res
+
+
+# --- worker processes -------------------------------------------------------------------------------
+def _worker_main(conn, target_spec: str, expect: list[str], as_limit_mb: int, warm: list) -> None:
+    """A worker: warm up on the corpus, cap its address space, then run cases sent to it."""
+    target = load_object(target_spec) if target_spec else default_target
+    expected = tuple(load_object(e) for e in expect)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    for d in warm:  # imports, models, caches: part of the base, not of a case
+        try:
+            target(d)
+        except Exception:
+            pass
+    if as_limit_mb:  # a runaway allocation becomes a MemoryError (a finding) or a clean refusal
+        lim = as_limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
+    conn.send(
+        {
+            "ready": True,
+            "rss_mb": (_proc_kib("VmRSS") or 0) / 1024,
+            "vmsize_mb": (_proc_kib("VmSize") or 0) / 1024,
+        }
+    )
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        data, timeout = msg
+        conn.send(run_case(target, expected, data, timeout))
+
+
+class Worker:
+    """A spawned worker process and its pipe."""
+
+    def __init__(self, args: argparse.Namespace, warm: list[bytes]) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # not fork: the parent's state stays out of the worker
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(
+            target=_worker_main,
+            args=(child, args.target, args.expect, args.as_limit_mb, warm),
+            daemon=True,
+        )
+        self.proc.start()
+        child.close()
+        try:
+            if not self.conn.poll(600):
+                raise SystemExit("fuzz worker did not start in 600 s")
+            self.info = self.conn.recv()
+        except (EOFError, OSError):
+            self.proc.join(5)
+            raise SystemExit(
+                f"fuzz worker died while warming up (exit code {self.proc.exitcode})"
+            ) from None
+
+    def run(self, data: bytes, timeout: float, hard: float) -> dict | str:
+        """The case's result, or "hang" / "crash: ..." (the worker is then dead)."""
+        self.conn.send((data, timeout))
+        if not self.conn.poll(hard):
+            self.kill()
+            return "hang"
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):
+            self.proc.join(5)
+            return f"crash: worker exit code {self.proc.exitcode}"
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(5)
+
+    def close(self) -> None:
+        try:
+            self.conn.send(None)
+            self.proc.join(10)
+        except (OSError, BrokenPipeError):
+            pass
+        self.kill()
+
+
+# --- the campaign -----------------------------------------------------------------------------------
+def make_cases(args: argparse.Namespace, mut: Mutator, rng: random.Random):
+    """Yield (data, desc, mutation kinds, case kind, timeout) for the campaign."""
+    gen = None
+    if args.generated > 0:
+        gen_mod = load_object(args.generator)
+        gen = gen_mod(random.Random(rng.getrandbits(64)))
+    for _ in range(args.cases):
+        if gen is not None and rng.random() < args.generated:
+            size = "big" if rng.random() < args.big else "small"
+            data, desc = gen.stream(size)
+            kinds: list[str] = []
+            kind = f"generated-{size}"
+            if rng.random() < args.mutate_generated:
+                data, mdesc, kinds = mut.mutate(describe(data, "generated"))
+                desc += "; then " + mdesc.split(": ", 1)[1]
+                kind += "+mutated"
+            yield data, desc, kinds, kind, args.timeout_big if size == "big" else args.timeout
+        else:
+            data, desc, kinds = mut.mutate()
+            yield data, desc, kinds, "mutated corpus", args.timeout
 
 
 def run_campaign(args: argparse.Namespace) -> Stats:
-    target = load_object(args.target) if args.target else default_target
-    expected = tuple(load_object(e) for e in args.expect)
     crash_dir = Path(args.crash_dir)
     rng = random.Random(args.seed)
     if args.corpus:
@@ -615,23 +815,7 @@ def run_campaign(args: argparse.Namespace) -> Stats:
     else:
         seeds = [describe(d, f"gen{i}") for i, d in enumerate(generate_corpus(args.seed))]
     mut = Mutator(seeds, rng)
-
-    if args.as_limit_mb:  # turn a runaway allocation into a MemoryError we can report
-        lim = args.as_limit_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
-    signal.signal(signal.SIGALRM, _on_alarm)
-    dog = Watchdog(max(10.0, 5 * args.timeout), crash_dir)
-    dog.start()
-
     st = Stats(rss_start_mb=peak_rss_mb())
-    # warm up the target on the unmutated corpus (imports, caches) before measuring memory
-    for s in seeds:
-        try:
-            target(s.data)
-        except Exception:
-            pass
-    rss_base = peak_rss_mb()
-    t_start = last_print = time.monotonic()
 
     def finding(kind: str, sig: str, data: bytes, desc: str, tb: str) -> None:
         f = st.findings.setdefault(sig, {"kind": kind, "count": 0, "reproducers": []})
@@ -639,67 +823,124 @@ def run_campaign(args: argparse.Namespace) -> Stats:
         if len(f["reproducers"]) < args.max_repro:
             f["reproducers"].append(str(save_reproducer(crash_dir, kind, data, desc, tb)))
 
-    try:
-        for _ in range(args.cases):
-            data, desc, kinds = mut.mutate()
-            st.mutations.update(kinds)
-            before = peak_rss_mb()
-            dog.arm(data, desc)
-            t0 = time.perf_counter()
-            signal.setitimer(signal.ITIMER_REAL, args.timeout)
+    worker: Worker | None = None
+    dog: Watchdog | None = None
+    if args.workers:
+        if args.workers != 1:
+            raise SystemExit("--workers: one worker process is supported (cases run in order)")
+        warm = [s.data for s in seeds]
+        worker = Worker(args, warm)
+        st.worker_base_mb = worker.info["rss_mb"]
+        st.worker_vmsize_mb = worker.info["vmsize_mb"]
+        rss_base = st.worker_base_mb
+    else:
+        target = load_object(args.target) if args.target else default_target
+        expected = tuple(load_object(e) for e in args.expect)
+        signal.signal(signal.SIGALRM, _on_alarm)
+        dog = Watchdog(max(10.0, 5 * args.timeout), crash_dir)
+        dog.start()
+        # warm up the target on the unmutated corpus (imports, caches) before measuring memory
+        for s in seeds:
             try:
-                label = target(data)
-                outcome = label if isinstance(label, str) else "ok"
-                if " | " in outcome:  # "outcome | detail": count the detail as a reason
-                    outcome, detail = outcome.split(" | ", 1)
-                    st.reasons[f"{outcome}: {reason(detail)}"] += 1
-            except CaseTimeout:
-                outcome = "FINDING hang"
-                finding("hang", "hang (soft timeout)", data, desc, traceback.format_exc())
-            except expected as exc:
-                outcome = type(exc).__name__
-                st.reasons[f"{outcome}: {reason(exc)}"] += 1
-                if not str(exc) or "\n" in str(exc):  # the contract: one-line messages
-                    finding(
-                        "message",
-                        f"{type(exc).__name__} message not one line",
-                        data,
-                        desc,
-                        traceback.format_exc(),
-                    )
-            except Exception as exc:  # the interesting part: MemoryError, RecursionError, ...
-                outcome = "FINDING unexpected"
-                finding("unexpected", signature(exc), data, desc, traceback.format_exc())
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                target(s.data)
+            except Exception:
+                pass
+        if args.as_limit_mb:  # turn a runaway allocation into a MemoryError we can report
+            lim = args.as_limit_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
+        rss_base = peak_rss_mb()
+    t_start = last_print = time.monotonic()
+
+    try:
+        for data, desc, kinds, kind, timeout in make_cases(args, mut, rng):
+            st.mutations.update(kinds)
+            if worker is not None:
+                hard = max(10.0, 5 * timeout)
+                res = worker.run(data, timeout, hard)
+                if isinstance(res, str):  # the worker hung or died: a finding, and a new one
+                    name = "hang-hard" if res == "hang" else "crash"
+                    res = {
+                        "outcome": f"FINDING {name}",
+                        "reason": None,
+                        "finding": (name, res if res != "hang" else f"hang over {hard:.0f} s", ""),
+                        "bound": None,
+                        "seconds": hard if res == "hang" else 0.0,
+                        "peak_mb": None,
+                        "hwm_mb": 0.0,
+                    }
+                    worker.kill()
+                    worker = Worker(args, [s.data for s in seeds])
+                    st.worker_restarts += 1
+            else:
+                before = peak_rss_mb()
+                assert dog is not None
+                dog.arm(data, desc)
+                res = run_case(target, expected, data, timeout)
                 dog.disarm()
-            dt = time.perf_counter() - t0
+                after = peak_rss_mb()
+                if res["peak_mb"] is None and after > before:
+                    res["peak_mb"] = after - before
+            outcome = res["outcome"]
+            if res["reason"]:
+                st.reasons[res["reason"]] += 1
+            if res["finding"]:
+                finding(res["finding"][0], res["finding"][1], data, desc, res["finding"][2])
+            dt = res["seconds"]
             st.cases += 1
             st.outcomes[outcome] += 1
+            st.kinds[kind] += 1
+            st.kind_outcomes[(kind, outcome)] += 1
+            st.kind_seconds[kind] += dt
             if dt > st.slowest_s:
                 st.slowest_s, st.slowest_desc = dt, desc
-            after = peak_rss_mb()
-            if after > before and after - rss_base > args.rss_limit_mb:
+            st.rss_peak_mb = max(st.rss_peak_mb, res["hwm_mb"] or 0.0)
+            peak, bound = res["peak_mb"], res["bound"]
+            if peak is not None and peak > st.case_peak_mb:
+                st.case_peak_mb, st.case_peak_desc = peak, desc
+                st.case_peak_bound_mb = bound / 2**20 if bound else 0.0
+            if bound and peak is not None:
+                st.bounded_cases += 1
+                ratio = peak * 2**20 / bound
+                if ratio > st.worst_ratio:
+                    st.worst_ratio, st.worst_ratio_desc = ratio, desc
+                if ratio > 1:
+                    st.over_bound += 1
+                    finding(
+                        "memory",
+                        "peak RSS over the documented bound",
+                        data,
+                        desc,
+                        f"peak RSS +{peak:.0f} MB, bound {bound / 2**20:.0f} MB",
+                    )
+                    st.outcomes["FINDING memory"] += 1
+            elif peak is not None and peak > args.rss_limit_mb:
+                # no bound: the case's own growth (not the process's RSS, which allocator
+                # caches and earlier big cases may have raised) against --rss-limit-mb
                 finding(
                     "memory",
-                    f"peak RSS {after:.0f} MB",
+                    f"peak RSS +{peak:.0f} MB",
                     data,
                     desc,
-                    f"peak RSS {before:.0f} -> {after:.0f} MB",
+                    f"peak RSS +{peak:.0f} MB in the case (process {res['hwm_mb']:.0f} MB, "
+                    f"base {rss_base:.0f} MB)",
                 )
                 st.outcomes["FINDING memory"] += 1
             if args.progress and time.monotonic() - last_print > args.progress:
                 last_print = time.monotonic()
                 rate = st.cases / (last_print - t_start)
                 bad = sum(f["count"] for f in st.findings.values())
-                print(f"  {st.cases:>9,} cases  {rate:,.0f}/s  findings {bad}", file=sys.stderr)
+                print(f"  {st.cases:>9,} cases  {rate:,.1f}/s  findings {bad}", file=sys.stderr)
     except KeyboardInterrupt:
         st.interrupted = True
     finally:
-        dog.stop()
+        if dog is not None:
+            dog.stop()
         signal.setitimer(signal.ITIMER_REAL, 0)
+        if worker is not None:
+            worker.close()
     st.elapsed_s = time.monotonic() - t_start
-    st.rss_peak_mb = peak_rss_mb()
+    if worker is None:
+        st.rss_peak_mb = max(st.rss_peak_mb, peak_rss_mb())
     return st
 
 
@@ -708,10 +949,10 @@ def render(st: Stats, args: argparse.Namespace) -> str:
     rate = st.cases / st.elapsed_s if st.elapsed_s else 0.0
     n_find = sum(f["count"] for f in st.findings.values())
     lines = [
-        "# Bitstream fuzz campaign",
+        f"# {args.title}",
         "",
         f"- date: {_dt.datetime.now().isoformat(timespec='seconds')}",
-        f"- command: `python bench/fuzz_bitstream.py {' '.join(sys.argv[1:])}`",
+        f"- command: `python bench/fuzz_bitstream.py {shlex.join(sys.argv[1:])}`",
         f"- host: {platform.node()} ({platform.machine()}, Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs)",
         f"- target: `{args.target or 'bench/fuzz_bitstream.py:default_target'}`; expected: "
@@ -722,7 +963,24 @@ def render(st: Stats, args: argparse.Namespace) -> str:
         f"- per-case timeout {args.timeout} s; slowest case {st.slowest_s * 1000:.1f} ms "
         f"({st.slowest_desc})",
         f"- peak RSS {st.rss_peak_mb:.0f} MB (start {st.rss_start_mb:.0f} MB; limit +{args.rss_limit_mb} MB)",
-        f"- **findings: {n_find}** (unexpected exceptions, hangs, memory)",
+    ]
+    if args.workers:
+        lines.append(
+            f"- cases run in {args.workers} worker process, warmed up on the corpus (base RSS "
+            f"{st.worker_base_mb:.0f} MB, address space {st.worker_vmsize_mb:.0f} MB), then under "
+            + (f"RLIMIT_AS = {args.as_limit_mb} MB" if args.as_limit_mb else "no RLIMIT_AS")
+            + f"; worker restarts: {st.worker_restarts}; peak RSS above is the worker's"
+        )
+    elif args.as_limit_mb:
+        lines.append(f"- RLIMIT_AS = {args.as_limit_mb} MB")
+    if args.generated:
+        lines.append(
+            f"- generated cases: {args.generated:.0%} of all (`{args.generator}`), of them "
+            f"{args.big:.1%} big (2048-8192 px tiles, per-case timeout {args.timeout_big} s), "
+            f"{args.mutate_generated:.0%} mutated after generation"
+        )
+    lines += [
+        f"- **findings: {n_find}** (unexpected exceptions, hangs, crashes, memory)",
         "",
         "## Outcomes",
         "",
@@ -731,6 +989,36 @@ def render(st: Stats, args: argparse.Namespace) -> str:
     ]
     for k, v in st.outcomes.most_common():
         lines.append(f"| {k} | {v:,} | {100 * v / max(st.cases, 1):.1f}% |")
+    if st.bounded_cases or st.case_peak_mb:
+        lines += [
+            "",
+            "## Memory per case",
+            "",
+            "Peak RSS of each case above the process's RSS just before it (Linux: VmHWM reset "
+            "through /proc/self/clear_refs before every case), against the case's documented "
+            "bound when the target returns one (`Decoder.memory_bound()` plus the output "
+            'array, docs/bitstream.md "Decoder memory").',
+            "",
+            f"- cases with a bound: {st.bounded_cases:,}; **over their bound: {st.over_bound}**",
+            f"- largest peak: +{st.case_peak_mb:.0f} MB"
+            + (f" (its bound {st.case_peak_bound_mb:.0f} MB)" if st.case_peak_bound_mb else "")
+            + f": {st.case_peak_desc}",
+            f"- largest peak / bound: {st.worst_ratio:.2f}: {st.worst_ratio_desc}",
+            f"- largest process RSS: {st.rss_peak_mb:.0f} MB",
+        ]
+    if len(st.kinds) > 1 or args.generated:
+        outcomes = [k for k, _ in st.outcomes.most_common()]
+        lines += [
+            "",
+            "## Cases by kind",
+            "",
+            "| kind | cases | mean time | " + " | ".join(outcomes) + " |",
+            "|---|---:|---:|" + "---:|" * len(outcomes),
+        ]
+        for kind, n in st.kinds.most_common():
+            cells = [f"{st.kind_outcomes[(kind, o)]:,}" for o in outcomes]
+            mean = 1000 * st.kind_seconds[kind] / max(n, 1)
+            lines.append(f"| {kind} | {n:,} | {mean:,.0f} ms | " + " | ".join(cells) + " |")
     lines += ["", "## Mutation steps applied", "", "| step | count |", "|---|---:|"]
     for k, v in st.mutations.most_common():
         lines.append(f"| {k} | {v:,} |")
@@ -793,6 +1081,33 @@ def main(argv: list[str] | None = None) -> int:
         "--as-limit-mb", type=int, default=0, help="RLIMIT_AS for the process (0: none)"
     )
     ap.add_argument("--max-repro", type=int, default=5, help="reproducers saved per finding kind")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="run the cases in a worker process (1), under --as-limit-mb, with per-case peak "
+        "RSS; a hung or crashed worker is a finding and is replaced (0: in this process)",
+    )
+    ap.add_argument(
+        "--generated",
+        type=float,
+        default=0.0,
+        help="share of cases that are streams from --generator instead of corpus mutants",
+    )
+    ap.add_argument(
+        "--generator",
+        default="bench/fuzz_targets.py:StreamGenerator",
+        help="class(rng) with .stream('small'|'big') -> (bytes, description)",
+    )
+    ap.add_argument("--big", type=float, default=0.01, help="share of generated cases that are big")
+    ap.add_argument(
+        "--mutate-generated",
+        type=float,
+        default=0.5,
+        help="share of generated streams mutated before decoding",
+    )
+    ap.add_argument("--timeout-big", type=float, default=120.0, help="per-case timeout, big cases")
+    ap.add_argument("--title", default="Bitstream fuzz campaign", help="report title")
     ap.add_argument("--crash-dir", default=str(RESULTS / "fuzz_crashes"))
     ap.add_argument("--report", default=str(RESULTS / "fuzz_bitstream.md"))
     ap.add_argument(

@@ -1,5 +1,10 @@
 """Write a small corpus of real bitstreams (crops of the shipped Pleiades sample and of the
-WorldView-3 test raster, 1 and 2 bands, several tile sizes, with nodata) for fuzzing."""
+WorldView-3 test raster, 1 and 2 bands, several tile sizes, with nodata) for fuzzing.
+
+``--bounded``: the corpus of the bounded-memory decoder campaign
+(bench/results/fuzz_decoder_bounded.md, ``--out bench/results/fuzz_corpus_bounded``): the same
+crops, also coded with the per-channel entropy model, and one 200x200 image in a single 512-px
+tile -- all small, so a full decode of a mutant costs tens of milliseconds."""
 
 from __future__ import annotations
 
@@ -19,6 +24,9 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "fuzz_corpus"))
     ap.add_argument(
         "--model", default=None, help="model name or path (default: shipped, nearest rate)"
+    )
+    ap.add_argument(
+        "--bounded", action="store_true", help="the bounded-memory campaign's corpus (see above)"
     )
     a = ap.parse_args()
     out = Path(a.out)
@@ -44,6 +52,12 @@ def main() -> None:
         ),
     }
     cases["two_band_nodata_80"][0][:, :20, :20] = 0
+    if a.bounded:
+        cases.pop("pleiades_130x200_t64")  # 12 tiles: slow to decode for every mutant
+        cases["pleiades_200_t512"] = (pleiades[:, 150:350, 150:350], dict(tile=512, bpp=1.5))
+        for name in ["pleiades_96_t64", "two_band_nodata_80"]:
+            arr, kw = cases[name]
+            cases[f"{name}_per_channel"] = (arr, dict(kw, channel_context=False))
     for name, (arr, kw) in cases.items():
         data = satcodec.encode(np.ascontiguousarray(arr), model=a.model, **kw)
         (out / f"{name}.satc").write_bytes(data)

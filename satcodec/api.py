@@ -27,7 +27,6 @@ from satcodec.codec.pipeline import (
     decode_to_array,
     open_decoder,
     step_for_quality,
-    to_dtype,
 )
 from satcodec.codec.registry import load_model
 from satcodec.errors import (
@@ -290,7 +289,8 @@ def decode(
     h = res.header
     nodata = res.nodata
     if res.damaged and h.nodata is None:
-        nodata = _damaged_fill(h.dtype, h.bit_depth)
+        v = _damaged_fill_or_none(h.dtype, h.bit_depth)
+        nodata = 0.0 if v is None else v
         for _b, r, c in res.damaged:
             y0, x0, ph, pw = h.tile_pixel_window(r, c)
             res.array[_b, y0 : y0 + ph, x0 : x0 + pw] = nodata
@@ -308,14 +308,6 @@ def decode(
         "damaged_tiles": res.damaged,
     }
     return res.array, meta
-
-
-def _damaged_fill(dtype: str, bit_depth: int) -> float:
-    """Pixel value for damaged tiles of a stream without nodata: outside the data's range."""
-    from satcodec.raster import damaged_fill_value
-
-    v = damaged_fill_value(dtype, bit_depth)
-    return 0.0 if v is None else float(v)
 
 
 def read_stream(path: str | os.PathLike, *, partial: bool = False) -> StreamReader:
@@ -442,29 +434,39 @@ def decode_file(
     h = decoder.header
     meta = RasterMeta.from_json_dict(h.metadata) if h.metadata else None
     meta = _meta_for_header(meta, h)
-    # entropy-decode everything first, so a damaged tile fails before any output is written
-    planes = [decoder.band_latents(b) for b in range(h.bands)]
-    if decoder.damaged and meta.nodata is None:
-        meta.nodata = 0.0
+    # every tile's CRC first (cheap): a damaged tile fails before any output is written, and
+    # the nodata convention of the product is known before it is created
+    known_damaged = reader.check()
+    if known_damaged and not allow_damaged:
+        b, r, c = known_damaged[0]
+        reader.read_tile(b, r, c)  # raises TileCorruptedError naming the tile
+    if known_damaged and meta.nodata is None:
+        # a value outside the data when the dtype has one; else (full-width data) a mask band
+        meta.nodata = _damaged_fill_or_none(h.dtype, h.bit_depth)
+    fill = 0.0 if meta.nodata is None else meta.nodata
     total, done = h.bands * h.tiles_y * h.tiles_x, 0
-    damaged = set(decoder.damaged)
+    # an error met while decoding (a CRC-valid tile that does not entropy-decode) aborts the
+    # writer: the temporary file is removed, no partial output
     with create_raster(dst, meta) as w:
-        for b, (plane, masks) in enumerate(planes):
-            mask_of = {(r, c): m for r, c, m in masks}
-            for r in range(h.tiles_y):
-                for c in range(h.tiles_x):
-                    y0, x0, ph, pw = h.tile_pixel_window(r, c)
-                    if (b, r, c) in damaged:
-                        px = np.full((ph, pw), meta.nodata, dtype=h.dtype)
-                    else:
-                        px = to_dtype(decoder.synthesise_tile(plane, b, r, c), h.dtype, h.bit_depth)
-                        if (r, c) in mask_of:
-                            px[mask_of[(r, c)]] = meta.nodata
-                    w.write_window(b, y0, x0, px)
-                    done += 1
-                    if progress:
-                        progress(done, total)
-    return DecodeReport(str(dst), h.height, h.width, h.bands, sorted(damaged))
+        for t in decoder.iter_tiles(fill=fill):
+            y0, x0, _, _ = h.tile_pixel_window(t.row, t.col)
+            mask = None
+            if t.damaged and meta.nodata is None:  # found only while decoding: mask band
+                mask = np.ones(t.pixels.shape, bool)
+            w.write_window(t.band, y0, x0, t.pixels, mask)
+            done += 1
+            if progress:
+                progress(done, total)
+    return DecodeReport(str(dst), h.height, h.width, h.bands, sorted(decoder.damaged))
+
+
+def _damaged_fill_or_none(dtype: str, bit_depth: int) -> float | None:
+    """Pixel value for damaged tiles of a stream without nodata, outside the data's range;
+    None for full-width data (every value may be a pixel: use a mask)."""
+    from satcodec.raster import damaged_fill_value
+
+    v = damaged_fill_value(dtype, bit_depth)
+    return None if v is None else float(v)
 
 
 def _meta_for_header(meta: Any, h: Any) -> Any:

@@ -216,3 +216,34 @@ def test_wide_integer_streams_are_refused_before_decoding(tmp_path: Path) -> Non
     with pytest.raises(SatcodecError, match="uint32"):
         satcodec.decode_file(src, tmp_path / "w.tif")
     assert not (tmp_path / "w.tif").exists()
+
+
+@requires_shipped_model
+@pytest.mark.parametrize("full_width", [False, True])
+def test_decode_file_marks_damaged_tiles_outside_the_data(tmp_path: Path, full_width: bool) -> None:
+    """12-bit data: damaged tiles get nodata 4096 (outside the data); full-width 16-bit data
+    has no free value: a mask band marks them. Either way real zeros stay valid pixels."""
+    import rasterio
+
+    from satcodec.bitstream import StreamReader
+
+    rng = np.random.default_rng(5)
+    img = rng.integers(100, 3000, (128, 128)).astype(np.uint16)
+    img[:64, :64] = 0
+    if full_width:
+        img[64:, :64] = 65535
+    data = bytearray(satcodec.encode(img, quality=50, tile=64))
+    data[len(data) - 10] ^= 0xFF
+    assert StreamReader(bytes(data)).check() == [(0, 1, 1)]
+    src, out = tmp_path / "d.satc", tmp_path / "d.tif"
+    src.write_bytes(bytes(data))
+    report = satcodec.decode_file(src, out, allow_damaged=True)
+    assert report.damaged_tiles == [(0, 1, 1)]
+    with rasterio.open(out) as ds:
+        valid = ds.dataset_mask() > 0
+        if full_width:
+            assert ds.nodata is None
+        else:
+            assert ds.nodata == 4096 and (ds.read(1)[64:, 64:] == 4096).all()
+    assert not valid[64:, 64:].any()
+    assert valid[:64, :64].all()  # the genuine zeros are data

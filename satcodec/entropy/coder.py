@@ -219,6 +219,9 @@ def guarded_decode(fn: Callable[..., np.ndarray], *args: object) -> np.ndarray:
         raise EntropyCodingError(f"cannot decode entropy payload: {type(e).__name__}: {e}") from e
 
 
+_DECODE_CHUNK = 1 << 20  # symbols per coder call in decode_symbols (bounds its intermediates)
+
+
 def _decode(payload: bytes, scale_indices: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     C, h, w = _check_shape(shape)
     idx = _check_indices(scale_indices, C)
@@ -230,15 +233,22 @@ def _decode(payload: bytes, scale_indices: np.ndarray, shape: tuple[int, int, in
     table = load_table()
 
     esc_rows, esc_cols, esc_l = [], [], []
-    for t, chans in _groups(idx):
+    # a row's channels are consecutive in the stream: decode them a few at a time, so the
+    # intermediates stay ~_DECODE_CHUNK symbols whatever the tile size (same symbols, same order)
+    per_call = max(1, _DECODE_CHUNK // n)
+    for t, group in _groups(idx):
         L = int(table.support[t])
-        j = coder.decode(_model(t), chans.size * n)
-        out[chans] = (j - np.int32(L)).reshape(chans.size, n)
-        pos = np.flatnonzero(j == 2 * L + 1)
-        if pos.size:
-            esc_rows.append(chans[pos // n])
-            esc_cols.append(pos % n)
-            esc_l.append(np.full(pos.size, L, dtype=np.int64))
+        for k in range(0, group.size, per_call):
+            chans = group[k : k + per_call]
+            j = coder.decode(_model(t), chans.size * n)
+            j -= np.int32(L)
+            out[chans] = j.reshape(chans.size, n)
+            pos = np.flatnonzero(j == L + 1)  # ESC, 2L + 1 before the shift
+            if pos.size:
+                esc_rows.append(chans[pos // n])
+                esc_cols.append(pos % n)
+                esc_l.append(np.full(pos.size, L, dtype=np.int64))
+            del j
 
     if esc_rows:
         rows, cols = np.concatenate(esc_rows), np.concatenate(esc_cols)
