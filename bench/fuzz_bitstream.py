@@ -76,8 +76,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(REPO))
 
 from satcodec.bitstream import (  # noqa: E402
     FIXED_HEADER_SIZE,

@@ -29,17 +29,12 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # loaded by file path from anywhere
-    sys.path.insert(0, str(REPO))
 
 import satcodec  # noqa: E402
 from satcodec.bitstream import StreamHeader, StreamReader, TileRecord, write_stream  # noqa: E402
-from satcodec.codec.pipeline import (  # noqa: E402
-    Decoder,
-    _pack_payload,
-    _unpack_payload,
-    decode_to_array,
-)
+from satcodec.coding import Decoder, decode_to_array  # noqa: E402
+from satcodec.coding.framing import pack_payload as _pack_payload  # noqa: E402
+from satcodec.coding.framing import unpack_payload as _unpack_payload  # noqa: E402
 from satcodec.entropy import decode_symbols, encode_symbols  # noqa: E402
 from satcodec.entropy.context import (  # noqa: E402
     decode_symbols_context,

@@ -19,16 +19,18 @@ from typing import Any
 import numpy as np
 
 from satcodec.bitstream import StreamReader
-from satcodec.codec.pipeline import (
+from satcodec.codec.registry import load_model
+from satcodec.coding import (
     DEFAULT_TILE,
+    Decoder,
     Encoder,
     array_window_reader,
     choose_model,
     decode_to_array,
-    open_decoder,
+    entropy_model_for,
     step_for_quality,
+    stream_model,
 )
-from satcodec.codec.registry import load_model
 from satcodec.errors import (
     BitstreamError,
     ConfigError,
@@ -36,8 +38,9 @@ from satcodec.errors import (
     RateControlError,
     TruncatedBitstreamError,
 )
-from satcodec.export.runtime import encoder_analysis, install_synthesis
+from satcodec.export.runtime import make_transform
 from satcodec.fileutil import atomic_write_bytes
+from satcodec.metrics import bits_per_pixel
 
 Progress = Callable[[int, int], None]
 SUPPORTED_DTYPES = ("uint8", "uint16")
@@ -197,9 +200,22 @@ def _build_encoder(
         tile=tile,
         metadata=metadata,
         progress=progress,
-        analysis=encoder_analysis(runtime, net, info, precision, export_dir),
-        channel_context=channel_context,
+        analysis=make_transform("analysis", runtime, net, info, precision, export_dir),
+        entropy_model=entropy_model_for(channel_context),
     )
+
+
+def _open_decoder(
+    reader: StreamReader,
+    model: str | os.PathLike | None,
+    allow_damaged: bool,
+    runtime_spec: tuple[str, str | None, str | os.PathLike | None],
+) -> Decoder:
+    """Find the stream's model, build its synthesis on the runtime, open the decoder."""
+    runtime, precision, export_dir = runtime_spec
+    net, info = stream_model(reader.header, None if model is None else str(model))
+    synthesis = make_transform("synthesis", runtime, net, info, precision, export_dir)
+    return Decoder(reader, net, allow_damaged, synthesis)
 
 
 def encode(
@@ -284,8 +300,8 @@ def decode(
         raise ConfigError(f"data must be bytes, got {type(data).__name__}")
     _check_model_option(model)
     reader = data if isinstance(data, StreamReader) else StreamReader(data, partial=allow_damaged)
-    decoder = open_decoder(reader, None if model is None else str(model), allow_damaged)
-    res = decode_to_array(install_synthesis(decoder, runtime, precision, export_dir))
+    decoder = _open_decoder(reader, model, allow_damaged, (runtime, precision, export_dir))
+    res = decode_to_array(decoder)
     h = res.header
     nodata = res.nodata
     if res.damaged and h.nodata is None:
@@ -393,7 +409,7 @@ def encode_file(
     return EncodeReport(
         str(dst),
         len(data),
-        8 * len(data) / enc.pixels,
+        bits_per_pixel(len(data), enc.pixels),
         h.quant_step,
         info.name,
         info.model_id,
@@ -429,8 +445,7 @@ def decode_file(
             f"{src} holds {reader.header.dtype} pixels, which this GeoTIFF writer does not "
             f"support ({', '.join(WRITABLE_DTYPES)}); satcodec.decode() returns them as an array"
         )
-    decoder = open_decoder(reader, None if model is None else str(model), allow_damaged)
-    install_synthesis(decoder, runtime, precision, export_dir)
+    decoder = _open_decoder(reader, model, allow_damaged, (runtime, precision, export_dir))
     h = decoder.header
     meta = RasterMeta.from_json_dict(h.metadata) if h.metadata else None
     meta = _meta_for_header(meta, h)
@@ -501,7 +516,6 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     as ``(band, row, col)`` (every tile's CRC is checked; a truncated stream is read
     ``partial``-ly, its missing tiles listed as damaged) and the GeoTIFF metadata."""
     from satcodec.bitstream import FORMAT_VERSION
-    from satcodec.metrics import bits_per_pixel
 
     with read_stream(path, partial=True) as reader:
         h = reader.header
@@ -520,7 +534,7 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         "tile_size": h.tile_size,
         "tiles": h.bands * h.tiles_y * h.tiles_x,
         "latent_channels": h.latent_channels,
-        "entropy_model": "channel-context" if h.channel_context else "per-channel",
+        "entropy_model": entropy_model_for(h).name,
         "bytes": size,
         "bpp": bits_per_pixel(size, h.height * h.width * h.bands),
         "damaged_tiles": damaged,

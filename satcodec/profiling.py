@@ -35,7 +35,14 @@ BOARD_RUNTIMES = ("torch", "onnxruntime", "tensorrt", "vitis-ai", "openvino")
 PRECISIONS = ("fp32", "fp16", "int8")
 ROLES = ("board", "ground")
 BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
-HALO = 32  # the encoder's analysis halo each side (pipeline.ENCODE_HALO)
+
+
+def _encode_halo() -> int:
+    """The encoder's analysis halo each side (``satcodec.codec.models.ENCODE_HALO``; imported
+    lazily: this module loads without PyTorch)."""
+    from satcodec.codec.models import ENCODE_HALO
+
+    return ENCODE_HALO
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,7 +415,7 @@ def _tile_input(size: int) -> np.ndarray:
         band = r.read()[0].astype(np.float32)
         peak = float(2**r.meta.bit_depth - 1)
     band = (band - np.round(band.mean())) / peak
-    n = size + 2 * HALO
+    n = size + 2 * _encode_halo()
     reps = (math.ceil(n / band.shape[0]), math.ceil(n / band.shape[1]))
     tiled = np.block(
         [
@@ -507,7 +514,7 @@ def profile_board(
         raise ConfigError(f"--size must be a multiple of 16 in 64..8192, got {size}")
     if repeat < 1:
         raise ConfigError(f"repeat must be >= 1, got {repeat}")
-    window = size + 2 * HALO
+    window = size + 2 * _encode_halo()
     analysis, _ = deploy_transforms(model)
     layers = layer_table(analysis, (1, model.config.bands, window, window))
     pixels = size * size

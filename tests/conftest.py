@@ -93,7 +93,8 @@ def check_tiled_decoding_needs_the_stage_halo(path, image: np.ndarray, monkeypat
     """Tiles of 64 px decode to the whole-image result within 1 DN, with the two extra latents
     of halo a ground-side stage needs; with the synthesis's halo alone the seams show."""
     import satcodec
-    import satcodec.codec.pipeline as pipeline
+    import satcodec.coding.decoder as pipeline
+    from satcodec.codec.models import DECODE_HALO
     from satcodec.codec.registry import load_model
 
     net = load_model(path)[0]
@@ -102,7 +103,7 @@ def check_tiled_decoding_needs_the_stage_halo(path, image: np.ndarray, monkeypat
     direct = direct_decode(net, image[0].astype(np.float32), meta["quant_step"], 4095.0)
     err = np.abs(out[0].astype(np.float64) - direct)
     assert err.max() <= 1, f"max deviation {err.max()} DN"
-    assert pipeline.decode_halo(net.config) == pipeline.DECODE_HALO + 2
-    monkeypatch.setattr(pipeline, "decode_halo", lambda config: pipeline.DECODE_HALO)
+    assert pipeline.decode_halo(net.config) == DECODE_HALO + 2
+    monkeypatch.setattr(pipeline, "decode_halo", lambda config: DECODE_HALO)
     narrow, _ = satcodec.decode(data, model=path)
     assert np.abs(narrow[0].astype(np.float64) - direct).max() > 2

@@ -16,8 +16,8 @@ import rasterio
 
 import satcodec
 from satcodec.bitstream import StreamReader
-from satcodec.codec.pipeline import DECODE_HALO, Encoder, array_window_reader
 from satcodec.codec.registry import load_model
+from satcodec.coding import DECODE_HALO, Encoder, array_window_reader
 from satcodec.entropy import decode_symbols
 from satcodec.entropy.context import decode_symbols_context
 from satcodec.errors import TileCorruptedError, UnknownModelError
@@ -406,7 +406,7 @@ def test_stride8_models_code_and_decode_with_their_stride_in_the_header(tmp_path
     outside[: 128 + halo, 128 - halo : 256 + halo] = False
     np.testing.assert_array_equal(got[0][outside], out[0][outside])
     # the stride is part of the contract: a stride-16 model of the same width is refused
-    from satcodec.codec.pipeline import Decoder
+    from satcodec.coding import Decoder
 
     with pytest.raises(BitstreamError, match="stride-8 latents but its model has stride-16"):
         Decoder(StreamReader(data), ReducedVAE(ModelConfig(hidden=16, latent=24)))

@@ -14,7 +14,8 @@ from conformance import reader as spec
 
 import satcodec
 from satcodec.bitstream import StreamReader
-from satcodec.codec.pipeline import _unpack_payload, open_decoder
+from satcodec.coding import open_decoder
+from satcodec.coding import unpack_payload as _unpack_payload
 from satcodec.entropy import decode_symbols, encode_symbols
 from satcodec.entropy.context import decode_symbols_context, encode_symbols_context
 from satcodec.errors import EntropyCodingError

@@ -20,17 +20,17 @@ import numpy as np
 import pytest
 
 import satcodec
-import satcodec.codec.pipeline as pipeline
+import satcodec.coding.decoder as pipeline
 from satcodec.bitstream import StreamHeader, StreamReader, TileRecord, write_stream
-from satcodec.codec.pipeline import (
+from satcodec.codec.registry import load_model
+from satcodec.coding import (
     SYNTH_BLOCK,
     Decoder,
-    _pack_payload,
     decode_to_array,
     open_decoder,
     to_dtype,
 )
-from satcodec.codec.registry import load_model
+from satcodec.coding import pack_payload as _pack_payload
 from satcodec.entropy import decode_symbols, encode_symbols
 from satcodec.entropy.context import encode_symbols_context
 from satcodec.errors import HeaderLimitError, TileCorruptedError
@@ -80,7 +80,7 @@ def bomb_stream(
 CHILD = textwrap.dedent(
     """
     import json, re, resource, sys
-    from satcodec.codec.pipeline import decode_to_array, open_decoder
+    from satcodec.coding import decode_to_array, open_decoder
     from satcodec.errors import SatcodecError
 
     def status(key):

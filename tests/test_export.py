@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from satcodec.codec.pipeline import (
+from satcodec.codec.registry import load_model
+from satcodec.coding import (
     Encoder,
     array_window_reader,
     decode_to_array,
     open_decoder,
 )
-from satcodec.codec.registry import load_model
 from satcodec.errors import ConfigError, ExportError, RuntimeUnavailableError
 from satcodec.metrics import psnr
 
@@ -352,7 +352,7 @@ def test_tensorrt_engine_encodes_a_real_image(model, sample_array, tmp_path, pre
 def test_tensorrt_profiles_cover_every_window_the_coder_makes(stride):
     """Windows stop at the image border, so a small image's are far below a tile plus halo:
     the engines' shape profiles must start at one latent (checked without TensorRT)."""
-    import satcodec.codec.pipeline as pipeline
+    import satcodec.coding as pipeline
     from satcodec.codec.models import ModelConfig, ReducedVAE
     from satcodec.export.tensorrt import _shapes
 

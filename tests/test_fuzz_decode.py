@@ -85,7 +85,7 @@ def test_generated_streams_with_any_tile_size_decode_or_raise(
     the image), zero / random / empty payloads, random nodata masks: ``satcodec.decode``
     returns the declared shape or raises a one-line BitstreamError."""
     from satcodec.bitstream import StreamHeader, TileRecord, write_stream
-    from satcodec.codec.pipeline import _pack_payload
+    from satcodec.coding import pack_payload as _pack_payload
     from satcodec.entropy import encode_symbols
     from satcodec.entropy.context import encode_symbols_context
 

@@ -99,7 +99,7 @@ def cmd_profile(a: argparse.Namespace) -> int:
 
 
 def _default_model() -> str:
-    from satcodec.codec.pipeline import choose_model
+    from satcodec.coding import choose_model
 
     return choose_model(None)
 

@@ -30,6 +30,12 @@ from satcodec.codec.layers import (
 
 DOWNSAMPLING = 16  # four stride-2 stages
 
+# --- receptive radii: the halo rule (the coder, the exports and the profiler all use these) ---
+# analysis receptive radius is 2·(1+2+4+8) = 30 px at stride 16 (14 px at stride 8); 32 is a
+# multiple of both strides, so the halo is a whole number of latents either way
+ENCODE_HALO = 2 * DOWNSAMPLING
+DECODE_HALO = 2  # latents; synthesis receptive radius ≈ 1 + ½ + ¼ + ⅛ latents
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -128,7 +134,7 @@ class ReducedVAE(nn.Module):
 
     ``forward`` is the training path (additive uniform noise as the quantisation proxy, rate
     from the per-channel Laplacian); the real coding path (tiling, quantisation, entropy coding,
-    bitstream) lives in :mod:`satcodec.codec.pipeline` and uses ``analysis_transform`` and
+    bitstream) lives in :mod:`satcodec.coding` and uses ``analysis_transform`` and
     ``synthesis_transform`` directly.
     """
 
@@ -302,9 +308,17 @@ def complexity(model: ReducedVAE, size: int = 256) -> dict[str, float]:
     }
 
 
+def decode_halo(config: ModelConfig) -> int:
+    """Latents of context each side of a decoded tile: the synthesis's, plus the receptive
+    radii of the refinement and denoising stages (ground-side, joint models) rounded up to
+    whole latents."""
+    extra = config.refine_radius + config.denoise_radius
+    return DECODE_HALO + math.ceil(extra / config.downsampling)
+
+
 def receptive_halo_pixels() -> int:
     """Pixels of context each side that the analysis needs (radius 2·(1+2+4+8)=30, rounded to 32)."""
-    return 2 * DOWNSAMPLING
+    return ENCODE_HALO
 
 
 def bits_per_pixel(bits: torch.Tensor, pixels: int) -> torch.Tensor:
@@ -312,11 +326,14 @@ def bits_per_pixel(bits: torch.Tensor, pixels: int) -> torch.Tensor:
 
 
 __all__ = [
+    "DECODE_HALO",
     "DOWNSAMPLING",
+    "ENCODE_HALO",
     "ModelConfig",
     "ReducedVAE",
     "complexity",
     "count_macs",
+    "decode_halo",
     "laplace_bits",
     "math",
 ]

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from satcodec.errors import ConfigError, UnknownModelError, WeightsError
 from satcodec.fileutil import atomic_path
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+# joint (compression + denoising) models ship with the ground segment: decoders look them up
+# like any model, rate control never picks them (they expect noisy input)
+JOINT_MODELS_DIR = MODELS_DIR.parent / "ground_segment" / "weights" / "codec"
 FORMAT = "satcodec-model-v1"
 
 
@@ -183,23 +187,25 @@ def _read(path: Path) -> tuple[ReducedVAE, ModelInfo]:
     return model, info
 
 
-def model_dirs(models_dir: Path | None = None) -> list[Path]:
-    """Folders searched for models: the shipped ones, then ``$SATCODEC_MODEL_PATH`` entries."""
+def model_dirs(models_dir: Path | None = None, *, joint: bool = False) -> list[Path]:
+    """Folders searched for models: the shipped ones, (``joint``: the shipped joint models),
+    then ``$SATCODEC_MODEL_PATH`` entries."""
     if models_dir is not None:
         return [models_dir]
     extra = [Path(p) for p in os.environ.get("SATCODEC_MODEL_PATH", "").split(os.pathsep) if p]
-    return [MODELS_DIR, *extra]
+    return [MODELS_DIR, *([JOINT_MODELS_DIR] if joint else []), *extra]
 
 
-def list_models(models_dir: Path | None = None) -> list[ModelInfo]:
-    """Available models (shipped ``satcodec/models/*.safetensors`` and ``$SATCODEC_MODEL_PATH``).
+def list_models(models_dir: Path | None = None, *, joint: bool = False) -> list[ModelInfo]:
+    """Available models (shipped ``satcodec/models/*.safetensors`` and ``$SATCODEC_MODEL_PATH``;
+    ``joint``: also the shipped joint models of the ground segment).
 
     A file that cannot be read as a satcodec model is skipped with a warning (one bad file in
     a model folder must not stop the others from being used); :func:`model_problems` lists
     them. Models are read once and cached by (path, mtime, size).
     """
     infos = []
-    for p in _candidate_files(models_dir):
+    for p in candidate_files(models_dir, joint=joint):
         try:
             infos.append(load_model(p)[1])
         except (WeightsError, OSError) as exc:
@@ -207,15 +213,26 @@ def list_models(models_dir: Path | None = None) -> list[ModelInfo]:
     return infos
 
 
-def _candidate_files(models_dir: Path | None) -> list[Path]:
-    out = []
-    for d in model_dirs(models_dir):
+def candidate_files(
+    models_dir: Path | None = None, extra: Iterable[str | Path] = (), *, joint: bool = False
+) -> list[Path]:
+    """Every weights file the registry would consider (``extra`` last), each once."""
+    out: list[Path] = []
+    for d in model_dirs(models_dir, joint=joint):
         try:
             if d.is_dir():
                 out.extend(sorted(d.glob("*.safetensors")))
         except OSError:  # an unreadable folder on the model path: nothing to list there
             continue
-    return out
+    out.extend(Path(p) for p in extra)
+    seen: set[str] = set()
+    unique = []
+    for p in out:
+        key = os.path.realpath(p)
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
 
 
 _PROBLEMS: dict[Path, str] = {}
@@ -266,25 +283,24 @@ def load_model(
 
 
 def find_model_by_id(
-    model_id: str, extra_paths: list[Path] | None = None
+    model_id: str, extra_paths: Iterable[str | Path] | None = None
 ) -> tuple[ReducedVAE, ModelInfo]:
-    """The model whose weights hash to ``model_id`` (shipped ones, then ``extra_paths``)."""
-    for info in list_models():
-        if info.model_id == model_id:
-            return load_model(info.path)
-    broken = []
-    for path in extra_paths or []:
+    """The model whose weights hash to ``model_id``: shipped models, shipped joint models,
+    ``$SATCODEC_MODEL_PATH``, then ``extra_paths``. Unreadable files are skipped and named in
+    the error when nothing matches (:class:`UnknownModelError`)."""
+    candidates = candidate_files(extra=extra_paths or (), joint=True)
+    skipped = []
+    for path in candidates:
         try:
             model, info = load_model(path)
-        except (WeightsError, OSError) as exc:  # one bad extra file must not hide the others
-            _report_problem(Path(path), exc)
-            broken.append(Path(path).name)
+        except (WeightsError, OSError) as exc:  # one bad file must not hide the others
+            _report_problem(path, exc)
+            skipped.append(path.name)
             continue
         if info.model_id == model_id:
             return model, info
-    skipped = sorted({p.name for p in _PROBLEMS} | set(broken))
     note = f"; unreadable model files skipped: {', '.join(skipped)}" if skipped else ""
     raise UnknownModelError(
-        f"the bitstream was made with model {model_id}, which no available model has "
-        f"(pass the weights file with --model PATH){note}"
+        f"model {model_id} not installed ({len(candidates)} weights files searched{note}); "
+        "pass its weights file with --model PATH"
     )

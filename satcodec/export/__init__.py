@@ -19,6 +19,7 @@ from typing import Any
 from satcodec.errors import ConfigError
 
 FORMATS = ("onnx", "tensorrt")
+RUNTIMES = ("torch", "onnxruntime", "tensorrt")  # the one definition (export.runtime uses it)
 
 
 def export_model(
@@ -59,7 +60,5 @@ def runtime_transform(*args: Any, **kwargs: Any) -> Any:
 
     return impl(*args, **kwargs)
 
-
-RUNTIMES = ("torch", "onnxruntime", "tensorrt")
 
 __all__ = ["FORMATS", "RUNTIMES", "export_model", "runtime_transform"]

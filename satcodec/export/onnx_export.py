@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from satcodec.codec.models import ReducedVAE
-from satcodec.codec.pipeline import require_stream_stride
 from satcodec.codec.registry import ModelInfo
+from satcodec.coding.encoder import require_stream_stride
 from satcodec.errors import ConfigError, ExportError, RuntimeUnavailableError
 from satcodec.export.calibration import calibration_patches, synthesis_inputs
 from satcodec.export.deploy import deploy_transforms, equalise, half_precision

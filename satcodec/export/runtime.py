@@ -1,7 +1,9 @@
-"""Runtimes for the coding pipeline: callables ``float32 NCHW -> float32 NCHW`` for the transforms.
+"""Runtimes for the coder's transforms (:class:`satcodec.coding.Transform`: float32 NCHW in and out).
 
-:func:`runtime_transform` is what the API and the CLI use. ``torch`` returns None (the pipeline's
-own PyTorch path); ``onnxruntime`` and ``tensorrt`` run an export, either one given by folder
+:func:`make_transform` is what the API uses: it returns the Transform the coder is given
+(``Encoder(analysis=...)``, ``Decoder(synthesis=...)``): :class:`~satcodec.coding.TorchTransform`
+for the default PyTorch path, :class:`OnnxRuntimeTransform` or
+:class:`~satcodec.export.tensorrt.TensorRTTransform` otherwise. Those run an export, either one given by folder
 (``export_dir``, checked against the model id) or one built on first use in a per-user cache
 (``$SATCODEC_CACHE``, default ``~/.cache/satcodec/export``), keyed by model id and precision.
 """
@@ -18,7 +20,9 @@ import numpy as np
 
 from satcodec.codec.models import ReducedVAE
 from satcodec.codec.registry import ModelInfo
+from satcodec.coding.transforms import SIDES, TorchTransform, Transform
 from satcodec.errors import ConfigError, ExportError, RuntimeUnavailableError
+from satcodec.export import RUNTIMES
 from satcodec.export.onnx_export import (
     FORMAT,
     MANIFEST,
@@ -32,13 +36,11 @@ from satcodec.export.onnx_export import (
     verify_export,
 )
 
-RUNTIMES = ("torch", "onnxruntime", "tensorrt")
 DEFAULT_PRECISION = {"torch": "fp32", "onnxruntime": "fp32", "tensorrt": "fp16"}
-SIDES = ("analysis", "synthesis")
 
 
 class OnnxRuntimeTransform:
-    """One exported graph in an onnxruntime CPU session, called like the PyTorch transform."""
+    """One exported graph in an onnxruntime CPU session: a :class:`~satcodec.coding.Transform`."""
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         require_onnx()
@@ -157,16 +159,6 @@ def _manifest_precision(folder: str | Path) -> str:
     raise ExportError(f"{folder} is not a satcodec export ({FORMAT}: no {MANIFEST})")
 
 
-def _info_for(model: ReducedVAE, model_id: str) -> ModelInfo:
-    """The registry's ModelInfo of a loaded model with ``model_id`` (a minimal one otherwise)."""
-    from satcodec.codec import registry
-
-    for _net, info in list(registry._CACHE.values()):
-        if info.model_id == model_id:
-            return info
-    return ModelInfo(f"model-{model_id[:8]}", Path(""), model_id, model.config)
-
-
 def use_runtime(runtime: str, precision: str | None, export_dir: str | Path | None) -> bool:
     """Whether these options ask for anything but the default PyTorch path (and are valid)."""
     if runtime == "torch" and precision in (None, "fp32") and export_dir is None:
@@ -175,19 +167,27 @@ def use_runtime(runtime: str, precision: str | None, export_dir: str | Path | No
     return runtime != "torch" or export_dir is not None
 
 
-def encoder_analysis(
+def make_transform(
+    side: str,
     runtime: str,
     model: ReducedVAE,
     info: ModelInfo,
     precision: str | None = None,
     export_dir: str | Path | None = None,
     threads: int | None = None,
-) -> Any:
-    """``analysis=`` for :class:`~satcodec.codec.pipeline.Encoder` (None: PyTorch)."""
+) -> Transform:
+    """The ``side`` ("analysis" or "synthesis") :class:`~satcodec.coding.Transform` of
+    ``model`` on ``runtime`` at ``precision``, from ``export_dir`` or the cache: what the API
+    passes to ``Encoder(analysis=...)`` and ``Decoder(synthesis=...)``.
+
+    The default options (``torch``, fp32, no export) give :class:`~satcodec.coding.TorchTransform`.
+    """
     if not use_runtime(runtime, precision, export_dir):
-        return None
+        if side not in SIDES:
+            raise ConfigError(f"side must be analysis or synthesis, got {side!r}")
+        return TorchTransform(model, side)
     return runtime_transform(
-        "analysis",
+        side,
         runtime,
         model,
         info,
@@ -197,35 +197,13 @@ def encoder_analysis(
     )
 
 
-def install_synthesis(
-    decoder: Any,
-    runtime: str,
-    precision: str | None = None,
-    export_dir: str | Path | None = None,
-    threads: int | None = None,
-) -> Any:
-    """Replace an opened decoder's synthesis with ``runtime``'s; returns the decoder."""
-    if use_runtime(runtime, precision, export_dir):
-        info = _info_for(decoder.model, decoder.header.model_id)
-        decoder.synthesis = runtime_transform(
-            "synthesis",
-            runtime,
-            decoder.model,
-            info,
-            precision=precision,
-            export_dir=export_dir,
-            threads=threads,
-        )
-    return decoder
-
-
 __all__ = [
     "DEFAULT_PRECISION",
     "RUNTIMES",
     "OnnxRuntimeTransform",
     "RuntimeUnavailableError",
     "cached_onnx_export",
-    "encoder_analysis",
-    "install_synthesis",
+    "make_transform",
     "runtime_transform",
+    "use_runtime",
 ]

@@ -28,8 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from satcodec.codec.models import DOWNSAMPLING, ReducedVAE
-from satcodec.codec.pipeline import DECODE_HALO, ENCODE_HALO, decode_halo
+from satcodec.codec.models import DECODE_HALO, DOWNSAMPLING, ENCODE_HALO, ReducedVAE, decode_halo
 from satcodec.codec.registry import ModelInfo
 from satcodec.errors import ConfigError, ExportError, RuntimeUnavailableError
 from satcodec.export.calibration import calibration_patches, synthesis_inputs
@@ -282,7 +281,7 @@ def load_engine_manifest(folder: str | Path, model_id: str | None = None) -> dic
 
 
 class TensorRTTransform:
-    """One serialised engine, called like the PyTorch transform (numpy in, numpy out)."""
+    """One serialised engine (numpy in, numpy out): a :class:`~satcodec.coding.Transform`."""
 
     def __init__(self, engine_path: str | Path) -> None:
         trt, torch = require_tensorrt()

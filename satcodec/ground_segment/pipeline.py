@@ -76,7 +76,6 @@ from satcodec.errors import (
     GroundPipelineError,
     ModelError,
     SatcodecError,
-    UnknownModelError,
 )
 from satcodec.fileutil import atomic_write_bytes
 
@@ -237,78 +236,18 @@ def _read_source(path: Path, opts: dict[str, Any]) -> bytes:
 
 
 # --- one scene (runs on a worker) ---------------------------------------------------------------
-def _codec_weight_paths(extra: list[str]) -> list[Path]:
-    from satcodec.ground_segment.denoiser import WEIGHTS_DIR
-
-    found = sorted((WEIGHTS_DIR / "codec").glob("*.safetensors"))
-    return found + [Path(p) for p in extra]
-
-
-def _weights_candidates(extra: list[str]) -> list[Path]:
-    """Every weights file a stream's model may be in: registry folders, ground codecs, extra."""
-    from satcodec.codec.registry import model_dirs
-
-    out: list[Path] = []
-    for d in model_dirs():
-        with contextlib.suppress(OSError):
-            if d.is_dir():
-                out += sorted(d.glob("*.safetensors"))
-    out += _codec_weight_paths(extra)
-    seen: set[str] = set()
-    unique = []
-    for p in out:
-        key = os.path.realpath(p)
-        if key not in seen:
-            seen.add(key)
-            unique.append(p)
-    return unique
-
-
 def models_fingerprint(extra: list[str]) -> str:
     """Changes when a weights file appears, disappears or is rewritten (installing a model)."""
+    from satcodec.codec.registry import candidate_files
+
     h = hashlib.sha256()
-    for p in _weights_candidates(extra):
+    for p in candidate_files(extra=extra, joint=True):
         try:
             st = p.stat()
             h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         except OSError:
             h.update(f"{p}|-\n".encode())
     return h.hexdigest()[:16]
-
-
-def find_model(model_id: str, extra: list[str]) -> tuple[Any, Any]:
-    """The installed model whose weights hash to ``model_id``; an unreadable weights file is
-    skipped (and named), never fatal. UnknownModelError when none matches."""
-    from satcodec.codec.registry import load_model
-
-    bad = []
-    candidates = _weights_candidates(extra)
-    for p in candidates:
-        try:
-            net, info = load_model(p)
-        except (ModelError, OSError) as exc:
-            bad.append(str(exc).splitlines()[0] if str(exc) else f"{p}: {type(exc).__name__}")
-            continue
-        if info.model_id == model_id:
-            return net, info
-    msg = f"model {model_id} not installed ({len(candidates)} weights files searched"
-    if bad:
-        msg += f"; {len(bad)} unreadable skipped, e.g. {bad[0]}"
-    raise UnknownModelError(msg + ")")
-
-
-def _damaged_fill_value(dtype: str, bit_depth: int) -> float | None:
-    """A sample value the decoded data cannot take, or None (then an internal mask is used)."""
-    from satcodec import raster
-
-    helper = getattr(raster, "damaged_fill_value", None)
-    if helper is not None:
-        v = helper(dtype, bit_depth)
-        return None if v is None else float(v)
-    info = np.iinfo(dtype)  # decoded unsigned samples are clipped to 2**bit_depth - 1
-    if info.min == 0 and bit_depth < info.bits:
-        return float(info.max)
-    return None
 
 
 def _finite(*values: Any) -> bool:
@@ -464,8 +403,9 @@ def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]
     gone), with a ``reason``. Other exceptions propagate (the driver records them as failed).
     """
     from satcodec.bitstream import StreamReader
-    from satcodec.codec.pipeline import Decoder, decode_to_array
-    from satcodec.raster import SUPPORTED_DTYPES, is_valid_cog, write_cog
+    from satcodec.codec.registry import find_model_by_id
+    from satcodec.coding import Decoder, decode_to_array
+    from satcodec.raster import SUPPORTED_DTYPES, damaged_fill_value, is_valid_cog, write_cog
 
     t0 = time.time()
     path = Path(src)
@@ -499,7 +439,7 @@ def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]
             f"(supported: {', '.join(SUPPORTED_DTYPES)})",
         }
     try:
-        net, info = find_model(h.model_id, opts.get("model_paths", []))
+        net, info = find_model_by_id(h.model_id, opts.get("model_paths", []))
     except ModelError as exc:
         return {**base, "status": WAITING, "reason": str(exc), "model_id": h.model_id}
     try:
@@ -524,7 +464,8 @@ def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]
         if h.nodata is not None:
             fill = meta.nodata = float(h.nodata)
         else:  # a value outside the data, so no genuine sample turns into nodata
-            value = _damaged_fill_value(h.dtype, h.bit_depth)
+            v = damaged_fill_value(h.dtype, h.bit_depth)
+            value = None if v is None else float(v)
             meta.nodata = value
             fill = "mask" if value is None else value
     noise = None
