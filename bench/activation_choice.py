@@ -11,28 +11,19 @@ latency on a 512x512 tile, side by side in one run.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from satcodec.benchmarks.harness import RESULTS, median_time, publish
 from satcodec.codec.models import ModelConfig, ReducedVAE
 from satcodec.codec.training import train_codec
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def latency_ms(model: ReducedVAE, size: int = 512, repeats: int = 7) -> float:
     x = torch.randn(1, 1, size, size) * 0.05
     with torch.no_grad():
-        model.analysis_transform(x)
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            model.analysis_transform(x)
-            times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
+        return 1000 * median_time(lambda: model.analysis_transform(x), repeats, warmup=1)
 
 
 def main() -> None:
@@ -42,7 +33,7 @@ def main() -> None:
     ap.add_argument("--lmbda", type=float, default=2e-3)
     ap.add_argument("--patch", type=int, default=64)
     ap.add_argument("--work", default="runs/activation_choice")
-    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "activation_choice.md"))
+    ap.add_argument("--out", default=str(RESULTS / "activation_choice.md"))
     a = ap.parse_args()
     torch.set_num_threads(1)
     rows = []
@@ -90,9 +81,7 @@ def main() -> None:
         "",
         f"Reproduce: `python bench/activation_choice.py --data DATA --steps {a.steps} --lmbda {a.lmbda}`",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(a.out).write_text(text)
+    publish(lines, a.out)
 
 
 if __name__ == "__main__":

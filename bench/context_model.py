@@ -17,22 +17,22 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout as-is
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from entropy_speed import _median_time  # noqa: E402
-from rd_eval import OTHER, PAN, _images  # noqa: E402
-
-from satcodec.codec.pipeline import Encoder, array_window_reader, choose_model  # noqa: E402
-from satcodec.codec.registry import load_model  # noqa: E402
-from satcodec.entropy import decode_symbols, encode_symbols  # noqa: E402
-from satcodec.entropy.context import (  # noqa: E402
-    decode_symbols_context,
-    encode_symbols_context,
+from satcodec.benchmarks.harness import (
+    OTHER_IMAGES,
+    PAN_IMAGES,
+    RESULTS,
+    dev_images,
+    median_time,
+    publish,
 )
-from satcodec.errors import RateControlError  # noqa: E402
-from satcodec.evaluation import load_image  # noqa: E402
+from satcodec.codec.registry import load_model
+from satcodec.coding import Encoder, array_window_reader, choose_model, entropy_model_for
+from satcodec.entropy import decode_symbols, encode_symbols
+from satcodec.entropy.context import decode_symbols_context, encode_symbols_context
+from satcodec.errors import RateControlError
+from satcodec.evaluation import load_image
 
-OUT = Path(__file__).resolve().parent / "results" / "context_model.md"
+OUT = RESULTS / "context_model.md"
 
 
 def measure(path: Path, bpp: float) -> dict:
@@ -57,21 +57,21 @@ def measure(path: Path, bpp: float) -> dict:
     # entropy coding alone, every tile, both models (the quantised symbols are shared)
     tiles = []
     for t in enc.latent_tiles:
-        sym, base = enc._quantise(t.latents, step, context=True)
-        _, idx = enc._quantise(t.latents, step, context=False)
+        sym, base = enc.quantise(t.latents, step, entropy_model_for(True))
+        _, idx = enc.quantise(t.latents, step, entropy_model_for(False))
         tiles.append((sym, base, idx))
     payload_c = [encode_symbols_context(s, b) for s, b, _ in tiles]
     payload_p = [encode_symbols(s, i) for s, _, i in tiles]
-    t_enc_c = _median_time(lambda: [encode_symbols_context(s, b) for s, b, _ in tiles], 3)
-    t_enc_p = _median_time(lambda: [encode_symbols(s, i) for s, _, i in tiles], 3)
-    t_dec_c = _median_time(
+    t_enc_c = median_time(lambda: [encode_symbols_context(s, b) for s, b, _ in tiles], 3)
+    t_enc_p = median_time(lambda: [encode_symbols(s, i) for s, _, i in tiles], 3)
+    t_dec_c = median_time(
         lambda: [
             decode_symbols_context(p, b, s.shape)
             for p, (s, b, _) in zip(payload_c, tiles, strict=True)
         ],
         3,
     )
-    t_dec_p = _median_time(
+    t_dec_p = median_time(
         lambda: [
             decode_symbols(p, i, s.shape) for p, (s, _, i) in zip(payload_p, tiles, strict=True)
         ],
@@ -102,8 +102,8 @@ def main() -> None:
 
     jobs = [
         (g, p, r)
-        for g, names in (("pan", PAN), ("other", OTHER))
-        for p in _images(Path(a.data), names)
+        for g, names in (("pan", PAN_IMAGES), ("other", OTHER_IMAGES))
+        for p in dev_images(Path(a.data), names)
         for r in rates
     ]
     for group, path, rate in tqdm(jobs, desc="context model"):
@@ -138,9 +138,7 @@ def main() -> None:
                 lines.append(
                     f"| {group} | {rate:g} | {np.median(s):.1f} | {min(s):.1f} | {max(s):.1f} |"
                 )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(a.out).write_text(text)
+    publish(lines, a.out)
 
 
 if __name__ == "__main__":

@@ -13,32 +13,33 @@ bench/results/denoiser_after_codec.md.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ground_compare as gc  # noqa: E402
-
-from satcodec.ground_segment.denoiser import denoise_array, load_denoiser  # noqa: E402
-from satcodec.ground_segment.noise import NoiseParams, load_sensor_table, simulate_noise  # noqa: E402
-from satcodec.metrics import psnr  # noqa: E402
+from satcodec.benchmarks.harness import (
+    RESULTS,
+    codec_round_trip,
+    held_out_crops,
+    publish,
+    shared_data,
+)
+from satcodec.ground_segment.denoiser import denoise_array, load_denoiser
+from satcodec.ground_segment.noise import NoiseParams, load_sensor_table, simulate_noise
+from satcodec.metrics import psnr
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument(
-        "--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "sat")
-    )
+    ap.add_argument("--data", default=str(shared_data("sat")))
     ap.add_argument("--denoiser", required=True, help="candidate weights")
     ap.add_argument("--rates", default="0.5,1,1.5,2,3")
     ap.add_argument("--sensor", default="pleiades-pan")
-    ap.add_argument("--out", default=str(gc.RESULTS / "denoiser_after_codec.md"))
+    ap.add_argument("--out", default=str(RESULTS / "denoiser_after_codec.md"))
     a = ap.parse_args()
     torch.set_num_threads(1)
-    items = gc.crops(Path(a.data), 256, 2)
+    items = held_out_crops(Path(a.data), 256, 2)
     t = load_sensor_table()[a.sensor]
     p = NoiseParams(float(t["a"]), float(t["b"]), f"sensor:{a.sensor}")
     shipped, _ = load_denoiser()
@@ -48,7 +49,7 @@ def main() -> None:
         got: dict[str, list[float]] = {"codec": [], "shipped": [], "candidate": []}
         for i, (_name, clean, bd) in enumerate(items):
             noisy = simulate_noise(clean, p, bd, seed=200 + i)  # the chains benchmark's noise
-            chain = gc._codec_chain(noisy, bd, rate, None)
+            chain = codec_round_trip(noisy, bd, rate, None)
             if chain is None:
                 continue
             dec, _ = chain
@@ -75,7 +76,7 @@ def main() -> None:
         "|---:|---:|---:|---:|---:|",
         *rows,
     ]
-    Path(a.out).write_text("\n".join(lines) + "\n")
+    publish(lines, a.out, echo=False)
     print(f"wrote {a.out}")
 
 

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
-import time
 from pathlib import Path
 
 import constriction
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout as-is
-from satcodec.entropy import (  # noqa: E402
+from satcodec.benchmarks.harness import RESULTS, median_time, publish
+from satcodec.entropy import (
     coding_overhead,
     decode_symbols,
     encode_symbols,
@@ -27,16 +25,7 @@ from satcodec.entropy import (  # noqa: E402
     symbol_bits,
 )
 
-OUT = Path(__file__).resolve().parent / "results" / "entropy_speed.md"
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+OUT = RESULTS / "entropy_speed.md"
 
 
 def _tile(rng: np.random.Generator, scales: np.ndarray, h: int, w: int):
@@ -80,11 +69,11 @@ def run(repeats: int = 5, h: int = 64, w: int = 64, seed: int = 0) -> str:
         r = coding_overhead(q, s_est)
         payload = encode_symbols(q, idx)
         assert np.array_equal(decode_symbols(payload, idx, q.shape), q)
-        t_enc = _median_time(lambda q=q, idx=idx: encode_symbols(q, idx), repeats)
-        t_dec = _median_time(
+        t_enc = median_time(lambda q=q, idx=idx: encode_symbols(q, idx), repeats)
+        t_dec = median_time(
             lambda p=payload, idx=idx, sh=q.shape: decode_symbols(p, idx, sh), repeats
         )
-        t_est = _median_time(lambda q=q, idx=idx: symbol_bits(q, idx), repeats)
+        t_est = median_time(lambda q=q, idx=idx: symbol_bits(q, idx), repeats)
         n = q.size
         lines.append(
             f"| {name} | {r['ideal_bits'] / n:.4f} | {r['table_overhead_pct']:.3f} | "
@@ -99,10 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
-    report = run(repeats=args.repeats)
-    print(report, end="")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
+    publish(run(repeats=args.repeats), args.out)
     return 0
 
 

@@ -22,7 +22,6 @@ import argparse
 import json
 import math
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -33,10 +32,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from satcodec.codec.pipeline import (  # noqa: E402
+from satcodec.benchmarks.harness import (  # noqa: E402
+    RESULTS,
+    SAMPLE,
+    load_average,
+    median_time,
+    shared_data,
+)
+from satcodec.codec.registry import load_model  # noqa: E402
+from satcodec.coding import (  # noqa: E402
     DECODE_HALO,
     ENCODE_HALO,
     Encoder,
@@ -45,15 +49,14 @@ from satcodec.codec.pipeline import (  # noqa: E402
     decode_to_array,
     open_decoder,
 )
-from satcodec.codec.registry import load_model  # noqa: E402
+from satcodec.evaluation import bd_rate  # noqa: E402
 from satcodec.export.onnx_export import Int8Options, export_onnx  # noqa: E402
 from satcodec.export.runtime import OnnxRuntimeTransform  # noqa: E402
 from satcodec.metrics import psnr  # noqa: E402
 from satcodec.profiling import host_description  # noqa: E402
 from satcodec.raster import open_raster  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "sat"
-SAMPLE = ROOT / "satcodec" / "data" / "pleiades_ventoux.tif"
+DATA = shared_data("sat")
 HELD_OUT = ["shareloc_pleiades-pan_giza.tif"]  # + the shipped sample (ventoux)
 # seen in training (not in calibration): single-band scenes of other sensors
 OTHERS = [
@@ -69,21 +72,6 @@ CALIB = [  # training scenes used to calibrate int8 (never evaluated on)
     "rio-toa_landsat8-b3-150m_washington.tif",
 ]
 STEPS = [0.5, 0.71, 1.0, 1.41, 2.0, 2.83]
-
-
-def bd_rate(ra, pa, rt, pt) -> float:
-    try:
-        from satcodec.evaluation import bd_rate as impl
-    except ImportError:  # fallback: classic cubic-in-log-rate Bjøntegaard
-        lo, hi = max(min(pa), min(pt)), min(max(pa), max(pt))
-        fa = np.polyfit(pa, np.log(ra), 3)
-        ft = np.polyfit(pt, np.log(rt), 3)
-        ia, it = np.polyint(fa), np.polyint(ft)
-        d = (np.polyval(it, hi) - np.polyval(it, lo) - np.polyval(ia, hi) + np.polyval(ia, lo)) / (
-            hi - lo
-        )
-        return float((math.exp(d) - 1) * 100)
-    return float(impl(ra, pa, rt, pt))
 
 
 def read_image(path: Path, crop: int) -> tuple[np.ndarray, int]:
@@ -117,14 +105,8 @@ def rd_curve(net, info, model_path, image, bits, analysis, synthesis) -> list[tu
 
 
 def timed(fn, x, repeat: int) -> float:
-    for _ in range(2):
-        fn(x)
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn(x)
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    """Median of ``repeat`` runs of ``fn(x)`` after two warm-ups."""
+    return median_time(lambda: fn(x), repeat, warmup=2)
 
 
 def torch_fn(module, threads: int):
@@ -147,7 +129,7 @@ def main() -> int:
     ap.add_argument(
         "--quick", action="store_true", help="3 repeats, tile 512, held-out images only"
     )
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "export_speed"))
+    ap.add_argument("--out", default=str(RESULTS / "export_speed"))
     a = ap.parse_args()
     if a.quick:
         a.repeat, a.tiles = 3, "512"
@@ -283,7 +265,7 @@ def main() -> int:
         "rd": rd,
         "quantisation_steps": STEPS,
         "wall_s": time.time() - t_start,
-        "load_average_at_end": os.getloadavg(),
+        "load_average_at_end": load_average(),
         "command": " ".join(["python", "bench/export_speed.py", *sys.argv[1:]]),
     }
     out = Path(a.out)

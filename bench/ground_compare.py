@@ -26,9 +26,9 @@ import bm3d
 import numpy as np
 
 import satcodec
-from satcodec.anchors import jpeg2000_at_bpp
-from satcodec.codec.training import DEFAULT_VAL
+from satcodec.benchmarks.harness import RESULTS, codec_round_trip, held_out_crops, shared_data
 from satcodec.errors import NoiseModelError, RateControlError
+from satcodec.evaluation.anchors import jpeg2000_at_bpp
 from satcodec.ground_segment.denoiser import (
     DEFAULT_WEIGHTS,
     WEIGHTS_DIR,
@@ -42,24 +42,6 @@ from satcodec.ground_segment.noise import (
     simulate_noise,
 )
 from satcodec.metrics import psnr
-from satcodec.raster import open_raster
-
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def crops(data: Path, size: int, per_scene: int) -> list[tuple[str, np.ndarray, int]]:
-    out = []
-    for name in DEFAULT_VAL:
-        with open_raster(data / name) as r:
-            img, bd = r.read()[0], r.meta.bit_depth
-        h, w = img.shape
-        ys = np.linspace(0, h - size, per_scene + 2)[1:-1].astype(int)
-        xs = np.linspace(0, w - size, per_scene + 2)[1:-1].astype(int)
-        for k, (y, x) in enumerate(zip(ys, xs[::-1], strict=True)):
-            out.append(
-                (f"{name.split('_')[-1].split('.')[0]}#{k}", img[y : y + size, x : x + size], bd)
-            )
-    return out
 
 
 def bm3d_vst(noisy: np.ndarray, p: NoiseParams, bit_depth: int) -> np.ndarray:
@@ -134,15 +116,6 @@ def part_denoise(items, table, out: Path) -> list[dict]:
     return rows
 
 
-def _codec_chain(noisy, bd, rate, model) -> tuple[np.ndarray, float] | None:
-    try:
-        data = satcodec.encode(noisy[None], bit_depth=bd, bpp=rate, model=model)
-    except RateControlError:
-        return None
-    dec, _ = satcodec.decode(data, model=model)
-    return dec[0], 8 * len(data) / noisy.size
-
-
 def joint_for_rate(joints: list[Path], rate: float) -> Path:
     """Rule "train-rate": the joint model whose training rate is nearest ``rate`` (log scale).
 
@@ -173,7 +146,7 @@ def joint_chain(
 
     if rule == "train-rate":
         path = joint_for_rate(joints, rate)
-        got = _codec_chain(noisy, bd, rate, str(path))
+        got = codec_round_trip(noisy, bd, rate, str(path))
         return None if got is None else (path.stem, *got)
     best = None
     for path in joints:
@@ -223,7 +196,7 @@ def part_chains(
             r["j2k_bpp"] = j2k.bpp
             r["j2k_psnr"] = psnr(clean, j2k.decoded, bd)
             r["j2k_bm3d_psnr"] = psnr(clean, bm3d_vst(j2k.decoded, p, bd), bd)
-            seq = _codec_chain(noisy, bd, rate, codec_model)
+            seq = codec_round_trip(noisy, bd, rate, codec_model)
             if seq is not None:
                 dec, r["codec_bpp"] = seq
                 r["codec_psnr"] = psnr(clean, dec, bd)
@@ -411,9 +384,7 @@ def shipped_joint_models(sensor: str) -> tuple[list[Path], list[Path]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument(
-        "--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "sat")
-    )
+    ap.add_argument("--data", default=str(shared_data("sat")))
     ap.add_argument("--part", choices=["denoise", "chains", "all"], default="all")
     ap.add_argument("--size", type=int, default=256, help="crop size (px)")
     ap.add_argument("--per-scene", type=int, default=2, help="crops per held-out scene")
@@ -444,7 +415,7 @@ def main() -> None:
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    items = crops(Path(a.data), a.size, a.per_scene)
+    items = held_out_crops(Path(a.data), a.size, a.per_scene)
     if a.part in ("denoise", "all"):
         part_denoise(items, load_sensor_table(), out)
     if a.part in ("chains", "all"):

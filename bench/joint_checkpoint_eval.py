@@ -15,7 +15,6 @@ sensor's noise), so the difference is what joint training added.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
@@ -23,15 +22,13 @@ import numpy as np
 from safetensors.torch import load_file
 
 import satcodec
+from satcodec.benchmarks.harness import held_out_crops, shared_data
 from satcodec.codec.models import with_denoising_stage, with_refinement
 from satcodec.codec.registry import load_model, save_model
 from satcodec.ground_segment.denoiser import GroundDenoiser, denoise_array, load_denoiser
 from satcodec.ground_segment.noise import sensor_noise, simulate_noise
 from satcodec.ground_segment.training import normalised_sensor_noise
 from satcodec.metrics import psnr
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ground_compare import crops  # noqa: E402
 
 
 def main() -> None:
@@ -41,9 +38,7 @@ def main() -> None:
     ap.add_argument("--refine", default="32x8", help="CxL of the run's refinement stage, or 0")
     ap.add_argument("--rates", default="1.5,2")
     ap.add_argument("--sensor", default="pleiades-pan")
-    ap.add_argument(
-        "--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "sat")
-    )
+    ap.add_argument("--data", default=str(shared_data("sat")))
     a = ap.parse_args()
     base, _ = load_model(a.init)
     net = base
@@ -58,7 +53,7 @@ def main() -> None:
         net = with_denoising_stage(net, den, *normalised_sensor_noise(a.sensor))
     net.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")})
     noise = sensor_noise(a.sensor)
-    items = crops(Path(a.data), 256, 2)
+    items = held_out_crops(Path(a.data), 256, 2)
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "checkpoint-model.safetensors"
         save_model(ckpt, net.eval(), {})

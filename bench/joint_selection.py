@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 
 import satcodec
+from satcodec.benchmarks.harness import RESULTS, publish
 from satcodec.ground_segment.noise import sensor_noise, simulate_noise
 from satcodec.metrics import psnr
 from satcodec.raster import open_raster
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SCENES = ("s2p_pleiades-pan_reunion-volcano.tif", "shareloc_worldview3-pan_buenosaires-a.tif")
 
 
@@ -90,8 +90,7 @@ def main() -> None:
     for n in names:
         by = dominated[n]
         lines.append(f"- {n}: " + (f"dominated by {', '.join(by)} (not shipped)" if by else "kept"))
-    Path(a.out).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    publish(lines, a.out)
 
 
 if __name__ == "__main__":

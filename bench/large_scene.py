@@ -17,8 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE = REPO / "satcodec" / "data" / "pleiades_ventoux.tif"
+from satcodec.benchmarks.harness import RESULTS, SAMPLE, publish
 
 MAKE = """
 import sys, numpy as np
@@ -55,7 +54,7 @@ print(json.dumps({"seconds": time.perf_counter() - t}))
 J2K = """
 import sys, time, json, numpy as np, imagecodecs
 from satcodec.raster import open_raster
-from satcodec.anchors import jpeg2000_at_bpp
+from satcodec.evaluation.anchors import jpeg2000_at_bpp
 with open_raster(sys.argv[1]) as r:
     a = r.read()[0]
     bits = r.meta.bit_depth
@@ -105,7 +104,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size", type=int, default=10000)
     ap.add_argument("--bpp", type=float, default=1.0)
-    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "large_scene.md"))
+    ap.add_argument("--out", default=str(RESULTS / "large_scene.md"))
     a = ap.parse_args()
     mpix = a.size * a.size / 1e6
     with tempfile.TemporaryDirectory() as tmp:
@@ -153,9 +152,7 @@ def main() -> None:
         "",
         f"Reproduce: `python bench/large_scene.py --size {a.size} --bpp {a.bpp}`",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(a.out).write_text(text)
+    publish(lines, a.out)
 
 
 if __name__ == "__main__":

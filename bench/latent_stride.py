@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from satcodec.benchmarks.harness import RESULTS, publish
 from satcodec.codec.data import read_scene, scene_paths
 from satcodec.codec.models import ModelConfig, ReducedVAE, count_macs
 from satcodec.codec.registry import save_model
@@ -36,8 +37,6 @@ from satcodec.codec.training import (
     fit_rd,
     val_patches,
 )
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def build(variant: str) -> tuple[ReducedVAE, int]:
@@ -93,7 +92,7 @@ def main() -> None:
         help="fraction of the run after which the learning rate drops to 0.3x (1e-3 -> 3e-4)",
     )
     ap.add_argument("--work", default="runs/latent_stride")
-    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "latent_stride.md"))
+    ap.add_argument("--out", default=str(RESULTS / "latent_stride.md"))
     a = ap.parse_args()
     torch.set_num_threads(1)
     paths = scene_paths(a.data, exclude=DEFAULT_EXCLUDE)
@@ -161,9 +160,7 @@ def main() -> None:
             f"{r['dec_mac_px'] / 1e3:.1f}k | {r['rd_loss']:.3f} | {r['bpp']:.3f} | "
             f"{r['psnr']:.2f} | {r['psnr_unquantised']:.2f} | {r['train_s']:.0f} |"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(a.out).write_text(text)
+    publish(lines, a.out)
 
 
 if __name__ == "__main__":

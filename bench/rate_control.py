@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import satcodec
+from satcodec.benchmarks.harness import RESULTS, publish
 from satcodec.raster import open_raster
 
-REPO = Path(__file__).resolve().parent.parent
 PLEIADES = [
     "shareloc_pleiades-pan_ventoux.tif",
     "shareloc_pleiades-pan_giza.tif",
@@ -24,7 +24,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", required=True)
     ap.add_argument("--rates", default="1,2")
-    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "rate_control.md"))
+    ap.add_argument("--out", default=str(RESULTS / "rate_control.md"))
     a = ap.parse_args()
     lines = [
         "# Rate control on the Pleiades scenes (file size of the real bitstream)",
@@ -65,8 +65,7 @@ def main() -> None:
         "",
         f"Reproduce: `python bench/rate_control.py --data DATA --rates {a.rates}`",
     ]
-    Path(a.out).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    publish(lines, a.out)
 
 
 if __name__ == "__main__":

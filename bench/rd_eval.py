@@ -27,46 +27,17 @@ import numpy as np
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+from satcodec.benchmarks.harness import (  # noqa: E402
+    EXCLUDED_IMAGES,
+    OTHER_IMAGES,
+    PAN_IMAGES,
+    RESULTS,
+    dev_images,
+    shared_data,
+)
+
 CACHE = RESULTS / "rd_anchor_cache.json"
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "sat"
-
-# single-band optical scenes whose data use 11–13 bits (PSNR peak from the raster's bit depth)
-PAN = [
-    "s2p_pleiades-pan_reunion-volcano.tif",
-    "shareloc_pleiades-pan_ventoux.tif",
-    "shareloc_pleiades-pan_giza.tif",
-    "shareloc_worldview3-pan_buenosaires-a.tif",
-    "shareloc_worldview3-pan_buenosaires-b.tif",
-    "solaris-spacenet6_worldview2-pan_rotterdam.tif",
-    "pandora2d_sentinel2-10m_arizona-fields.tif",
-]
-# every other dev image, reported separately
-OTHER = [
-    "rio-tiler-pds_sentinel1-grd-vv_tamilnadu-sar.tif",
-    "rsgislib_sentinel2-sr-10band_aberystwyth.tif",
-    "rio-color_landsat8-rgb-60m_grenada.tif",
-    "rio-hist_landsat8-rgb-30m_idaho-mountains.tif",
-    "rio-pansharpen_landsat8-b4-150m_kanto.tif",
-    "rio-pansharpen_landsat8-b4-150m_guangdong-coast.tif",
-    "rio-toa_landsat8-b3-150m_washington.tif",
-    "rio-toa_landsat8-b1-150m_labrador-snow.tif",
-    "rasterio_landsat7-rgb-8bit_andros-bahamas.tif",
-    "stars_landsat7-etm-6band-8bit_olinda.tif",
-]
-EXCLUDED = {
-    "solaris-spacenet6_worldview2-ms4_rotterdam.tif": "2x pixel-duplicated (every 2x2 block "
-    "constant): flatters any codec (SOURCES.md)",
-}
-
-
-def _images(data: Path, names: list[str]) -> list[Path]:
-    paths = [data / n for n in names if (data / n).exists()]
-    missing = [n for n in names if not (data / n).exists()]
-    if missing:
-        print(f"note: not found in {data}: {', '.join(missing)}", file=sys.stderr)
-    return paths
+DEFAULT_DATA = shared_data("sat")
 
 
 def _model_infos(models: list[str] | None) -> list[Any]:
@@ -184,15 +155,15 @@ def cmd_ladder(a: argparse.Namespace) -> int:
         "image below was in the training set** (in-sample): those BD-rates are optimistic for "
         "unseen scenes.\n",
         "Excluded: "
-        + "; ".join(f"`{k}` ({v})" for k, v in EXCLUDED.items())
+        + "; ".join(f"`{k}` ({v})" for k, v in EXCLUDED_IMAGES.items())
         + ". The `satcodec` curve is the ladder: at each target the model the API picks by "
         "default (best measured PSNR on its model card at that rate); `satcodec:<model>` curves are the single models.\n",
     ]
-    groups = [("pan", PAN, "single-band optical, 11–13-bit data")]
+    groups = [("pan", PAN_IMAGES, "single-band optical, 11–13-bit data")]
     if not a.pan_only:
-        groups.append(("other", OTHER, "every other dev image"))
+        groups.append(("other", OTHER_IMAGES, "every other dev image"))
     for group, names, what in groups:
-        paths = _images(data, names)
+        paths = dev_images(data, names)
         if not paths:
             continue
         skipped: list[str] = []
@@ -264,7 +235,7 @@ def cmd_ladder(a: argparse.Namespace) -> int:
 
 def cmd_train(a: argparse.Namespace) -> int:
     if a.family == "peer":
-        from satcodec.codec.hyperprior import PEER_LR, HyperpriorConfig, train_peer
+        from satcodec.evaluation.peer_hyperprior import PEER_LR, HyperpriorConfig, train_peer
 
         meta = train_peer(
             a.data,
@@ -308,7 +279,7 @@ def _load_family(paths: list[str], family: str) -> list[tuple[str, Any, dict[str
     out = []
     for p in paths:
         if family == "peer":
-            from satcodec.codec.hyperprior import load_peer
+            from satcodec.evaluation.peer_hyperprior import load_peer
 
             net, meta = load_peer(p)
         else:
@@ -335,7 +306,6 @@ def _load_family(paths: list[str], family: str) -> list[tuple[str, Any, dict[str
 def cmd_peer(a: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from satcodec.codec.hyperprior import peer_complexity, rd_sweep
     from satcodec.codec.models import complexity
     from satcodec.evaluation import (
         bd_rate,
@@ -346,9 +316,10 @@ def cmd_peer(a: argparse.Namespace) -> int:
         valid_mask,
         write_csv,
     )
+    from satcodec.evaluation.peer_hyperprior import peer_complexity, rd_sweep
     from satcodec.metrics import psnr
 
-    paths = _images(Path(a.data), PAN)
+    paths = dev_images(Path(a.data), PAN_IMAGES)
     families = {
         "reduced": _load_family(a.reduced, "reduced"),
         "peer": _load_family(a.peer, "peer"),

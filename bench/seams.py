@@ -19,10 +19,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import satcodec  # noqa: E402
+from satcodec.benchmarks.harness import RESULTS, publish  # noqa: E402
 from satcodec.metrics import psnr  # noqa: E402
 from satcodec.raster import open_raster  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 SCENES = [
     "shareloc_pleiades-pan_ventoux.tif",
     "shareloc_pleiades-pan_giza.tif",
@@ -44,8 +44,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", required=True)
     ap.add_argument("--rates", default="1,2")
-    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "seams.md"))
-    ap.add_argument("--png", default=str(REPO / "bench" / "results" / "seams_tile_corner.png"))
+    ap.add_argument("--out", default=str(RESULTS / "seams.md"))
+    ap.add_argument("--png", default=str(RESULTS / "seams_tile_corner.png"))
     a = ap.parse_args()
     lines = [
         "# Seams: tile size 256 vs 512 at equal target rate",
@@ -111,8 +111,7 @@ def main() -> None:
         "",
         f"Reproduce: `python bench/seams.py --data DATA --rates {a.rates}`",
     ]
-    Path(a.out).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    publish(lines, a.out)
 
 
 if __name__ == "__main__":

@@ -7,15 +7,20 @@ A GPU lease here is minutes long and the node has no GDAL, so the work is split 
     # on the GPU node: every job in parallel, one process each, all ending by the deadline
     python bench/train_gpu.py run --pack .gpu/scenes.npz --out $OUT/runs --budget 420
 
-``run`` starts one process per job (JOBS below, or ``--jobs a,b``). Each process loads the pack,
-then measures its own step rate for a fixed window while every other job is also running
-(so the GPU's sharing is in the measurement), sets its step count so that its schedule ends
-inside the budget, and trains with the shared trainer (``satcodec.codec.training.train_codec``
-or ``satcodec.ground_segment.training.train_joint``: the same code as ``satcodec train`` on a
-CPU, fp32 with TF32 off). A job still running at the hard deadline is stopped and its last
+``run`` starts one process per job (``JOBS`` of :mod:`satcodec.benchmarks.gpu_jobs`, or
+``--jobs a,b``). Each process loads the pack, then measures its own step rate for a fixed
+window while every other job is also running (so the GPU's sharing is in the measurement),
+sets its step count so that its schedule ends inside the budget, and trains with the shared
+trainer (``satcodec.codec.training.train_codec`` or
+``satcodec.ground_segment.training.train_joint``: the same code as ``satcodec train`` on a CPU,
+fp32 with TF32 off). A job still running at the hard deadline is stopped and its last
 checkpoint exported, so the lease always returns weights. Each run folder ends with
 ``model.safetensors``, ``model.json`` (with the ``command`` that reproduces it) and
 ``metrics.jsonl``; ``--tar`` packs them into one file to bring back.
+
+The package must be importable: installed (``pip install -e .``) or, on a node without the
+install, the checkout on the path (``PYTHONPATH=. python bench/train_gpu.py run ...``; the job
+processes inherit it).
 """
 
 from __future__ import annotations
@@ -27,42 +32,9 @@ import subprocess
 import sys
 import tarfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-
-@dataclass(frozen=True)
-class Job:
-    name: str
-    kind: str  # "codec", "joint", or "peer" (the full scale hyperprior, from scratch)
-    lmbda: float
-    init: str | None  # model name or path; None: from random weights
-    lr: float = 3e-4
-    latent: int | None = None  # widen the init's latent to M (or M from scratch)
-    stride: int = 8  # from scratch
-
-
-JOINT_WEIGHTS = "satcodec/ground_segment/weights/codec"
-JOBS = {
-    j.name: j
-    for j in [
-        Job("reduced-s8-l2.5e-4", "codec", 2.5e-4, "reduced-s8-l1e-3"),
-        Job("reduced-s8-l1e-3", "codec", 1e-3, "reduced-s8-l1e-3"),
-        Job("reduced-s8-l4e-3", "codec", 4e-3, "reduced-s8-l4e-3"),
-        Job("reduced-s8-l1.6e-2", "codec", 1.6e-2, "reduced-s8-l1.6e-2"),
-        Job("reduced-s8-m128-l1.6e-2", "codec", 1.6e-2, "reduced-s8-l1.6e-2", latent=128),
-        Job("joint-s8-l1e-3", "joint", 1e-3, f"{JOINT_WEIGHTS}/joint-s8-l1e-3.safetensors"),
-        Job("joint-s8-l4e-3", "joint", 4e-3, f"{JOINT_WEIGHTS}/joint-s8-l4e-3.safetensors"),
-        Job("joint-s8-l1.6e-2", "joint", 1.6e-2, "reduced-s8-l1.6e-2"),
-        # reduced against the full hyperprior: both from scratch, equal steps (--equal-steps),
-        # each at its own recipe's learning rate (the peer diverges at 1e-3)
-        Job("scratch-reduced-s8-l4e-3", "codec", 4e-3, None, lr=1e-3, latent=96),
-        Job("scratch-peer-l4e-3", "peer", 4e-3, None, lr=1e-4),
-    ]
-}
+from satcodec.benchmarks.gpu_jobs import JOBS, Job, job_command
 
 
 def cmd_pack(a: argparse.Namespace) -> int:
@@ -73,29 +45,6 @@ def cmd_pack(a: argparse.Namespace) -> int:
     path = save_scene_pack(scenes, a.out)
     print(f"{len(scenes)} scenes -> {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return 0
-
-
-def _command(job: Job, a: argparse.Namespace, steps: int, out: Path) -> str:
-    """The CLI line that reproduces the job (DATA: the GeoTIFF folder or its scene pack)."""
-    common = (
-        f"--lmbda {job.lmbda} --steps {steps} --init {job.init} --lr {job.lr} "
-        f"--batch {a.batch} --patch {a.patch} --decay-start {a.decay_start} "
-        f"--device {a.device} --out runs/{out.name}"
-    )
-    if job.init is None:
-        common = common.replace(" --init None", "")
-    if job.kind == "joint":
-        return f"satcodec ground-train joint --data DATA {common}"
-    if job.kind == "peer":
-        return (
-            'python -c "from satcodec.codec.hyperprior import train_peer; '
-            f"train_peer('DATA', {job.lmbda}, {steps}, 'runs/{out.name}', lr={job.lr}, "
-            f"batch={a.batch}, patch={a.patch}, device='{a.device}', "
-            f"schedule_kwargs={{'start': {a.decay_start}, 'final': 0.3}})\""
-        )
-    latent = f" --latent {job.latent}" if job.latent else ""
-    stride = f" --stride {job.stride}" if job.init is None else ""
-    return f"satcodec train --data DATA {common}{latent}{stride}"
 
 
 def _codec_config(job: Job):
@@ -112,9 +61,9 @@ def _codec_config(job: Job):
 
 def _new_model(job: Job):
     """The job's model before training: its init's weights, or fresh ones."""
-    from satcodec.codec.hyperprior import ScaleHyperprior
     from satcodec.codec.models import ReducedVAE
     from satcodec.codec.registry import load_model
+    from satcodec.evaluation.peer_hyperprior import ScaleHyperprior
 
     if job.kind == "peer":
         return ScaleHyperprior()
@@ -185,9 +134,11 @@ def cmd_job(a: argparse.Namespace) -> int:
             time.sleep(0.5)
         steps = min(json.loads(f.read_text())["steps"] for f in files)
         print(f"equal steps with {group}: {steps}", flush=True)
-    command = _command(job, a, steps, out)
+    command = job_command(
+        job, steps, out, batch=a.batch, patch=a.patch, decay_start=a.decay_start, device=a.device
+    )
     if job.kind == "peer":
-        from satcodec.codec.hyperprior import train_peer
+        from satcodec.evaluation.peer_hyperprior import train_peer
 
         meta = train_peer(
             a.pack, job.lmbda, steps, out, lr=job.lr, batch=a.batch, patch=a.patch,
@@ -232,7 +183,7 @@ def _export_checkpoint(out: Path, job: Job) -> None:
     model = _new_model(job) if job.kind == "peer" else ReducedVAE(_codec_config(job))
     extra = load_checkpoint(out / "checkpoint.safetensors", model)
     if job.kind == "peer":
-        from satcodec.codec.hyperprior import save_peer
+        from satcodec.evaluation.peer_hyperprior import save_peer
 
         meta = {"lmbda": job.lmbda, "steps": int(extra["step"]), "stopped_at_deadline": True}
         save_peer(out / "peer.safetensors", model.eval(), meta)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from satcodec.anchors import jpeg2000_at_bpp, jpegxl_at_bpp
 from satcodec.api import decode_file, encode_file
+from satcodec.evaluation.anchors import jpeg2000_at_bpp, jpegxl_at_bpp
 from satcodec.metrics import psnr
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "pleiades_ventoux.tif"

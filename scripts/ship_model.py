@@ -12,22 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from satcodec.anchors import jpeg2000_at_bpp  # noqa: E402
 from satcodec.api import decode, encode  # noqa: E402
 from satcodec.codec.models import ModelConfig, ReducedVAE, complexity  # noqa: E402
-from satcodec.codec.pipeline import Encoder, array_window_reader  # noqa: E402
 from satcodec.codec.registry import MODELS_DIR, load_model, save_model  # noqa: E402
+from satcodec.coding import Encoder, array_window_reader  # noqa: E402
 from satcodec.entropy import coding_overhead, estimate_scales  # noqa: E402
 from satcodec.entropy.context import encode_symbols_context  # noqa: E402
+from satcodec.evaluation.anchors import jpeg2000_at_bpp  # noqa: E402
 from satcodec.metrics import psnr  # noqa: E402
 from satcodec.raster import open_raster  # noqa: E402
 from satcodec.train import load_checkpoint  # noqa: E402

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from satcodec.evaluation import (
-    _pchip_integral,
     bd_overlap,
     bd_psnr,
     bd_rate,
@@ -22,6 +21,7 @@ from satcodec.evaluation import (
     valid_mask,
     write_csv,
 )
+from satcodec.evaluation.bd import _pchip_integral
 
 SAMPLE = Path(__file__).resolve().parent.parent / "satcodec" / "data" / "pleiades_ventoux.tif"
 RATES = [0.5, 1.0, 2.0, 3.0]
@@ -254,8 +254,8 @@ def test_cli_eval(crop, tmp_path, capsys):
 
 # --- the hyperprior peer ---------------------------------------------------------------------
 def test_peer_forward_shapes_rate_and_training_step():
-    from satcodec.codec.hyperprior import HyperpriorConfig, ScaleHyperprior
     from satcodec.codec.training import rd_loss
+    from satcodec.evaluation.peer_hyperprior import HyperpriorConfig, ScaleHyperprior
 
     torch.manual_seed(0)
     model = ScaleHyperprior(HyperpriorConfig(hidden=16, latent=24))
@@ -275,7 +275,7 @@ def test_peer_forward_shapes_rate_and_training_step():
 
 
 def test_peer_densities_are_normalised():
-    from satcodec.codec.hyperprior import EntropyBottleneck, gaussian_likelihood
+    from satcodec.evaluation.peer_hyperprior import EntropyBottleneck, gaussian_likelihood
 
     grid = torch.arange(-60.0, 61.0).view(1, 1, -1, 1)
     for s in (0.11, 0.5, 3.0, 10.0):
@@ -288,7 +288,7 @@ def test_peer_densities_are_normalised():
 
 
 def test_peer_complexity_and_weights_round_trip(tmp_path):
-    from satcodec.codec.hyperprior import (
+    from satcodec.evaluation.peer_hyperprior import (
         HyperpriorConfig,
         ScaleHyperprior,
         count_macs,
@@ -316,8 +316,8 @@ def test_peer_complexity_and_weights_round_trip(tmp_path):
 
 
 def test_rd_sweep_rates_fall_with_the_step_for_both_families():
-    from satcodec.codec.hyperprior import HyperpriorConfig, ScaleHyperprior, rd_sweep
     from satcodec.codec.models import ModelConfig, ReducedVAE
+    from satcodec.evaluation.peer_hyperprior import HyperpriorConfig, ScaleHyperprior, rd_sweep
 
     band = _sample(256)[:130, :100].astype(np.uint16)  # not a multiple of 64: padded
     torch.manual_seed(0)
@@ -335,7 +335,7 @@ def test_rd_sweep_rates_fall_with_the_step_for_both_families():
 
 
 def test_lower_bound_passes_gradients_that_raise_the_value():
-    from satcodec.codec.hyperprior import lower_bound
+    from satcodec.evaluation.peer_hyperprior import lower_bound
 
     x = torch.tensor([0.05, 0.5], requires_grad=True)
     (-lower_bound(x, 0.11).sum()).backward()  # minimising −x wants x larger: flows everywhere
@@ -348,9 +348,9 @@ def test_lower_bound_passes_gradients_that_raise_the_value():
 def test_ladder_pick_is_the_best_measured_model_at_each_rate():
     """Rate control and the eval's ladder curve pick by the cards' measured RD, not native rate."""
     from satcodec.codec.models import ModelConfig
-    from satcodec.codec.pipeline import choose_model
     from satcodec.codec.registry import ModelInfo
-    from satcodec.evaluation import _ladder_choice
+    from satcodec.coding import choose_model
+    from satcodec.evaluation.run import _ladder_choice
 
     def info(name: str, native: float, rd: list[list[float]]) -> ModelInfo:
         return ModelInfo(

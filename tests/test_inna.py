@@ -3,9 +3,7 @@ problem, and its integration with the shared trainer."""
 
 from __future__ import annotations
 
-import ast
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +13,6 @@ from satcodec.errors import ConfigError
 from satcodec.research.inna import INNA, toy_objective, toy_trajectory
 from satcodec.train import TrainConfig, Trainer, available_optimizers, build_optimizer
 from satcodec.train.schedules import lr_factor
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 # --- independent reference ----------------------------------------------------------------
@@ -285,26 +281,6 @@ def test_toy_paper_initialisation_launches_with_minus_gradient():
     assert float(toy_objective(tr[-1])) < 1e-3
     tr = toy_trajectory(0.5, 0.01, lr=TOY_LR, steps=int(3 / TOY_LR), psi_init="paper")
     assert float(tr[:, 0].max()) > 20.0
-
-
-# --- architecture rule --------------------------------------------------------------------
-def _imports(folder: Path) -> set[str]:
-    names: set[str] = set()
-    for f in folder.rglob("*.py"):
-        for node in ast.walk(ast.parse(f.read_text())):
-            if isinstance(node, ast.Import):
-                names.update(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names.add(node.module)
-    return names
-
-
-def test_research_and_codec_do_not_import_each_other():
-    pkg = ROOT / "satcodec"
-    assert not any(n.startswith("satcodec.codec") for n in _imports(pkg / "research"))
-    assert not any(n.startswith("satcodec.research") for n in _imports(pkg / "codec"))
-    # (a runtime check is not possible yet: satcodec/__init__.py imports satcodec.api, which
-    # loads the codec whenever any satcodec submodule is imported)
 
 
 # --- the benchmark harness on a tiny task -------------------------------------------------

@@ -190,8 +190,10 @@ def test_optimizer_registry_and_clear_errors():
     p = [torch.nn.Parameter(torch.zeros(3))]
     for name in ("sgd", "adam", "adamw", "adagrad"):
         assert build_optimizer(name, p, lr=0.1).param_groups[0]["lr"] == 0.1
-    with pytest.raises(ConfigError, match="unknown optimizer"):
+    # an unknown name says which ones exist, the advertised (entry point) ones included
+    with pytest.raises(ConfigError, match="unknown optimizer 'nope'; available: ") as err:
         build_optimizer("nope", p, lr=0.1)
+    assert all(n in str(err.value) for n in ("adagrad", "adam", "adamw", "inna", "sgd"))
     with pytest.raises(ConfigError, match="unknown schedule"):
         Trainer(
             torch.nn.Linear(1, 1),
@@ -199,6 +201,61 @@ def test_optimizer_registry_and_clear_errors():
             lambda s, r, w: torch.ones(1, 1),
             TrainConfig(schedule="bogus", progress=False),
         )
+
+
+class _Halving(torch.optim.SGD):
+    """A plugin optimizer: SGD at half the learning rate."""
+
+    def __init__(self, params, lr: float, **kw):
+        super().__init__(params, lr=lr / 2, **kw)
+
+
+def test_the_registration_hook_is_what_the_trainer_uses(tmp_path):
+    from satcodec.train import available_optimizers, register_optimizer
+    from satcodec.train import optimizers as registry
+
+    try:
+        register_optimizer("Halving", _Halving)
+        register_optimizer("halving", _Halving)  # the same factory again: a no-op
+        assert "halving" in available_optimizers()
+        with pytest.raises(ConfigError, match="already registered"):
+            register_optimizer("halving", torch.optim.SGD)
+        with pytest.raises(ConfigError, match="already registered"):
+            register_optimizer("adam", _Halving)  # the built-ins are not silently replaced
+        with pytest.raises(ConfigError, match="non-empty name"):
+            register_optimizer(" ", _Halving)
+        cfg = TrainConfig(
+            steps=2, optimizer="HALVING", lr=0.2, out_dir=str(tmp_path), progress=False
+        )
+        trainer = Trainer(
+            torch.nn.Linear(2, 1),
+            lambda m, b: (m(b).pow(2).mean(), {}),
+            lambda s, r, w: torch.ones(3, 2),
+            cfg,
+        )
+        assert isinstance(trainer.optimizer, _Halving)
+        trainer.fit()
+        assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+    finally:
+        registry._REGISTRY.pop("halving", None)
+
+
+def test_research_optimizers_are_found_by_name_without_importing_research_first():
+    """ "inna" comes from the package's `satcodec.optimizers` entry point: a fresh process that
+    never imported research code builds it by name (the trainer names no research module)."""
+    code = (
+        "import sys, torch\n"
+        "from satcodec.train import available_optimizers, build_optimizer\n"
+        "assert 'inna' in available_optimizers(), available_optimizers()\n"
+        "assert not any(m.startswith('satcodec.research') for m in sys.modules)\n"
+        "opt = build_optimizer('inna', [torch.nn.Parameter(torch.ones(1))], 0.1)\n"
+        "print(type(opt).__module__, type(opt).__name__)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (
+        r.stderr[-2000:] + "\n(stale package metadata? `pip install -e .` adds the entry point)"
+    )
+    assert r.stdout.split() == ["satcodec.research.inna", "INNA"]
 
 
 def test_checkpoint_round_trip_and_bad_files(tmp_path):
@@ -397,22 +454,16 @@ def test_prefetched_batches_train_exactly_like_inline_ones(tmp_path):
 def test_gpu_jobs_record_commands_the_cli_accepts():
     """Every codec job of bench/train_gpu.py writes a reproduce line `satcodec train` parses
     back to the same settings (model cards copy it)."""
-    import argparse
-    import importlib.util
     import shlex
 
+    from satcodec.benchmarks.gpu_jobs import JOBS, job_command
     from satcodec.cli import build_parser
 
-    root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("train_gpu", root / "bench" / "train_gpu.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["train_gpu"] = mod
-    spec.loader.exec_module(mod)
-    a = argparse.Namespace(batch=16, patch=256, decay_start=0.6, device="cuda")
-    codec_jobs = [j for j in mod.JOBS.values() if j.kind == "codec"]
+    a = dict(batch=16, patch=256, decay_start=0.6, device="cuda")
+    codec_jobs = [j for j in JOBS.values() if j.kind == "codec"]
     assert codec_jobs
     for job in codec_jobs:
-        argv = shlex.split(mod._command(job, a, 1234, Path("out") / job.name))
+        argv = shlex.split(job_command(job, 1234, Path("out") / job.name, **a))
         assert argv[0] == "satcodec"
         ns = build_parser().parse_args(argv[1:])
         assert (ns.lmbda, ns.steps, ns.init, ns.lr) == (job.lmbda, 1234, job.init, job.lr)

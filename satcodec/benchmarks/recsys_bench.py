@@ -19,7 +19,6 @@ content, :mod:`satcodec.research.recsys.metrics` for the metric conventions):
 from __future__ import annotations
 
 import json
-import math
 import platform
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from satcodec.benchmarks.harness import load_average, n_seeds
 from satcodec.research.recsys import anchors
 from satcodec.research.recsys.data import load_lastfm, make_split, preprocess
 from satcodec.research.recsys.models import NCACFConfig, describe
@@ -75,7 +75,7 @@ class RecsysBenchOptions:
 
     @property
     def n_seeds(self) -> int:
-        return self.seeds if self.seeds is not None else (1 if self.quick else 3)
+        return n_seeds(self.seeds, self.quick, quick_default=1)
 
 
 def settings(quick: bool) -> dict[str, Any]:
@@ -321,7 +321,7 @@ def run_benchmark(
         "results": results,
         "torch": torch.__version__,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} thread",
-        "load_average": [round(x, 2) for x in _loadavg()],
+        "load_average": [round(x, 2) for x in load_average()],
         "wall_s": round(time.time() - t_start, 1),
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
@@ -332,15 +332,6 @@ def run_benchmark(
     (out / f"{tag}.md").write_text(report(summary, tag))
     log(f"wrote {out / (tag + '.md')} ({summary['wall_s'] / 60:.1f} min)")
     return summary
-
-
-def _loadavg() -> tuple[float, ...]:
-    try:
-        import os
-
-        return os.getloadavg()
-    except OSError:  # pragma: no cover - not on every platform
-        return (math.nan,) * 3
 
 
 # --- reporting ------------------------------------------------------------------------------------
@@ -549,76 +540,3 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-# --- the INNA benchmark's "music" task -------------------------------------------------------------
-def inna_music_task(opts: Any) -> Any:
-    """:class:`~satcodec.benchmarks.inna_bench.TaskSetup` for ``inna-bench --tasks music``.
-
-    A small NCACF (linear ψ, deep φ, relaxed; K = 32, φ 1399→64→32) on the seed-0 warm split of
-    the Last.fm data, the paper's weighted loss; test metric: NDCG@50 on the warm test pairs.
-    Sized so that the grid search × 5 optimizers × 3 seeds fits in about 15 min on one core.
-    """
-    from satcodec.benchmarks.inna_bench import TaskSetup, _half_decades
-    from satcodec.research.recsys.data import default_data_dir
-    from satcodec.research.recsys.models import NCACF, ncacf_loss
-    from satcodec.train import epoch_batches
-
-    s = settings(False)
-    raw = load_lastfm(default_data_dir())  # opts.data is the codec task's scene folder
-    inter = preprocess(raw, s["min_item_users"], s["min_user_items"])
-    split = make_split(inter, "warm", seed=0)
-    content = torch.as_tensor(split.content)
-    counts = torch.from_numpy(split.train.toarray().astype(np.float32))
-    items = torch.as_tensor(split.train_items, dtype=torch.long)
-    config = NCACFConfig(n_factors=32, psi="linear", phi="deep", phi_hidden=(64,))
-    batch = 256
-    quick = bool(getattr(opts, "quick", False))
-
-    def make_model(seed: int) -> torch.nn.Module:
-        torch.manual_seed(seed)
-        return NCACF(split.n_users, split.n_items, content.shape[1], config)
-
-    def loss_fn(model: torch.nn.Module, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        it = items[idx]
-        return ncacf_loss(model, it, counts[:, it], content[it])  # type: ignore[arg-type]
-
-    def evaluate(model: torch.nn.Module) -> dict[str, float]:
-        with torch.no_grad():
-            train_loss = float(ncacf_loss(model, items, counts[:, items], content[items])[0])  # type: ignore[arg-type]
-            test = evaluate_split(model_scores(model, content), split, "test", 50)  # type: ignore[arg-type]
-        return {"train_loss": train_loss, "test_ndcg50": test["ndcg"]}
-
-    spe = epoch_batches(len(items), batch).steps_per_epoch  # type: ignore[attr-defined]
-    return TaskSetup(
-        make_model=make_model,
-        loss_fn=loss_fn,
-        make_batch_fn=lambda seed: epoch_batches(len(items), batch, seed=seed),
-        steps_per_epoch=spe,
-        epochs=3 if quick else 10,
-        evaluate=evaluate,
-        test_metric="test_ndcg50",
-        higher_is_better=True,
-        # the loss is a mean over users × items, so plain SGD needs very large steps on the
-        # embeddings (probe: SGD 100 barely moves, 1000 diverges; INNA diverges at 10)
-        grids={
-            "INNA": _half_decades(-2, 5),  # 0.01 .. 1
-            "SGD": _half_decades(1, 5),  # 10 .. 1000
-            "SGD+momentum": _half_decades(0, 5),  # 1 .. 100
-            "Adam": _half_decades(-3, 5),  # 0.001 .. 0.1
-            "Adagrad": _half_decades(-2, 5),  # 0.01 .. 1
-        },
-        clip_grad_norm=1.0,  # the NCACF recipe
-        info={
-            "data": f"Last.fm HetRec 2011 ({raw.folder}), warm split seed 0: "
-            f"{split.n_users} users, {split.n_items} artists, {split.train.nnz} training pairs, "
-            f"{split.test.nnz} test pairs",
-            "model": f"NCACF linear ψ + deep φ (relaxed), {describe(make_model(0))}",  # type: ignore[arg-type]
-            "loss": "mean c(r − p)² + 0.1 mean(w²) + 0.1 mean((h − φ(x))²), c = 1 + 2 log(1 + r/1e-6)",
-            "train_loss_eval": "the full training objective over all users × all training artists",
-            "test": "NDCG@50 on the warm test pairs, training artists excluded from the ranking",
-            "batch": f"all users × {batch} artists",
-            "steps_per_epoch": spe,
-            "clip_grad_norm": 1.0,
-        },
-    )

@@ -18,8 +18,11 @@ damps oscillations along directions of high curvature. The paper's defaults are
 (α, β) = (0.5, 0.1); its theory needs Σγ_k = ∞ and γ_k = o(1/log k), hence γ_k = γ₀/(k+1)^p
 with p ≤ 1 (it used p = 1/2 and reported p = 1/4 doing well).
 
-This module is research code: it imports torch and :mod:`satcodec.errors` only, never the
-codec.
+This module is research code: it imports torch, :mod:`satcodec.errors` and the shared
+trainer's public hook (:func:`satcodec.train.register_optimizer`, called below at import so that
+``TrainConfig(optimizer="inna")`` works), never the codec. The package also advertises it as the
+entry point ``inna`` of the group ``satcodec.optimizers`` (pyproject.toml), which the trainer loads
+when asked for ``"inna"`` before this module was imported.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 import torch
 
 from satcodec.errors import ConfigError
+from satcodec.train.optimizers import register_optimizer
 
 PSI_INITS = ("paper", "equilibrium")
 
@@ -170,6 +174,9 @@ def _check(
         raise ConfigError(
             f"INNA: steps_per_epoch must be None or an int >= 1, got {steps_per_epoch}"
         )
+
+
+register_optimizer("inna", INNA)
 
 
 # --- the paper's 2-D toy problem (Section 2, Figure 1) ------------------------------------
