@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -433,7 +434,7 @@ def decode_file(
 
     ``allow_damaged``: damaged tiles, and the tiles a truncated stream lacks, are written as
     nodata and reported instead of failing. ``overwrite`` as in :func:`encode_file`."""
-    from satcodec.raster import RasterMeta, create_raster
+    from satcodec.raster import create_raster
 
     _check_model_option(model)
     check_output_path(src, dst, overwrite)
@@ -447,8 +448,7 @@ def decode_file(
         )
     decoder = _open_decoder(reader, model, allow_damaged, (runtime, precision, export_dir))
     h = decoder.header
-    meta = RasterMeta.from_json_dict(h.metadata) if h.metadata else None
-    meta = _meta_for_header(meta, h)
+    meta, _ = stream_raster_meta(h)
     # every tile's CRC first (cheap): a damaged tile fails before any output is written, and
     # the nodata convention of the product is known before it is created
     known_damaged = reader.check()
@@ -484,30 +484,64 @@ def _damaged_fill_or_none(dtype: str, bit_depth: int) -> float | None:
     return None if v is None else float(v)
 
 
-def _meta_for_header(meta: Any, h: Any) -> Any:
+def stream_raster_meta(h: Any, notes: list[str] | None = None) -> tuple[Any, dict[str, Any]]:
+    """The GeoTIFF metadata of a stream (header ``h``) and its metadata keys that are not
+    raster metadata.
+
+    Georeferencing comes from the header's metadata object, every key optional (spec: the
+    object is opaque); the header's fixed fields (size, bands, dtype, bit depth, nodata) win,
+    as they are covered by its CRC and checks. Metadata that does not make a valid raster
+    (hostile or foreign) is dropped with a note in ``notes`` (else a warning): the pixels are
+    still written, without georeferencing.
+    """
+    from satcodec.errors import RasterError
     from satcodec.raster import RasterMeta
 
-    if meta is None:
-        meta = RasterMeta(
+    def note(msg: str) -> None:
+        if notes is None:
+            warnings.warn(msg, stacklevel=3)
+        else:
+            notes.append(msg)
+
+    def bare() -> Any:
+        return RasterMeta(
             height=h.height,
             width=h.width,
             count=h.bands,
             dtype=h.dtype,
             bit_depth=h.bit_depth,
             nodata=h.nodata,
-            crs_wkt=None,
-            transform=None,
-            rpcs=None,
-            gcps=None,
-            gcps_crs_wkt=None,
             descriptions=[None] * h.bands,
-            tags={},
-            nbits_tag=None,
         )
-    # the header's fixed fields are authoritative (they are covered by its CRC and checks)
+
+    md = h.metadata if isinstance(h.metadata, dict) else {}
+    known = set(RasterMeta.__dataclass_fields__) | {"band_descriptions"}
+    other = {k: v for k, v in md.items() if k not in known}
+    meta = None
+    if md:
+        try:
+            meta = RasterMeta.from_json_dict(md)
+        except RasterError:
+            try:  # a writer that added keys of its own to valid raster metadata
+                meta = RasterMeta.from_json_dict({k: md[k] for k in known if k in md})
+            except RasterError as exc:
+                note(f"raster metadata ignored (no georeferencing): {exc}")
+    if meta is None:
+        return bare(), other
     meta.height, meta.width, meta.count = h.height, h.width, h.bands
     meta.dtype, meta.bit_depth, meta.nodata = h.dtype, h.bit_depth, h.nodata
-    return meta
+    if len(meta.descriptions) != h.bands:
+        meta.descriptions = [None] * h.bands
+    if meta.nbits_tag is not None and not (
+        meta.bit_depth <= meta.nbits_tag <= np.iinfo(h.dtype).bits
+    ):
+        meta.nbits_tag = None
+    try:
+        meta.validate()
+    except RasterError as exc:
+        note(f"raster metadata ignored (no georeferencing): {exc}")
+        return bare(), other
+    return meta, other
 
 
 def describe(path: str | os.PathLike) -> dict[str, Any]:

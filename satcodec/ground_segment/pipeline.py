@@ -342,58 +342,6 @@ def product_paths(outbox: str | os.PathLike, name: str) -> tuple[Path, Path]:
     return Path(outbox) / f"{stem}.tif", Path(outbox) / f"{stem}.json"
 
 
-def _bare_meta(h: Any) -> Any:
-    from satcodec.raster import RasterMeta
-
-    return RasterMeta(
-        height=h.height,
-        width=h.width,
-        count=h.bands,
-        dtype=h.dtype,
-        bit_depth=h.bit_depth,
-        nodata=h.nodata,
-        descriptions=[None] * h.bands,
-    )
-
-
-def _raster_meta(h: Any, warnings: list[str]) -> tuple[Any, dict[str, Any]]:
-    """RasterMeta for the stream (georeferencing from its metadata, every key optional; the
-    header's fixed fields win) and the metadata keys that are not raster metadata."""
-    from satcodec.errors import RasterError
-    from satcodec.raster import RasterMeta
-
-    md = h.metadata if isinstance(h.metadata, dict) else {}
-    known = set(RasterMeta.__dataclass_fields__) | {"band_descriptions"}
-    other = {k: v for k, v in md.items() if k not in known}
-    meta = None
-    if md:
-        try:
-            meta = RasterMeta.from_json_dict(md)
-        except RasterError:
-            try:  # a reader that wants its own keys only
-                meta = RasterMeta.from_json_dict({k: md[k] for k in known if k in md})
-            except RasterError as exc:
-                warnings.append(f"raster metadata ignored (no georeferencing): {exc}")
-    if meta is None:
-        return _bare_meta(h), other
-    # the header's fixed fields are authoritative (they are covered by its CRC and checks)
-    meta.height, meta.width, meta.count = h.height, h.width, h.bands
-    meta.dtype, meta.bit_depth, meta.nodata = h.dtype, h.bit_depth, h.nodata
-    if len(meta.descriptions) != h.bands:
-        meta.descriptions = [None] * h.bands
-    if (
-        meta.nbits_tag is not None
-        and not meta.bit_depth <= meta.nbits_tag <= np.iinfo(h.dtype).bits
-    ):
-        meta.nbits_tag = None
-    try:
-        meta.validate()
-    except RasterError as exc:
-        warnings.append(f"raster metadata ignored (no georeferencing): {exc}")
-        return _bare_meta(h), other
-    return meta, other
-
-
 def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]:
     """Decode one bitstream (damaged or missing tiles as nodata), denoise if asked, write COG +
     STAC Item.
@@ -402,6 +350,7 @@ def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]
     ``waiting-model`` (its model is not installed), ``refused`` or ``vanished`` (the file is
     gone), with a ``reason``. Other exceptions propagate (the driver records them as failed).
     """
+    from satcodec.api import stream_raster_meta
     from satcodec.bitstream import StreamReader
     from satcodec.codec.registry import find_model_by_id
     from satcodec.coding import Decoder, decode_to_array
@@ -450,7 +399,7 @@ def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]
     except SatcodecError as exc:
         return {**base, "status": "quarantine", "reason": f"{type(exc).__name__}: {exc}"}
     warnings: list[str] = []
-    meta, stream_md = _raster_meta(h, warnings)
+    meta, stream_md = stream_raster_meta(h, warnings)
     truncated = len(data) < reader.stream_length
     array = res.array
     damaged = sorted(list(map(int, t)) for t in res.damaged)
