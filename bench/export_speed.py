@@ -51,9 +51,9 @@ from satcodec.coding import (  # noqa: E402
 )
 from satcodec.evaluation import bd_rate  # noqa: E402
 from satcodec.export.onnx_export import Int8Options, export_onnx  # noqa: E402
+from satcodec.export.profiling import host_description  # noqa: E402
 from satcodec.export.runtime import OnnxRuntimeTransform  # noqa: E402
 from satcodec.metrics import psnr  # noqa: E402
-from satcodec.profiling import host_description  # noqa: E402
 from satcodec.raster import open_raster  # noqa: E402
 
 DATA = shared_data("sat")

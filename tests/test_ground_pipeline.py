@@ -226,6 +226,7 @@ def test_existing_scheduler_address_is_used(tiny_model, tmp_path):
     _, inbox, sources = _batch(tmp_path, tiny_model, 2)
     outbox = tmp_path / "outbox"
     with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        ours = set(cluster.scheduler_info["workers"])
         s = run_ground(
             inbox,
             outbox,
@@ -234,5 +235,8 @@ def test_existing_scheduler_address_is_used(tiny_model, tmp_path):
             log=lambda _: None,
         )
     assert sorted(s.produced) == ["scene00.satc", "scene01.satc"]
+    # the scenes ran on that cluster's worker, not on a local cluster run_ground made itself
+    state = json.loads((outbox / STATE_NAME).read_text())["scenes"]
+    assert {rec["worker"] for rec in state.values()} <= ours and ours
     for stem, tif in sources.items():
         _check_product(outbox, stem, tif)

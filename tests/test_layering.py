@@ -36,7 +36,6 @@ PARTS: dict[str, tuple[str, ...]] = {
     "coding": ("satcodec.coding",),
     "export": ("satcodec.export",),
     "api": ("satcodec", "satcodec.api"),  # the package root is the API's (lazy) facade
-    "profiling": ("satcodec.profiling",),
     "demo": ("satcodec.demo",),
     "ground_segment": ("satcodec.ground_segment",),
     "evaluation": ("satcodec.evaluation",),
@@ -56,12 +55,11 @@ ALLOWED: dict[str, set[str]] = {
     "coding": {"core", "entropy", "bitstream", "codec"},
     "export": {"core", "codec", "coding"},
     "api": {"core", "entropy", "bitstream", "codec", "coding", "export"},
-    "profiling": PRODUCT - {"profiling"},
     "ground_segment": PRODUCT | {"train"},
     "evaluation": PRODUCT | {"train"},
     "demo": {"core", "api", "evaluation"},
     "research": {"core", "train"},
-    "benchmarks": PRODUCT | {"train", "ground_segment", "evaluation", "research", "profiling"},
+    "benchmarks": PRODUCT | {"train", "ground_segment", "evaluation", "research"},
     "cli": set(PARTS) - {"cli"},
 }
 # parts that must not depend on these third-party modules (top-level names)

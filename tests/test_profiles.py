@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from satcodec.errors import ProfileError
-from satcodec.profiling import (
+from satcodec.export.profiling import (
     PROFILES_DIR,
     HardwareProfile,
     Layer,

@@ -64,7 +64,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 def cmd_profile(a: argparse.Namespace) -> int:
     from satcodec.codec.registry import load_model
     from satcodec.errors import ConfigError
-    from satcodec.profiling import (
+    from satcodec.export.profiling import (
         find_profile,
         format_reports,
         list_profiles,

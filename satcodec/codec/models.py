@@ -267,13 +267,18 @@ def with_denoising_stage(
     return new
 
 
-def count_macs(module: nn.Module, input_shape: tuple[int, int, int, int]) -> int:
-    """Multiply-accumulates of the convolutions and GDNs of ``module`` for one input."""
+def count_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of the convolutions and GDNs of ``module`` for one input: k·k·C_in
+    per output value of a convolution, k·k·C_out per *input* value of a transposed one, C per
+    value for a GDN's 1x1 channel mixing. The one counter of the project (codec, peer)."""
     macs = 0
 
     def hook(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
         nonlocal macs
-        if isinstance(mod, nn.Conv2d):
+        if isinstance(mod, nn.ConvTranspose2d):
+            kh, kw = mod.kernel_size
+            macs += inp[0].numel() * (mod.out_channels // mod.groups) * kh * kw
+        elif isinstance(mod, nn.Conv2d):
             kh, kw = mod.kernel_size
             macs += out.numel() * (mod.in_channels // mod.groups) * kh * kw
         elif mod.__class__.__name__ == "GDN":

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from satcodec.codec.layers import GDN
-from satcodec.codec.models import Gain
+from satcodec.codec.models import Gain, count_macs
 
 PEER_FORMAT = "satcodec-peer-hyperprior-v1"
 SCALE_BOUND = 0.11
@@ -231,37 +231,6 @@ class ScaleHyperprior(nn.Module):
 # --------------------------------------------------------------------------------------------
 # Complexity
 # --------------------------------------------------------------------------------------------
-
-
-def count_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates of convolutions, transposed convolutions and GDNs for one input.
-
-    Same rule as :func:`satcodec.codec.models.count_macs` (k·k·C_in per output value of a
-    convolution, C per value for a GDN's 1x1 channel mixing), extended to transposed
-    convolutions (k·k·C_out per *input* value) and to the entropy bottleneck's tiny
-    per-channel network (ignored: a few dozen MACs per z value, <0.1% of the total).
-    """
-    macs = 0
-
-    def hook(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
-        nonlocal macs
-        if isinstance(mod, nn.ConvTranspose2d):
-            kh, kw = mod.kernel_size
-            macs += inp[0].numel() * (mod.out_channels // mod.groups) * kh * kw
-        elif isinstance(mod, nn.Conv2d):
-            kh, kw = mod.kernel_size
-            macs += out.numel() * (mod.in_channels // mod.groups) * kh * kw
-        elif isinstance(mod, GDN):
-            macs += out.numel() * mod.channels
-
-    handles = [m.register_forward_hook(hook) for m in module.modules()]
-    try:
-        with torch.no_grad():
-            module(torch.zeros(input_shape))
-    finally:
-        for h in handles:
-            h.remove()
-    return macs
 
 
 def _params(*modules: nn.Module) -> int:

@@ -30,7 +30,7 @@ import numpy as np
 
 from satcodec.errors import ConfigError, ProfileError
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "hw_profiles"
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "hw_profiles"
 BOARD_RUNTIMES = ("torch", "onnxruntime", "tensorrt", "vitis-ai", "openvino")
 PRECISIONS = ("fp32", "fp16", "int8")
 ROLES = ("board", "ground")
