@@ -53,7 +53,10 @@ from satcodec.evaluation import bd_rate  # noqa: E402
 from satcodec.export.onnx_export import Int8Options, export_onnx  # noqa: E402
 from satcodec.export.profiling import host_description  # noqa: E402
 from satcodec.export.runtime import OnnxRuntimeTransform  # noqa: E402
-from satcodec.metrics import psnr  # noqa: E402
+from satcodec.metrics import (
+    bits_per_pixel,
+    psnr,  # noqa: E402
+)
 from satcodec.raster import open_raster  # noqa: E402
 
 DATA = shared_data("sat")
@@ -100,7 +103,7 @@ def rd_curve(net, info, model_path, image, bits, analysis, synthesis) -> list[tu
     for s in STEPS:
         data = enc.encode(s)
         out = decode_to_array(open_decoder(data, model=model_path, synthesis=synthesis)).array
-        pts.append((8 * len(data) / image.size, psnr(image, out, bits)))
+        pts.append((bits_per_pixel(len(data), image.size), psnr(image, out, bits)))
     return pts
 
 

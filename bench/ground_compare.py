@@ -41,7 +41,7 @@ from satcodec.ground_segment.noise import (
     load_sensor_table,
     simulate_noise,
 )
-from satcodec.metrics import psnr
+from satcodec.metrics import bits_per_pixel, psnr
 
 
 def bm3d_vst(noisy: np.ndarray, p: NoiseParams, bit_depth: int) -> np.ndarray:
@@ -161,7 +161,7 @@ def joint_chain(
         return None
     _, path, data = best
     dec, _ = satcodec.decode(data, model=str(path))
-    return path.stem, dec[0], 8 * len(data) / noisy.size
+    return path.stem, dec[0], bits_per_pixel(len(data), noisy.size)
 
 
 def part_chains(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import satcodec
 from satcodec.benchmarks.harness import RESULTS, publish
+from satcodec.metrics import bits_per_pixel
 from satcodec.raster import open_raster
 
 PLEIADES = [
@@ -44,7 +45,7 @@ def main() -> None:
                 t = time.perf_counter()
                 data = satcodec.encode(arr, **{mode: rate})
                 dt = time.perf_counter() - t
-                bpp = 8 * len(data) / arr.size
+                bpp = bits_per_pixel(len(data), arr.size)
                 err = 100 * (bpp / rate - 1)
                 if mode == "bpp":
                     worst = max(worst, abs(err))

@@ -20,7 +20,10 @@ import numpy as np  # noqa: E402
 
 import satcodec  # noqa: E402
 from satcodec.benchmarks.harness import RESULTS, publish  # noqa: E402
-from satcodec.metrics import psnr  # noqa: E402
+from satcodec.metrics import (
+    bits_per_pixel,
+    psnr,  # noqa: E402
+)
 from satcodec.raster import open_raster  # noqa: E402
 
 SCENES = [
@@ -65,7 +68,7 @@ def main() -> None:
             for tile in (256, 512):
                 data = satcodec.encode(arr, bpp=rate, tile=tile)
                 out, _ = satcodec.decode(data)
-                res[tile] = (8 * len(data) / arr.size, psnr(arr, out, bits), out)
+                res[tile] = (bits_per_pixel(len(data), arr.size), psnr(arr, out, bits), out)
             d = res[256][1] - res[512][1]
             err = res[256][2][0].astype(np.int64) - arr[0]
             ratio = boundary_ratio(err, 256)

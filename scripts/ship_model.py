@@ -24,7 +24,10 @@ from satcodec.coding import Encoder, array_window_reader  # noqa: E402
 from satcodec.entropy import coding_overhead, estimate_scales  # noqa: E402
 from satcodec.entropy.context import encode_symbols_context  # noqa: E402
 from satcodec.evaluation.anchors import jpeg2000_at_bpp  # noqa: E402
-from satcodec.metrics import psnr  # noqa: E402
+from satcodec.metrics import (
+    bits_per_pixel,
+    psnr,  # noqa: E402
+)
 from satcodec.raster import open_raster  # noqa: E402
 from satcodec.train import load_checkpoint  # noqa: E402
 
@@ -87,7 +90,7 @@ def main() -> None:
         with open_raster(Path(a.data) / name) as r:
             arr, bits = r.read(), r.meta.bit_depth
         data = encode(arr, quality=50, model=tmp)
-        native.append(8 * len(data) / arr.size)
+        native.append(bits_per_pixel(len(data), arr.size))
         net, info = load_model(tmp)
         enc = Encoder(
             net,
@@ -111,7 +114,7 @@ def main() -> None:
                 rows.append((name, rate, None, None, None, str(exc)))
                 continue
             out, _ = decode(data)
-            bpp = 8 * len(data) / arr.size
+            bpp = bits_per_pixel(len(data), arr.size)
             j = jpeg2000_at_bpp(arr[0], bits, bpp)
             rows.append((name, rate, bpp, psnr(arr, out, bits), psnr(arr[0], j.decoded, bits), ""))
     tmp.unlink()

@@ -51,7 +51,7 @@ ALLOWED: dict[str, set[str]] = {
     "train": {"core"},
     "entropy": {"core"},
     "bitstream": {"core"},
-    "codec": {"core", "train"},
+    "codec": {"core", "train", "bitstream"},  # the stream's default stride and supported ones
     "coding": {"core", "entropy", "bitstream", "codec"},
     "export": {"core", "codec", "coding"},
     "api": {"core", "entropy", "bitstream", "codec", "coding", "export"},

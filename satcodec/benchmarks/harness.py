@@ -120,13 +120,14 @@ def codec_round_trip(
     ``model`` (None: the API's choice); None when the rate cannot be reached."""
     import satcodec
     from satcodec.errors import RateControlError
+    from satcodec.metrics import bits_per_pixel
 
     try:
         data = satcodec.encode(image[None], bit_depth=bit_depth, bpp=bpp, model=model)
     except RateControlError:
         return None
     dec, _ = satcodec.decode(data, model=model)
-    return dec[0], 8 * len(data) / image.size
+    return dec[0], bits_per_pixel(len(data), image.size)
 
 
 # --- measuring ----------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+# DOWNSAMPLING: the default latent stride (four stride-2 stages), the bitstream's definition
+from satcodec.bitstream import DOWNSAMPLING
 from satcodec.codec.layers import (
     NoiseConditionedDenoiser,
     RefinementStage,
@@ -27,8 +29,6 @@ from satcodec.codec.layers import (
     activation,
     conv_down,
 )
-
-DOWNSAMPLING = 16  # four stride-2 stages
 
 # --- receptive radii: the halo rule (the coder, the exports and the profiler all use these) ---
 # analysis receptive radius is 2·(1+2+4+8) = 30 px at stride 16 (14 px at stride 8); 32 is a

@@ -22,6 +22,7 @@ import numpy as np
 
 from satcodec.errors import RateControlError
 from satcodec.evaluation.images import band_quality, nan_mean
+from satcodec.metrics import bits_per_pixel
 
 ANCHORS = ("jpeg2000", "jpegxl")
 
@@ -50,8 +51,10 @@ def _bisect(
     for _ in range(40):
         mid = 0.5 * (lo + hi)
         data = encode(mid)
-        rate = 8 * len(data) / pixels
-        if best is None or abs(rate / bpp - 1) < abs(8 * len(best[1]) / pixels / bpp - 1):
+        rate = bits_per_pixel(len(data), pixels)
+        if best is None or abs(rate / bpp - 1) < abs(
+            bits_per_pixel(len(best[1]), pixels) / bpp - 1
+        ):
             best = (mid, data)
         if abs(rate / bpp - 1) <= tol:
             break
@@ -61,7 +64,7 @@ def _bisect(
             hi = mid
     assert best is not None
     data = best[1]
-    rate = 8 * len(data) / pixels
+    rate = bits_per_pixel(len(data), pixels)
     if abs(rate / bpp - 1) > 0.03:
         raise RateControlError(
             f"{name} cannot reach {bpp:.3f} bpp on this image (closest {rate:.3f})"

@@ -78,6 +78,7 @@ from satcodec.errors import (
     SatcodecError,
 )
 from satcodec.fileutil import atomic_write_bytes
+from satcodec.metrics import bits_per_pixel
 
 STATE_NAME = ".ground-state.json"
 LOCK_NAME = ".ground.lock"
@@ -449,7 +450,7 @@ def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]
         "satcodec:source_bytes": len(data),
         "satcodec:model": info.name,
         "satcodec:model_id": h.model_id,
-        "satcodec:bpp": round(8 * len(data) / pixels, 6),
+        "satcodec:bpp": round(bits_per_pixel(len(data), pixels), 6),
         "satcodec:quant_step": float(h.quant_step),
         "satcodec:bit_depth": int(h.bit_depth),
         "satcodec:damaged": bool(damaged),
