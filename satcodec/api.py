@@ -12,7 +12,7 @@ import math
 import os
 import stat
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,12 +211,13 @@ def _open_decoder(
     model: str | os.PathLike | None,
     allow_damaged: bool,
     runtime_spec: tuple[str, str | None, str | os.PathLike | None],
+    model_paths: Sequence[str | os.PathLike] = (),
 ) -> Decoder:
     """Find the stream's model, build its synthesis on the runtime, open the decoder."""
     runtime, precision, export_dir = runtime_spec
-    net, info = stream_model(reader.header, None if model is None else str(model))
+    net, info = stream_model(reader.header, None if model is None else str(model), model_paths)
     synthesis = make_transform("synthesis", runtime, net, info, precision, export_dir)
-    return Decoder(reader, net, allow_damaged, synthesis)
+    return Decoder(reader, net, allow_damaged, synthesis, info)
 
 
 def encode(
@@ -287,8 +288,10 @@ def decode(
     runtime: str = "torch",
     precision: str | None = None,
     export_dir: str | os.PathLike | None = None,
+    model_paths: Sequence[str | os.PathLike] = (),
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Decode a bitstream to ``(array (bands, H, W), metadata)``.
+    """Decode a bitstream (bytes, or an open :class:`~satcodec.bitstream.StreamReader`) to
+    ``(array (bands, H, W), metadata)``.
 
     ``metadata`` holds the header fields, the georeferencing and ``damaged_tiles``. A damaged
     tile raises :class:`~satcodec.errors.TileCorruptedError` unless ``allow_damaged``, in
@@ -296,12 +299,16 @@ def decode(
     when it has none, a value outside the data (``2**bit_depth``; 0 only for full-width
     data, where ``damaged_tiles`` is the only record). ``allow_damaged`` also recovers a
     truncated stream (an interrupted downlink): the tiles past the end are damaged tiles.
+    ``model_paths``: extra weights files to look for the stream's model in (after the
+    installed ones). ``metadata["model"]`` / ``["model_kind"]`` name the model decoded with.
     """
     if not isinstance(data, (bytes, bytearray, memoryview, StreamReader)):
         raise ConfigError(f"data must be bytes, got {type(data).__name__}")
     _check_model_option(model)
     reader = data if isinstance(data, StreamReader) else StreamReader(data, partial=allow_damaged)
-    decoder = _open_decoder(reader, model, allow_damaged, (runtime, precision, export_dir))
+    decoder = _open_decoder(
+        reader, model, allow_damaged, (runtime, precision, export_dir), model_paths
+    )
     res = decode_to_array(decoder)
     h = res.header
     nodata = res.nodata
@@ -323,6 +330,8 @@ def decode(
         "tile_size": h.tile_size,
         "metadata": h.metadata,
         "damaged_tiles": res.damaged,
+        "model": decoder.info.name,
+        "model_kind": decoder.info.meta.get("kind", "codec"),
     }
     return res.array, meta
 

@@ -139,9 +139,9 @@ def cmd_ground_train_joint(a: argparse.Namespace) -> int:
 
 
 def cmd_ground_train_ship(a: argparse.Namespace) -> int:
-    from satcodec.ground_segment.training import ship
+    from satcodec.shipping import ship_ground
 
-    print(ship(a.run, a.kind, a.name))
+    print(ship_ground(a.run, a.kind, a.name))
     return 0
 
 
@@ -265,7 +265,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
 
     sh = add_command(
-        gt, "ship", cmd_ground_train_ship, "copy a finished run into the package, with a card"
+        gt,
+        "ship",
+        cmd_ground_train_ship,
+        "copy a finished run into the package, with a card (as satcodec ship joint|denoiser)",
     )
     sh.add_argument("--kind", choices=["denoiser", "joint"], required=True)
     sh.add_argument("--run", required=True)

@@ -1,11 +1,12 @@
-"""Codec training: ``train`` and ``tune-decoder``."""
+"""Codec training: ``train``, ``tune-decoder``, and ``ship`` (``codec``, ``joint``,
+``denoiser``: a finished run into the package, with its model card)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from satcodec.cli.options import add_command, quiet, say
+from satcodec.cli.options import add_command, add_group, quiet, say
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -82,8 +83,34 @@ def cmd_tune_decoder(a: argparse.Namespace) -> int:
         command=command,
     )
     say(a, f"decoder of {a.init} tuned {a.steps} steps -> {Path(a.out) / 'model.safetensors'}")
-    say(a, f"model id {meta['model_id']}; ship it with scripts/ship_model.py {a.out} --name NAME")
+    say(
+        a,
+        f"model id {meta['model_id']}; ship it with satcodec ship codec {a.out} --name NAME --data DATA",
+    )
     return 0
+
+
+def cmd_ship_codec(a: argparse.Namespace) -> int:
+    from satcodec.shipping import ship_codec
+
+    path = ship_codec(a.run, a.name, a.data, a.rates, a.default, dest=a.dest)
+    say(a, path.with_suffix(".md").read_text().rstrip("\n"))
+    say(a, f"shipped {path}")
+    return 0
+
+
+def cmd_ship_ground(a: argparse.Namespace) -> int:
+    from satcodec.shipping import ship_ground
+
+    print(ship_ground(a.run, a.kind, a.name, dest=a.dest))
+    return 0
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated bpp values, got {text!r}") from None
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -145,3 +172,33 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     td.add_argument("--seed", type=int, default=0)
     td.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU")
     td.add_argument("--resume", action="store_true")
+
+    sh = add_group(sub, "ship", "put a finished training run into the package, with a model card")
+    c = add_command(
+        sh,
+        "codec",
+        cmd_ship_codec,
+        "ship a codec run (train, tune-decoder): weights + a card with measured RD",
+    )
+    c.add_argument("run", help="the run folder (--out of satcodec train / tune-decoder)")
+    c.add_argument("--name", required=True)
+    c.add_argument("--data", required=True, help="folder holding the run's validation scenes")
+    c.add_argument(
+        "--rates",
+        type=_rates,
+        default="0.5,1,1.5,2,3",
+        help="target bpp to measure, comma-separated",
+    )
+    c.add_argument("--default", action="store_true", help="mark as the default model")
+    c.add_argument("--dest", help="folder to ship into (default: satcodec/models)")
+    for kind, what in (
+        ("joint", "ship a joint codec run (ground-train joint)"),
+        ("denoiser", "ship a ground denoiser run (ground-train denoiser)"),
+    ):
+        g = add_command(sh, kind, cmd_ship_ground, what + ": its weights + a card")
+        g.add_argument("run", help="the run folder (--out of satcodec ground-train)")
+        g.add_argument("--name", required=True)
+        g.add_argument(
+            "--dest", help="folder to ship into (default: satcodec/ground_segment/weights[/codec])"
+        )
+        g.set_defaults(kind=kind)

@@ -332,7 +332,7 @@ def tune_decoder(
     are really rounded at a step 2^U(``step_log2_range``) per patch, and the synthesis learns
     to reconstruct from them (:func:`decoder_loss`, MSE only: the rate cannot change). The
     bitstream of an image is the same symbol for symbol; only the model id differs.
-    Writes ``out/model.safetensors`` and ``out/model.json`` (for ``scripts/ship_model.py``).
+    Writes ``out/model.safetensors`` and ``out/model.json`` (for ``satcodec ship codec``).
     """
     out = Path(out)
     scenes = load_scenes(data, exclude=DEFAULT_EXCLUDE)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -260,11 +260,14 @@ class Decoder:
         model: ReducedVAE,
         allow_damaged: bool = False,
         synthesis: Transform | None = None,
+        info: ModelInfo | None = None,
     ) -> None:
         """``synthesis``: the synthesis :class:`Transform` (default: the model's, in PyTorch;
         ``satcodec.export.runtime.make_transform`` builds onnxruntime / TensorRT ones).
-        The entropy model is the header's (its ``channel_context`` flag)."""
+        The entropy model is the header's (its ``channel_context`` flag). ``info``: the
+        model's registry entry (name, kind), when the caller looked it up."""
         self.reader = reader
+        self.info = info
         self.synthesis: Transform = synthesis or TorchTransform(model, "synthesis")
         self.header = h = reader.header
         self.entropy_model: EntropyModel = entropy_model_for(h)
@@ -598,16 +601,19 @@ def open_decoder(
     return Decoder(reader, net, allow_damaged, synthesis)
 
 
-def stream_model(header: StreamHeader, model: str | None = None) -> tuple[ReducedVAE, ModelInfo]:
+def stream_model(
+    header: StreamHeader, model: str | None = None, model_paths: Sequence[Any] = ()
+) -> tuple[ReducedVAE, ModelInfo]:
     """The model a stream was made with: ``model`` (a name or path) if it has the header's
-    model id, else the one with that id found beside it or among the shipped models."""
+    model id, else the one with that id found beside it, among the installed models (shipped,
+    joint, ``$SATCODEC_MODEL_PATH``) or in ``model_paths`` (extra weights files)."""
+    extra = list(model_paths)
     if model is not None:
         net, info = load_model(model)
-        if info.model_id != header.model_id:
-            net, info = find_model_by_id(header.model_id, [info.path])
-    else:
-        net, info = find_model_by_id(header.model_id)
-    return net, info
+        if info.model_id == header.model_id:
+            return net, info
+        extra = [info.path, *extra]
+    return find_model_by_id(header.model_id, extra)
 
 
 def decode_to_array(decoder: Decoder) -> DecodeResult:

@@ -351,10 +351,8 @@ def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]
     ``waiting-model`` (its model is not installed), ``refused`` or ``vanished`` (the file is
     gone), with a ``reason``. Other exceptions propagate (the driver records them as failed).
     """
-    from satcodec.api import stream_raster_meta
+    from satcodec.api import decode, stream_raster_meta
     from satcodec.bitstream import StreamReader
-    from satcodec.codec.registry import find_model_by_id
-    from satcodec.coding import Decoder, decode_to_array
     from satcodec.raster import SUPPORTED_DTYPES, damaged_fill_value, is_valid_cog, write_cog
 
     t0 = time.time()
@@ -388,22 +386,22 @@ def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]
             "reason": f"sample type {h.dtype} cannot be written as a COG by this station "
             f"(supported: {', '.join(SUPPORTED_DTYPES)})",
         }
+    # the public decode: the same model lookup, partial recovery and runtimes as the CLI
     try:
-        net, info = find_model_by_id(h.model_id, opts.get("model_paths", []))
-    except ModelError as exc:
-        return {**base, "status": WAITING, "reason": str(exc), "model_id": h.model_id}
-    try:
-        decoder = Decoder(reader, net, allow_damaged=True)
-        res = decode_to_array(decoder)
-    except ModelError as exc:
+        array, decoded = decode(
+            reader,
+            allow_damaged=True,
+            model_paths=opts.get("model_paths", []),
+            runtime=opts.get("runtime", "torch"),
+        )
+    except ModelError as exc:  # the station lacks the model: retry later, not quarantine
         return {**base, "status": WAITING, "reason": str(exc), "model_id": h.model_id}
     except SatcodecError as exc:
         return {**base, "status": "quarantine", "reason": f"{type(exc).__name__}: {exc}"}
     warnings: list[str] = []
     meta, stream_md = stream_raster_meta(h, warnings)
     truncated = len(data) < reader.stream_length
-    array = res.array
-    damaged = sorted(list(map(int, t)) for t in res.damaged)
+    damaged = sorted(list(map(int, t)) for t in decoded["damaged_tiles"])
     mask = None
     fill: float | str | None = None
     if damaged:
@@ -420,7 +418,7 @@ def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]
             fill = "mask" if value is None else value
     noise = None
     # a joint model's decoder has already removed the noise: denoising again would only blur
-    joint = info.meta.get("kind") == "joint-denoising"
+    joint = decoded["model_kind"] == "joint-denoising"
     if opts.get("denoise") and not joint:
         from satcodec.ground_segment.denoiser import denoise_array, load_denoiser, to_sensor_dtype
 
@@ -448,7 +446,7 @@ def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]
         "satcodec:source": path.name,
         "satcodec:source_sha256": sha,
         "satcodec:source_bytes": len(data),
-        "satcodec:model": info.name,
+        "satcodec:model": decoded["model"],
         "satcodec:model_id": h.model_id,
         "satcodec:bpp": round(bits_per_pixel(len(data), pixels), 6),
         "satcodec:quant_step": float(h.quant_step),
