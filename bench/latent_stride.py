@@ -13,7 +13,7 @@ the unquantised reconstruction (the transform's own ceiling), encoder/decoder MA
         [--variants s16-m192,s16-m320,s8-m96]
 
 Each run also writes ``model.safetensors`` + ``model.json`` (with the command that made it),
-so a variant can be shipped with ``scripts/ship_model.py`` like a ``satcodec train`` run.
+so a variant can be shipped with ``satcodec ship codec`` like a ``satcodec train`` run.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def build(variant: str) -> tuple[ReducedVAE, int]:
 
 def write_model(model: ReducedVAE, work: Path, lmbda: float, steps: int, command: str) -> None:
     """``model.safetensors`` + ``model.json`` as ``satcodec train`` writes them, so
-    ``scripts/ship_model.py`` can ship a variant with the command that made it."""
+    ``satcodec ship codec`` can ship a variant with the command that made it."""
     meta = {"lmbda": lmbda, "steps": steps, "command": command}
     model_id = save_model(work / "model.safetensors", model, meta)
     (work / "model.json").write_text(json.dumps({"model_id": model_id, **meta}, indent=2))

@@ -41,6 +41,7 @@ PARTS: dict[str, tuple[str, ...]] = {
     "evaluation": ("satcodec.evaluation",),
     "research": ("satcodec.research",),
     "benchmarks": ("satcodec.benchmarks",),
+    "shipping": ("satcodec.shipping",),  # a training run -> weights + card in the package
     "cli": ("satcodec.cli", "satcodec.__main__"),
 }
 PRODUCT = {"core", "entropy", "bitstream", "codec", "coding", "export", "api"}
@@ -60,6 +61,7 @@ ALLOWED: dict[str, set[str]] = {
     "demo": {"core", "api", "evaluation"},
     "research": {"core", "train"},
     "benchmarks": PRODUCT | {"train", "ground_segment", "evaluation", "research"},
+    "shipping": PRODUCT | {"train", "ground_segment", "evaluation"},
     "cli": set(PARTS) - {"cli"},
 }
 # parts that must not depend on these third-party modules (top-level names)

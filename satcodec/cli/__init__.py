@@ -2,7 +2,7 @@
 into one library function (the library has no argparse and never exits the process).
 
 * :mod:`.codec` -- encode, decode, info, models, demo
-* :mod:`.train` -- train, tune-decoder
+* :mod:`.train` -- train, tune-decoder, ship {codec, joint, denoiser}
 * :mod:`.ground` -- denoise, ground, ground-train {denoiser, joint, ship, export-checkpoint}
 * :mod:`.export` -- export, profile (and the --runtime options of encode/decode)
 * :mod:`.evaluate` -- eval
