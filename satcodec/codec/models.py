@@ -267,7 +267,9 @@ def with_denoising_stage(
     return new
 
 
-def count_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
+def count_macs(
+    module: nn.Module, input_shape: tuple[int, ...], *more_inputs: tuple[int, ...]
+) -> int:
     """Multiply-accumulates of the convolutions and GDNs of ``module`` for one input: k·k·C_in
     per output value of a convolution, k·k·C_out per *input* value of a transposed one, C per
     value for a GDN's 1x1 channel mixing. The one counter of the project (codec, peer)."""
@@ -287,7 +289,7 @@ def count_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
     handles = [m.register_forward_hook(hook) for m in module.modules()]
     try:
         with torch.no_grad():
-            module(torch.zeros(input_shape))
+            module(*(torch.zeros(shape) for shape in (input_shape, *more_inputs)))
     finally:
         for h in handles:
             h.remove()

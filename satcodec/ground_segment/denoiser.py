@@ -36,8 +36,11 @@ class GroundDenoiser(NoiseConditionedDenoiser):
 
 
 def macs_per_pixel(model: GroundDenoiser) -> float:
-    c, n = model.config["channels"], model.config["layers"]
-    return (8 * c * 9 + (n - 2) * c * c * 9 + c * 4 * 9) / 4
+    """Multiply-accumulates per pixel, by the project's one counter (image and sigma map in)."""
+    from satcodec.codec.models import count_macs
+
+    side = 64
+    return count_macs(model, (1, 1, side, side), (1, 1, side, side)) / side**2
 
 
 # --- weights ----------------------------------------------------------------------------------
