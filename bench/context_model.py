@@ -51,9 +51,9 @@ def measure(path: Path, bpp: float) -> dict:
     enc = Encoder(net, info, array_window_reader(arr), **kw)
     step = enc.step_for_bpp(bpp)
     with_ctx = len(enc.encode(step))
-    enc.channel_context = False
+    enc.entropy_model = entropy_model_for(False)
     plain = len(enc.encode(step))
-    enc.channel_context = True
+    enc.entropy_model = entropy_model_for(True)
     # entropy coding alone, every tile, both models (the quantised symbols are shared)
     tiles = []
     for t in enc.latent_tiles:

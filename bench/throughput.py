@@ -220,26 +220,6 @@ def stage_table(
 
 
 # --- encode stages ------------------------------------------------------------------------------
-def tile_windows(enc: Any) -> list[tuple[int, int, int, int, int, int, int, int, int, int]]:
-    """The windows :meth:`Encoder._analyse` reads: (r, c, wy0, wx0, wh, ww, oy, ox, lh, lw)."""
-    from satcodec.codec.models import ENCODE_HALO
-
-    T, halo, stride = enc.tile, ENCODE_HALO, enc.model.config.downsampling
-    grid_h = math.ceil(enc.height / stride) * stride
-    grid_w = math.ceil(enc.width / stride) * stride
-    out = []
-    for r in range(enc.tiles_y):
-        for c in range(enc.tiles_x):
-            y0, x0 = r * T, c * T
-            th, tw = min(T, enc.height - y0), min(T, enc.width - x0)
-            lh, lw = math.ceil(th / stride), math.ceil(tw / stride)
-            wy0, wx0 = max(0, y0 - halo), max(0, x0 - halo)
-            wy1 = min(grid_h, y0 + lh * stride + halo)
-            wx1 = min(grid_w, x0 + lw * stride + halo)
-            out.append((r, c, wy0, wx0, wy1 - wy0, wx1 - wx0, y0 - wy0, x0 - wx0, lh, lw))
-    return out
-
-
 def make_encoder(src: Path, model_name: str) -> tuple[Any, float]:
     """The Encoder ``encode_file`` builds (reading + band offsets + analysis), and its time."""
     from satcodec.codec.registry import load_model
@@ -292,7 +272,7 @@ def profile_encode(src: Path, enc: Any, steps: dict[str, float], repeats: int, t
     clocks = {(lab, k): Clock() for lab in steps for k in models}
     shared = Clock()
     streams: dict[tuple[str, str], bytes] = {}
-    wins = tile_windows(enc)
+    wins = enc.tile_windows()  # the windows Encoder._analyse reads
     with open_raster(src) as r:
         m = r.meta
         peak = float(2**m.bit_depth - 1)
@@ -303,16 +283,17 @@ def profile_encode(src: Path, enc: Any, steps: dict[str, float], repeats: int, t
                 lambda: band_offsets_of(r.read_window, 1, m.height, m.width, m.nodata)[0],
             )
             lats = []
-            for _r, _c, wy0, wx0, wh, ww, oy, ox, lh, lw in wins:
+            for w in wins:
                 raw = shared.add(
                     "read windows",
-                    lambda wy0=wy0, wx0=wx0, wh=wh, ww=ww: r.read_window(0, wy0, wx0, wh, ww),
+                    lambda w=w: r.read_window(0, w.y0, w.x0, w.height, w.width),
                 )
 
-                def analyse(raw=raw, oy=oy, ox=ox, lh=lh, lw=lw, off=off) -> np.ndarray:
+                def analyse(raw=raw, w=w, off=off) -> np.ndarray:
                     x = ((raw.astype(np.float32) - off) / peak)[None, None]
                     y = analysis(np.ascontiguousarray(x, dtype=np.float32))[0]
-                    ly, lx = oy // stride, ox // stride
+                    ly, lx = w.tile_y // stride, w.tile_x // stride
+                    lh, lw = math.ceil(w.tile_h / stride), math.ceil(w.tile_w / stride)
                     return np.array(y[:, ly : ly + lh, lx : lx + lw], dtype=np.float32)
 
                 lats.append(shared.add("analysis", analyse))

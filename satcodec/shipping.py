@@ -165,7 +165,7 @@ def ship_codec(
                 nodata=None,
             )
             for t in enc.latent_tiles:
-                sym, idx = enc._quantise(t.latents, 1.0)
+                sym, idx = enc.quantise(t.latents, 1.0)
                 overheads.append(coding_overhead(sym, estimate_scales(t.latents)))
                 context_bits.append(8 * len(encode_symbols_context(sym, idx)))
             for rate in rates:

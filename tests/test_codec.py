@@ -63,7 +63,7 @@ def test_entropy_decoding_returns_the_encoded_latents_on_every_tile(
     decode = decode_symbols_context if channel_context else decode_symbols
     assert len(enc.latent_tiles) == h.tiles_y * h.tiles_x == 16
     for t in enc.latent_tiles:
-        expected, _ = enc._quantise(t.latents, h.quant_step)
+        expected, _ = enc.quantise(t.latents, h.quant_step)
         rec = reader.read_tile(t.band, t.row, t.col)
         (n,) = struct.unpack_from("<I", rec.payload)
         got = decode(

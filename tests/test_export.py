@@ -187,7 +187,7 @@ def _check_symbols(enc: Encoder, data: bytes, step_q16_from_header: bool = True)
     L = dec.header.tile_size // dec.header.downsampling
     plane, _ = dec.band_latents(0)
     for t in enc.latent_tiles:
-        symbols, _ = enc._quantise(t.latents, step)
+        symbols, _ = enc.quantise(t.latents, step)
         got = plane[
             :, t.row * L : t.row * L + symbols.shape[1], t.col * L : t.col * L + symbols.shape[2]
         ]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -52,6 +52,22 @@ from satcodec.errors import ConfigError
 DEFAULT_TILE = 512
 
 WindowReader = Callable[[int, int, int, int, int], np.ndarray]  # (band, y0, x0, h, w) -> (h, w)
+
+
+class TileWindow(NamedTuple):
+    """Where the analysis reads one tile: the window (pixels, clipped to the latent grid) and
+    the tile's offset and size inside it."""
+
+    row: int
+    col: int
+    y0: int
+    x0: int
+    height: int
+    width: int
+    tile_y: int  # the tile's first row inside the window (a multiple of the stride)
+    tile_x: int
+    tile_h: int  # the tile's size in pixels (smaller at the right and bottom edges)
+    tile_w: int
 
 
 @dataclass
@@ -167,53 +183,61 @@ class Encoder:
 
     @property
     def channel_context(self) -> bool:
-        """The header flag of the entropy model (setting it picks the model)."""
+        """The header flag of the entropy model this encoder codes with."""
         return self.entropy_model.flag
 
-    @channel_context.setter
-    def channel_context(self, value: bool) -> None:
-        self.entropy_model = entropy_model_for(value)
-
     # --- 1. analysis ----------------------------------------------------------------------------
+    def tile_windows(self) -> list[TileWindow]:
+        """The pixel window the analysis reads for each tile of a band, in raster order.
+
+        The window stops at the image border, where the convolutions' zero padding applies
+        as it did in training (the decoder's synthesis stops at the latent grid's edge the
+        same way); only the last partial latent row/column is completed by edge replication.
+        Reading replicated pixels beyond the border instead gave the synthesis border latents
+        it was never trained on: an error floor at the image edges (up to ~350 DN on a 12-bit
+        scene, capping PSNR near 54 dB on a 500x500 image whatever the rate)."""
+        T, halo, stride = self.tile, ENCODE_HALO, self.model.config.downsampling
+        grid_h = math.ceil(self.height / stride) * stride
+        grid_w = math.ceil(self.width / stride) * stride
+        out = []
+        for r in range(self.tiles_y):
+            for c in range(self.tiles_x):
+                y0, x0 = r * T, c * T
+                th, tw = min(T, self.height - y0), min(T, self.width - x0)
+                lh, lw = math.ceil(th / stride), math.ceil(tw / stride)
+                wy0, wx0 = max(0, y0 - halo), max(0, x0 - halo)
+                wy1 = min(grid_h, y0 + lh * stride + halo)
+                wx1 = min(grid_w, x0 + lw * stride + halo)
+                out.append(
+                    TileWindow(r, c, wy0, wx0, wy1 - wy0, wx1 - wx0, y0 - wy0, x0 - wx0, th, tw)
+                )
+        return out
+
     def _analyse(
         self, read: WindowReader, progress: Callable[[int, int], None] | None
     ) -> Iterator[LatentTile]:
-        T, halo, stride = self.tile, ENCODE_HALO, self.model.config.downsampling
-        # the window stops at the image border, where the convolutions' zero padding applies
-        # as it did in training (the decoder's synthesis stops at the latent grid's edge the
-        # same way); only the last partial latent row/column is completed by edge replication.
-        # Reading replicated pixels beyond the border instead gave the synthesis border latents
-        # it was never trained on: an error floor at the image edges (up to ~350 DN on a 12-bit
-        # scene, capping PSNR near 54 dB on a 500x500 image whatever the rate).
-        grid_h = math.ceil(self.height / stride) * stride
-        grid_w = math.ceil(self.width / stride) * stride
-        total = self.bands * self.tiles_y * self.tiles_x
-        done = 0
+        stride = self.model.config.downsampling
+        windows = self.tile_windows()
+        total, done = self.bands * len(windows), 0
         for b in range(self.bands):
-            for r in range(self.tiles_y):
-                for c in range(self.tiles_x):
-                    y0, x0 = r * T, c * T
-                    th, tw = min(T, self.height - y0), min(T, self.width - x0)
-                    lh, lw = math.ceil(th / stride), math.ceil(tw / stride)
-                    wy0, wx0 = max(0, y0 - halo), max(0, x0 - halo)
-                    wy1 = min(grid_h, y0 + lh * stride + halo)
-                    wx1 = min(grid_w, x0 + lw * stride + halo)
-                    raw = read(b, wy0, wx0, wy1 - wy0, wx1 - wx0).astype(np.float32)
-                    oy, ox = y0 - wy0, x0 - wx0  # multiples of the stride
-                    mask = None
-                    if self.nodata is not None:
-                        nd = raw == np.float32(self.nodata)
-                        raw[nd] = self.offsets[b]  # nodata costs ~0 bits and does not ring
-                        inner = nd[oy : oy + th, ox : ox + tw]
-                        mask = inner.copy() if inner.any() else None
-                    x = ((raw - self.offsets[b]) / self.peak)[None, None]
-                    y = self.analysis(np.ascontiguousarray(x, dtype=np.float32))[0]
-                    ly, lx = oy // stride, ox // stride
-                    lat = np.array(y[:, ly : ly + lh, lx : lx + lw], dtype=np.float32)
-                    yield LatentTile(b, r, c, lat, mask)
-                    done += 1
-                    if progress:
-                        progress(done, total)
+            for w in windows:
+                raw = read(b, w.y0, w.x0, w.height, w.width).astype(np.float32)
+                oy, ox = w.tile_y, w.tile_x  # multiples of the stride
+                mask = None
+                if self.nodata is not None:
+                    nd = raw == np.float32(self.nodata)
+                    raw[nd] = self.offsets[b]  # nodata costs ~0 bits and does not ring
+                    inner = nd[oy : oy + w.tile_h, ox : ox + w.tile_w]
+                    mask = inner.copy() if inner.any() else None
+                x = ((raw - self.offsets[b]) / self.peak)[None, None]
+                y = self.analysis(np.ascontiguousarray(x, dtype=np.float32))[0]
+                ly, lx = oy // stride, ox // stride
+                lh, lw = math.ceil(w.tile_h / stride), math.ceil(w.tile_w / stride)
+                lat = np.array(y[:, ly : ly + lh, lx : lx + lw], dtype=np.float32)
+                yield LatentTile(b, w.row, w.col, lat, mask)
+                done += 1
+                if progress:
+                    progress(done, total)
 
     # --- 2. quantisation and the rate estimate ---------------------------------------------------
     @property
@@ -229,12 +253,6 @@ class Encoder:
         # clip before the cast: beyond ±2^24 the entropy coder refuses, int32 would wrap
         symbols = np.rint(np.clip(scaled, -MAX_SYMBOL, MAX_SYMBOL)).astype(np.int32)
         return symbols, (model or self.entropy_model).fit(symbols)
-
-    def _quantise(
-        self, lat: np.ndarray, step: float, context: bool | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`quantise` with the model given by its header flag (older callers)."""
-        return self.quantise(lat, step, None if context is None else entropy_model_for(context))
 
     def estimated_bits(
         self, step: float, sample: int = 1, model: EntropyModel | bool | None = None
