@@ -15,6 +15,9 @@ RPC_SAMPLE = ROOT / "tests" / "data" / "worldview3_buenosaires_rpc.tif"
 SHARED_SAT = ROOT.parent / "shared" / "data" / "sat"
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# the tests pin PyTorch's transforms (decoded pixels hashed bit for bit); the default runtime
+# choice itself is tested in test_parallel.py with this variable removed
+os.environ.setdefault("SATCODEC_RUNTIME", "torch")
 
 
 @pytest.fixture(scope="session")

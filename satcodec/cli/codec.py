@@ -35,6 +35,7 @@ def cmd_encode(a: argparse.Namespace) -> int:
             runtime=a.runtime,
             precision=a.precision,
             export_dir=a.export_dir,
+            threads=a.threads,
             channel_context=not a.per_channel_entropy,
             overwrite=a.overwrite,
         )
@@ -60,6 +61,7 @@ def cmd_decode(a: argparse.Namespace) -> int:
             runtime=a.runtime,
             precision=a.precision,
             export_dir=a.export_dir,
+            threads=a.threads,
             overwrite=a.overwrite,
         )
     name = "<stdout>" if a.output == STDIO else r.path

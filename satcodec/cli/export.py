@@ -6,16 +6,24 @@ from __future__ import annotations
 import argparse
 import json
 
-from satcodec.cli.options import add_command, progress, say
+from satcodec.cli.options import add_command, positive_int, progress, say
 
 
 def add_runtime_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("runtime")
     g.add_argument(
         "--runtime",
-        default="torch",
+        default=None,
         choices=["torch", "onnxruntime", "tensorrt"],
-        help="what runs the transform (default torch); bitstreams do not depend on it",
+        help="what runs the transform (default: $SATCODEC_RUNTIME, else onnxruntime fp32 when "
+        "installed, else torch); the fp32 runtimes give the same bitstreams",
+    )
+    g.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="tiles processed in parallel (default: every available core); "
+        "the output does not depend on it",
     )
     g.add_argument(
         "--precision",

@@ -158,6 +158,17 @@ def output_path(arg: str, suffix: str) -> Iterator[str]:
 
 
 # --- option values ----------------------------------------------------------------------------
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a clear usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def names(text: str | None) -> list[str] | None:
     """``a,b,c`` -> ``["a", "b", "c"]`` (None for an absent option)."""
     if not text:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from satcodec.codec.models import ReducedVAE, decode_halo
 from satcodec.codec.registry import ModelInfo, find_model_by_id, load_model
 from satcodec.coding.entropy_models import EntropyModel, entropy_model_for
 from satcodec.coding.framing import unpack_payload
+from satcodec.coding.parallel import ordered_map, resolve_workers, torch_threads
 from satcodec.coding.transforms import TorchTransform, Transform
 from satcodec.errors import (
     BitstreamError,
@@ -261,8 +263,11 @@ class Decoder:
         allow_damaged: bool = False,
         synthesis: Transform | None = None,
         info: ModelInfo | None = None,
+        workers: int = 1,
     ) -> None:
-        """``synthesis``: the synthesis :class:`Transform` (default: the model's, in PyTorch;
+        """``workers``: threads synthesising tiles' blocks in parallel (entropy decoding and
+        the latent window stay in the calling thread; output order and pixels are the same
+        for any count). ``synthesis``: the synthesis :class:`Transform` (default: the model's, in PyTorch;
         ``satcodec.export.runtime.make_transform`` builds onnxruntime / TensorRT ones).
         The entropy model is the header's (its ``channel_context`` flag). ``info``: the
         model's registry entry (name, kind), when the caller looked it up."""
@@ -291,6 +296,8 @@ class Decoder:
         self.max_strip_bytes = MAX_STRIP_BYTES
         self.tile_decodes = 0  # entropy decodings by iter_tiles (> tiles: look-ahead re-decoded)
         self._synth_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._synth_lock = threading.Lock()
+        self.workers = resolve_workers(workers)
 
     # --- entropy decoding ----------------------------------------------------------------------
     def _decode_tile(
@@ -362,16 +369,52 @@ class Decoder:
         """``self.synthesis``, with the last outputs kept by window content (a constant area,
         e.g. nodata or a decompression bomb, is synthesised once; the result is identical)."""
         key = (id(self.synthesis), window.shape, hashlib.blake2b(window, digest_size=16).digest())
-        hit = self._synth_cache.get(key)
-        if hit is not None:
-            self._synth_cache.move_to_end(key)
-            return hit
+        with self._synth_lock:  # tile workers share the cache
+            hit = self._synth_cache.get(key)
+            if hit is not None:
+                self._synth_cache.move_to_end(key)
+                return hit
         out = self.synthesis(window)
         if out.nbytes <= _SYNTH_CACHE_BYTES:
-            self._synth_cache[key] = out
-            if len(self._synth_cache) > SYNTH_CACHE:
-                self._synth_cache.popitem(last=False)
+            with self._synth_lock:
+                self._synth_cache[key] = out
+                if len(self._synth_cache) > SYNTH_CACHE:
+                    self._synth_cache.popitem(last=False)
         return out
+
+    def _block_input(
+        self,
+        fetch: Callable[[int, int, int, int], np.ndarray],
+        ly0: int,
+        lx0: int,
+        lh: int,
+        lw: int,
+    ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+        """The synthesis input of latents [ly0, ly0+lh) x [lx0, lx0+lw) widened by the halo
+        (float32, a copy: the latent window may be trimmed once this returns), and where the
+        block's pixels lie in its output (oy, ox, ph, pw)."""
+        h = self.header
+        halo, D = decode_halo(self.model.config), h.downsampling
+        a0, b0 = max(0, ly0 - halo), max(0, lx0 - halo)
+        a1, b1 = min(h.latent_height, ly0 + lh + halo), min(h.latent_width, lx0 + lw + halo)
+        window = (fetch(a0, a1, b0, b1).astype(np.float32) * np.float32(self.step))[None]
+        ph, pw = min(lh * D, h.height - ly0 * D), min(lw * D, h.width - lx0 * D)
+        return np.ascontiguousarray(window), ((ly0 - a0) * D, (lx0 - b0) * D, ph, pw)
+
+    def _block_output(
+        self, window: np.ndarray, crop: tuple[int, int, int, int], band: int
+    ) -> np.ndarray:
+        """Pixels (float, sensor units) of one block from its :meth:`_block_input`: the part of
+        the decoder that runs on tile worker threads."""
+        h = self.header
+        x_hat = self._synthesis(window)[0, 0]
+        oy, ox, ph, pw = crop
+        offset = h.band_offsets[band] / self.peak
+        if self.model.denoising_stage is not None:  # on the whole window: its halo is in it
+            with torch.no_grad():
+                x = torch.from_numpy(x_hat + np.float32(offset))[None, None]
+                x_hat = self.model.restore(x)[0, 0].numpy() - np.float32(offset)
+        return x_hat[oy : oy + ph, ox : ox + pw] * self.peak + h.band_offsets[band]
 
     def _synthesise_block(
         self,
@@ -384,21 +427,8 @@ class Decoder:
     ) -> np.ndarray:
         """Pixels (float, sensor units) of latents [ly0, ly0+lh) x [lx0, lx0+lw), synthesised
         on that block widened by the halo; ``fetch(y0, y1, x0, x1)`` gives latents (C, ., .)."""
-        h = self.header
-        halo, D = decode_halo(self.model.config), h.downsampling
-        a0, b0 = max(0, ly0 - halo), max(0, lx0 - halo)
-        a1, b1 = min(h.latent_height, ly0 + lh + halo), min(h.latent_width, lx0 + lw + halo)
-        window = (fetch(a0, a1, b0, b1).astype(np.float32) * np.float32(self.step))[None]
-        x_hat = self._synthesis(np.ascontiguousarray(window))[0, 0]
-        del window
-        ph, pw = min(lh * D, h.height - ly0 * D), min(lw * D, h.width - lx0 * D)
-        oy, ox = (ly0 - a0) * D, (lx0 - b0) * D
-        offset = h.band_offsets[band] / self.peak
-        if self.model.denoising_stage is not None:  # on the whole window: its halo is in it
-            with torch.no_grad():
-                x = torch.from_numpy(x_hat + np.float32(offset))[None, None]
-                x_hat = self.model.restore(x)[0, 0].numpy() - np.float32(offset)
-        return x_hat[oy : oy + ph, ox : ox + pw] * self.peak + h.band_offsets[band]
+        window, crop = self._block_input(fetch, ly0, lx0, lh, lw)
+        return self._block_output(window, crop, band)
 
     def _tile_pixels(
         self,
@@ -543,6 +573,7 @@ class Decoder:
         self, window: _LatentWindow, b: int, as_float: bool, fill: float
     ) -> Iterator[DecodedTile]:
         h = self.header
+        D, L = h.downsampling, h.tile_size // h.downsampling
 
         def convert(px: np.ndarray) -> np.ndarray:
             if as_float:
@@ -551,36 +582,72 @@ class Decoder:
                 px = np.nan_to_num(px, nan=0.0)
             return to_dtype(px, h.dtype, h.bit_depth)
 
-        for r in range(h.tiles_y):
-            for c in range(h.tiles_x):
-                window.pos = (r, c)
-                _, _, ph, pw = h.tile_pixel_window(r, c)
-                own = window.tile_rect(r, c)
-                if (r, c) not in window.zero and not any(
-                    _contains(p.rect, own) for p in window.pieces.get((r, c), ())
-                ):
-                    window._decode(r, c)  # its own turn: damaged or not, known from here on
-                if (r, c) in window.zero:
-                    # not synthesised (the whole-plane path overwrote it with the fill)
-                    window.trim(r, c, own[1], h.tiles_y, h.tiles_x)
-                    window.mask(r, c, (ph, pw))
-                    px = np.full((ph, pw), fill, np.float32 if as_float else h.dtype)
-                    yield DecodedTile(b, r, c, px, None, True)
+        def jobs() -> Iterator[tuple]:
+            """In the calling thread, in raster order: entropy decoding (through the latent
+            window), each block's synthesis input, trimming; a tile's last job carries its
+            mask. ("fill", r, c, pixels) for a tile that is not synthesised."""
+            for r in range(h.tiles_y):
+                for c in range(h.tiles_x):
+                    window.pos = (r, c)
+                    _, _, ph, pw = h.tile_pixel_window(r, c)
+                    own = window.tile_rect(r, c)
+                    if (r, c) not in window.zero and not any(
+                        _contains(p.rect, own) for p in window.pieces.get((r, c), ())
+                    ):
+                        window._decode(r, c)  # its own turn: damaged or not, known from here on
+                    if (r, c) in window.zero:
+                        # not synthesised (the whole-plane path overwrote it with the fill)
+                        window.trim(r, c, own[1], h.tiles_y, h.tiles_x)
+                        window.mask(r, c, (ph, pw))
+                        px = np.full((ph, pw), fill, np.float32 if as_float else h.dtype)
+                        yield ("fill", r, c, px)
+                        continue
+                    lh, lw = h.tile_latent_shape(r, c)
+                    S = max(lh, lw) if self.synth_block <= 0 else self.synth_block
+                    blocks = [(by, bx) for by in range(0, lh, S) for bx in range(0, lw, S)]
+                    for k, (by, bx) in enumerate(blocks):
+                        inp = self._block_input(
+                            window.fetch, r * L + by, c * L + bx, min(S, lh - by), min(S, lw - bx)
+                        )
+                        if bx + S >= lw:  # the end of a block row: its latents may go
+                            window.trim(r, c, r * L + min(by + S, lh), h.tiles_y, h.tiles_x)
+                        last = k == len(blocks) - 1
+                        mask = window.mask(r, c, (ph, pw)) if last else None
+                        yield ("block", r, c, (by, bx, len(blocks), inp, last, mask))
+
+        def work(job: tuple) -> tuple:
+            if job[0] == "fill":
+                return job
+            kind, r, c, (by, bx, n, (window_in, crop), last, mask) = job
+            return (
+                kind,
+                r,
+                c,
+                (by, bx, n, convert(self._block_output(window_in, crop, b)), last, mask),
+            )
+
+        out: np.ndarray | None = None
+        with torch_threads(1 if self.workers > 1 else None):
+            for kind, r, c, payload in ordered_map(work, jobs(), self.workers):
+                if kind == "fill":
+                    yield DecodedTile(b, r, c, payload, None, True)
                     continue
-                px = self._tile_pixels(
-                    window.fetch,
-                    b,
-                    r,
-                    c,
-                    self.synth_block,
-                    convert,
-                    lambda y, r=r, c=c: window.trim(r, c, y, h.tiles_y, h.tiles_x),
-                )
-                mask = window.mask(r, c, (ph, pw))
+                by, bx, n, px, last, mask = payload
+                if n == 1:  # one block: the tile's own window
+                    out = px
+                else:
+                    if out is None:
+                        _, _, ph, pw = h.tile_pixel_window(r, c)
+                        out = np.empty((ph, pw), px.dtype)
+                    out[by * D : by * D + px.shape[0], bx * D : bx * D + px.shape[1]] = px
+                del px
+                if not last:
+                    continue
                 if mask is not None and not as_float:
-                    px[mask] = h.nodata
-                yield DecodedTile(b, r, c, px, mask, False)
-                del px, mask
+                    out[mask] = h.nodata
+                yield DecodedTile(b, r, c, out, mask, False)
+                out = None
+                del mask
 
 
 def to_dtype(pixels: np.ndarray, dtype: str, bit_depth: int) -> np.ndarray:

@@ -44,6 +44,7 @@ from satcodec.coding.entropy_models import (
     entropy_model_for,
 )
 from satcodec.coding.framing import pack_payload
+from satcodec.coding.parallel import ordered_map, resolve_workers, torch_threads
 from satcodec.coding.rate_control import MAX_STEP, MIN_STEP
 from satcodec.coding.transforms import TorchTransform, Transform
 from satcodec.entropy import MAX_ABS_SYMBOL as MAX_SYMBOL
@@ -151,8 +152,10 @@ class Encoder:
         analysis: Transform | None = None,
         channel_context: bool | None = None,
         entropy_model: EntropyModel | None = None,
+        workers: int = 1,
     ) -> None:
-        """``analysis``: the analysis :class:`Transform` (default: the model's, in PyTorch;
+        """``workers``: threads analysing and coding tiles in parallel (reading stays in the
+        calling thread; the stream is byte-identical for any count). ``analysis``: the analysis :class:`Transform` (default: the model's, in PyTorch;
         ``satcodec.export.runtime.make_transform`` builds onnxruntime / TensorRT ones).
 
         ``entropy_model``: the :class:`EntropyModel` the tiles are coded with (default:
@@ -175,6 +178,7 @@ class Encoder:
             else (DEFAULT_ENTROPY_MODEL if channel_context is None else channel_context)
         )
         self.metadata = metadata or {}
+        self.workers = resolve_workers(workers)
         self.peak = float(2**bit_depth - 1)
         self.offsets = band_offsets_of(read, bands, height, width, nodata)
         self.tiles_y = math.ceil(height / tile)
@@ -218,24 +222,34 @@ class Encoder:
     ) -> Iterator[LatentTile]:
         stride = self.model.config.downsampling
         windows = self.tile_windows()
-        total, done = self.bands * len(windows), 0
-        for b in range(self.bands):
-            for w in windows:
-                raw = read(b, w.y0, w.x0, w.height, w.width).astype(np.float32)
-                oy, ox = w.tile_y, w.tile_x  # multiples of the stride
-                mask = None
-                if self.nodata is not None:
-                    nd = raw == np.float32(self.nodata)
-                    raw[nd] = self.offsets[b]  # nodata costs ~0 bits and does not ring
-                    inner = nd[oy : oy + w.tile_h, ox : ox + w.tile_w]
-                    mask = inner.copy() if inner.any() else None
-                x = ((raw - self.offsets[b]) / self.peak)[None, None]
-                y = self.analysis(np.ascontiguousarray(x, dtype=np.float32))[0]
-                ly, lx = oy // stride, ox // stride
-                lh, lw = math.ceil(w.tile_h / stride), math.ceil(w.tile_w / stride)
-                lat = np.array(y[:, ly : ly + lh, lx : lx + lw], dtype=np.float32)
-                yield LatentTile(b, w.row, w.col, lat, mask)
-                done += 1
+        total = self.bands * len(windows)
+
+        def prepared() -> Iterator[tuple[int, TileWindow, np.ndarray, np.ndarray | None]]:
+            # reading stays in this thread (GDAL datasets are not thread-safe)
+            for b in range(self.bands):
+                for w in windows:
+                    raw = read(b, w.y0, w.x0, w.height, w.width).astype(np.float32)
+                    oy, ox = w.tile_y, w.tile_x  # multiples of the stride
+                    mask = None
+                    if self.nodata is not None:
+                        nd = raw == np.float32(self.nodata)
+                        raw[nd] = self.offsets[b]  # nodata costs ~0 bits and does not ring
+                        inner = nd[oy : oy + w.tile_h, ox : ox + w.tile_w]
+                        mask = inner.copy() if inner.any() else None
+                    x = ((raw - self.offsets[b]) / self.peak)[None, None]
+                    yield b, w, np.ascontiguousarray(x, dtype=np.float32), mask
+
+        def analyse(item: tuple[int, TileWindow, np.ndarray, np.ndarray | None]) -> LatentTile:
+            b, w, x, mask = item
+            y = self.analysis(x)[0]
+            ly, lx = w.tile_y // stride, w.tile_x // stride
+            lh, lw = math.ceil(w.tile_h / stride), math.ceil(w.tile_w / stride)
+            lat = np.array(y[:, ly : ly + lh, lx : lx + lw], dtype=np.float32)
+            return LatentTile(b, w.row, w.col, lat, mask)
+
+        with torch_threads(1 if self.workers > 1 else None):
+            for done, tile in enumerate(ordered_map(analyse, prepared(), self.workers), 1):
+                yield tile
                 if progress:
                     progress(done, total)
 
@@ -257,17 +271,18 @@ class Encoder:
     def estimated_bits(
         self, step: float, sample: int = 1, model: EntropyModel | bool | None = None
     ) -> float:
-        """Coded size from the integer tables (no entropy coding), every ``sample``-th tile.
+        """Coded size at ``step`` estimated from every ``sample``-th tile's latents (no coding;
+        :meth:`EntropyModel.estimate_bits_at_step`), side information included.
 
         ``model`` picks the entropy model estimated (an :class:`EntropyModel` or its flag;
-        default: the one this encoder codes with); the per-channel estimate is ~10x cheaper
-        and never below the context one."""
+        default: the one this encoder codes with)."""
         em = self.entropy_model if model is None else entropy_model_for(model)
-        bits = 0.0
         tiles = self.latent_tiles[::sample]
-        for t in tiles:
-            s, i = self.quantise(t.latents, step, em)
-            bits += em.estimate_bits(s, i) + 8 * (len(i) + 32)
+
+        def tile_bits(t: LatentTile) -> float:
+            return em.estimate_bits_at_step(t.latents, step) + 8 * (t.latents.shape[0] + 32)
+
+        bits = sum(ordered_map(tile_bits, tiles, self.workers))  # in order: the same sum
         return bits * len(self.latent_tiles) / len(tiles)
 
     def step_for_bpp(self, bpp: float) -> float:
@@ -297,12 +312,13 @@ class Encoder:
             metadata=self.metadata,
             channel_context=em.flag,
         )
-        records = []
-        for t in self.latent_tiles:
+
+        def code(t: LatentTile) -> TileRecord:
             symbols, indices = self.quantise(t.latents, step, em)
             payload = pack_payload(em.encode(symbols, indices), t.nodata_mask)
-            records.append(TileRecord(t.band, t.row, t.col, indices.tobytes(), payload))
-        return write_stream(header, records)
+            return TileRecord(t.band, t.row, t.col, indices.tobytes(), payload)
+
+        return write_stream(header, list(ordered_map(code, self.latent_tiles, self.workers)))
 
     def encode_at_bpp(
         self, bpp: float, never_exceed: bool = False, tolerance: float = 0.02

@@ -6,7 +6,10 @@ Contract (:class:`EntropyModel`), for the symbols of one tile, int32 (C, h, w):
 - ``fit(symbols) -> indices``: the uint8 side information sent with the tile (per-channel
   scale indices, or the context model's base rows);
 - ``estimate_bits(symbols, indices) -> float``: the payload's size from the integer tables,
-  without coding (within about ±64 bits of ``8 * len(encode(...))``), for rate control;
+  without coding (within about ±64 bits of ``8 * len(encode(...))``);
+- ``estimate_bits_at_step(latents, step) -> float``: rate control's estimate straight from a
+  tile's float latents (quantise, fit and count in one compiled pass; ~0.1 % from the coded
+  size on real tiles), so a step search never re-fits or codes;
 - ``encode(symbols, indices) -> bytes`` / ``decode(payload, indices, shape) -> symbols``;
 - ``channel_context``: the header flag (bitstream flag 0x0001) that selects the model;
 - ``training_bits(y, scale)``: the differentiable rate the codec is trained with (the
@@ -31,6 +34,7 @@ from satcodec.entropy.context import (
     context_symbol_bits,
     decode_symbols_context,
     encode_symbols_context,
+    estimated_bits_at_step,
     fit_context_bases,
 )
 
@@ -49,6 +53,9 @@ class EntropyModel:
 
     def estimate_bits(self, symbols: np.ndarray, indices: np.ndarray) -> float:
         raise NotImplementedError
+
+    def estimate_bits_at_step(self, latents: np.ndarray, step: float) -> float:
+        return estimated_bits_at_step(latents, step, self.channel_context)
 
     def encode(self, symbols: np.ndarray, indices: np.ndarray) -> bytes:
         raise NotImplementedError
