@@ -84,6 +84,7 @@ def _check_product(outbox: Path, stem: str, source_tif: Path) -> dict:
     with rasterio.open(source_tif) as a, rasterio.open(cog) as b:
         assert a.crs == b.crs and a.transform == b.transform
         assert (a.width, a.height, a.count) == (b.width, b.height, b.count)
+        assert item.properties["proj:code"] == f"EPSG:{a.crs.to_epsg()}"  # see test_stac.py
     assert item.geometry is not None and item.bbox is not None
     return item.properties
 

@@ -4,7 +4,10 @@ Guarantees (see ``tests/test_ground_pipeline.py`` and ``tests/test_ground_safety
 
 * **Atomic outputs.** Each product is written under ``OUTBOX/.ground-tmp/`` and renamed into
   place: the COG first, then its STAC Item (which records the COG's checksum). A product is
-  complete when its Item exists and the COG matches the checksum the Item states.
+  complete when its Item exists and the COG matches the checksum the Item states. The STAC
+  Collection ``OUTBOX/collection.json`` is rebuilt from the Items present (atomically, when it
+  changes) at the start of a run and after each poll that produced or adopted a product; the
+  STAC content is :mod:`satcodec.ground_segment.stac`'s (see docs/ground.md).
 * **Resumable and idempotent.** ``OUTBOX/.ground-state.json`` (rewritten atomically when a
   scene's record changes, never when nothing changed) records each bitstream by name and
   SHA-256. A restarted run skips scenes whose recorded products are intact, adopts complete
@@ -53,7 +56,6 @@ Guarantees (see ``tests/test_ground_pipeline.py`` and ``tests/test_ground_safety
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import errno
 import fcntl
 import hashlib
@@ -78,6 +80,7 @@ from satcodec.errors import (
     SatcodecError,
 )
 from satcodec.fileutil import atomic_write_bytes
+from satcodec.ground_segment.stac import COLLECTION_NAME, collection_for_outbox, item_for_product
 from satcodec.metrics import bits_per_pixel
 
 STATE_NAME = ".ground-state.json"
@@ -251,80 +254,26 @@ def models_fingerprint(extra: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def _finite(*values: Any) -> bool:
-    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
-
-
-def _geometry(meta: Any, warnings: list[str]) -> tuple[dict | None, list[float] | None]:
-    """GeoJSON footprint (EPSG:4326) and bbox, or (None, None): without a CRS + transform, or
-    when the georeferencing gives no valid footprint (non-finite, off the globe: a warning)."""
-    if not meta.crs_wkt or meta.transform is None:
-        return None, None
-    from rasterio.crs import CRS
-    from rasterio.warp import transform_geom
-
-    a, b, c, d, e, f = meta.transform
-    corners = [(0, 0), (meta.width, 0), (meta.width, meta.height), (0, meta.height), (0, 0)]
-    ring = [[a * col + b * row + c, d * col + e * row + f] for col, row in corners]
-    if not all(_finite(*p) for p in ring):
-        warnings.append("georeferencing gives a non-finite footprint: no geometry in the Item")
-        return None, None
-    try:
-        geom = transform_geom(
-            CRS.from_wkt(meta.crs_wkt), "EPSG:4326", {"type": "Polygon", "coordinates": [ring]}
-        )
-        pts = [(float(p[0]), float(p[1])) for p in geom["coordinates"][0]]
-    except Exception:  # noqa: BLE001 - a CRS GDAL cannot reproject: no footprint, not a failure
-        warnings.append("footprint cannot be reprojected to EPSG:4326: no geometry in the Item")
-        return None, None
-    if not pts or not all(
-        _finite(x, y) and -180.0 <= x <= 180.0 and -90.0 <= y <= 90.0 for x, y in pts
-    ):
-        warnings.append("footprint falls outside EPSG:4326 bounds: no geometry in the Item")
-        return None, None
-    geom = {"type": "Polygon", "coordinates": [[list(p) for p in pts]]}
-    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-    return geom, [min(xs), min(ys), max(xs), max(ys)]
-
-
-def _stac_item(
-    stem: str,
-    cog: Path,
-    cog_sha: str,
-    meta: Any,
+def _lineage(
+    name: str,
+    model_id: Any,
     props: dict[str, Any],
-    warnings: list[str],
-) -> dict[str, Any]:
-    import pystac
-
-    geom, bbox = _geometry(meta, warnings)
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    item = pystac.Item(
-        id=stem,
-        geometry=geom,
-        bbox=bbox,
-        datetime=now,
-        properties={"processing:datetime_note": "datetime is the ground processing time", **props},
-        stac_extensions=[
-            "https://stac-extensions.github.io/file/v2.1.0/schema.json",
-            "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
-        ],
-    )
-    item.properties["proj:code"] = None
-    item.properties["proj:wkt2"] = meta.crs_wkt
-    item.properties["proj:shape"] = [meta.height, meta.width]
-    if meta.transform is not None:
-        item.properties["proj:transform"] = list(meta.transform)
-    item.add_asset(
-        "data",
-        pystac.Asset(
-            href=f"./{cog.name}",
-            media_type=pystac.MediaType.COG,
-            roles=["data"],
-            extra_fields={"file:checksum": "1220" + cog_sha, "file:size": cog.stat().st_size},
-        ),
-    )
-    return item.to_dict(include_self_link=False)
+    fill: float | str | None,
+    truncated: bool,
+    damaged: list,
+) -> str:
+    """``processing:lineage``: what the ground segment did to get this image, in one line."""
+    parts = [
+        f"Decoded by the satcodec ground pipeline from bitstream {name} "
+        f"(model {props['satcodec:model']}, id {model_id}, {props['satcodec:bpp']} bpp)"
+    ]
+    if damaged:
+        how = "an internal mask" if fill == "mask" else f"nodata {fill:g}"
+        cause = "lost or failing their CRC" if truncated else "failing their CRC"
+        parts.append(f"{len(damaged)} tile(s) {cause} written as {how}")
+    if props.get("satcodec:denoiser"):
+        parts.append(f"denoised ({props['satcodec:denoiser']})")
+    return "; ".join(parts) + "."
 
 
 def _noise_for(opts: dict[str, Any], image: np.ndarray, nodata: float | None) -> Any:
@@ -365,6 +314,14 @@ def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]
         return {"name": path.name, "sha256": None, "status": REFUSED, "reason": str(exc)}
     sha = hashlib.sha256(data).hexdigest()
     base = {"name": path.name, "sha256": sha}
+    if product_paths(outbox, path.name)[1].name == COLLECTION_NAME:
+        # its Item would overwrite the OUTBOX's STAC Collection
+        return {
+            **base,
+            "status": REFUSED,
+            "reason": f"{path.name}: a scene named like this would overwrite the STAC "
+            f"Collection {COLLECTION_NAME}; rename it",
+        }
     try:
         reader = StreamReader(data, partial=True)  # a cut downlink: the tiles present decode
     except SatcodecError as exc:
@@ -392,7 +349,7 @@ def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]
             reader,
             allow_damaged=True,
             model_paths=opts.get("model_paths", []),
-            runtime=opts.get("runtime", "torch"),
+            runtime=opts.get("runtime"),
         )
     except ModelError as exc:  # the station lacks the model: retry later, not quarantine
         return {**base, "status": WAITING, "reason": str(exc), "model_id": h.model_id}
@@ -466,7 +423,18 @@ def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]
         props["satcodec:stream_metadata"] = (
             stream_md if len(raw) <= MAX_STREAM_METADATA_BYTES else f"omitted ({len(raw)} bytes)"
         )
-    item = _stac_item(path.stem, cog, cog_sha, meta, props, warnings)
+    item = item_for_product(
+        path.stem,
+        cog,
+        cog_sha,
+        meta,
+        array,
+        props,
+        warnings,
+        invalid=mask,
+        stream_metadata=stream_md,
+        lineage=_lineage(path.name, h.model_id, props, fill, truncated, damaged),
+    )
     if warnings:
         item["properties"]["satcodec:warnings"] = list(warnings)
     body = json.dumps(item, indent=1, allow_nan=False) + "\n"
@@ -735,6 +703,7 @@ def run_ground(
             while True:
                 batch = driver.scan(patterns)
                 driver.run_batch(batch, client, as_completed, tqdm, progress)
+                driver.update_collection()
                 polls += 1
                 if not watch or (max_polls is not None and polls >= max_polls):
                     break
@@ -789,6 +758,7 @@ class _Driver:
         self._complete: dict[str, tuple] = {}  # name -> (sha, cog and item signatures)
         self.models_fp = models_fingerprint(opts.get("model_paths", []))
         self.tried: set[str] = set()  # names submitted during this run
+        self.catalogue_stale = True  # rebuild the Collection (always once per run)
 
     # --- helpers -------------------------------------------------------------------------------
     def _sha256(self, p: Path, st: os.stat_result) -> str:
@@ -945,6 +915,25 @@ class _Driver:
         )
         self._settled(name)
         _add(self.summary.adopted, name)
+        self.catalogue_stale = True
+
+    def update_collection(self) -> None:
+        """Rewrite ``OUTBOX/collection.json`` from the Items present, when products changed.
+
+        Rebuilt from the Items on disk, not from this run's results, so a resumed run or a
+        later run that adds scenes leaves a Collection that lists exactly the products there.
+        Written atomically, and only when its content changes."""
+        if not self.catalogue_stale:
+            return
+        dest = self.outbox / COLLECTION_NAME
+        try:
+            body = (json.dumps(collection_for_outbox(self.outbox), indent=1) + "\n").encode()
+            if not (dest.is_file() and dest.read_bytes() == body):
+                _write_staged(self.outbox, dest, body)
+        except (OSError, SatcodecError) as exc:  # the products are fine: retry at the next poll
+            self.say(f"  warning: cannot write the STAC Collection {dest}: {exc}")
+            return
+        self.catalogue_stale = False
 
     def run_batch(self, batch, client, as_completed, tqdm, progress) -> None:
         if not batch:
@@ -1009,6 +998,7 @@ class _Driver:
             self.state.record(name, rec)
             self._settled(name)
             _add(s.produced, name)
+            self.catalogue_stale = True
             if res["damaged_tiles"]:
                 _add(s.flagged, name)
 
