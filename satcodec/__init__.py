@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "decode", "decode_file", "encode", "encode_file"]
+__all__ = ["__version__", "decode", "decode_file", "encode", "encode_file", "open"]
 
 if TYPE_CHECKING:
     from satcodec.api import decode, decode_file, encode, encode_file
+    from satcodec.reader import open_dataset as open
 
 
 def __getattr__(name: str) -> Any:
@@ -19,4 +20,8 @@ def __getattr__(name: str) -> Any:
         from satcodec import api
 
         return getattr(api, name)
+    if name == "open":  # a rasterio-like reader of .satc files (satcodec.reader)
+        from satcodec.reader import open_dataset
+
+        return open_dataset
     raise AttributeError(f"module 'satcodec' has no attribute {name!r}")

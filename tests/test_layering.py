@@ -104,7 +104,7 @@ def _skipped_block(node: ast.AST) -> bool:
 
 
 MODULE_STRING = re.compile(r"satcodec(\.\w+)+(:\w+)?")
-ROOT_API = {"encode", "decode", "encode_file", "decode_file"}
+ROOT_API = {"encode", "decode", "encode_file", "decode_file", "open"}
 
 
 def _targets(path: Path) -> list[tuple[int, str]]:

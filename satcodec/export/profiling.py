@@ -30,7 +30,15 @@ import numpy as np
 
 from satcodec.errors import ConfigError, ProfileError
 
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "hw_profiles"
+# The profiles ship as package data, satcodec/hw_profiles: in a checkout that is a symlink to
+# the repo root's hw_profiles/ (the one copy), in a wheel or sdist the files themselves. A
+# checkout without symlinks (git core.symlinks=false) falls back to the repo root.
+_PACKAGED_PROFILES = Path(__file__).resolve().parents[1] / "hw_profiles"
+PROFILES_DIR = (
+    _PACKAGED_PROFILES
+    if _PACKAGED_PROFILES.is_dir()
+    else Path(__file__).resolve().parents[2] / "hw_profiles"
+)
 BOARD_RUNTIMES = ("torch", "onnxruntime", "tensorrt", "vitis-ai", "openvino")
 PRECISIONS = ("fp32", "fp16", "int8")
 ROLES = ("board", "ground")
@@ -606,7 +614,10 @@ def format_reports(reports: Sequence[BoardReport]) -> str:
 
 def plot_reports(reports: Sequence[BoardReport], path: str | os.PathLike) -> None:
     """Bar chart: projected board throughput and energy vs measured host throughput (labelled)."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        raise ConfigError("plotting needs matplotlib: pip install 'satcodec[plots]'") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
