@@ -435,15 +435,26 @@ def _tile_input(size: int) -> np.ndarray:
 
 
 def time_function(
-    fn: Callable[[np.ndarray], Any], x: np.ndarray, repeat: int = 5, warmup: int = 1
+    fn: Callable[[np.ndarray], Any],
+    x: np.ndarray,
+    repeat: int = 5,
+    warmup: int = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[float]:
-    for _ in range(warmup):
+    """Seconds of each of ``repeat`` runs after ``warmup`` untimed ones; ``progress(done,
+    total)`` is called after every run, warm-up included."""
+    total = warmup + repeat
+    for i in range(warmup):
         fn(x)
+        if progress:
+            progress(i + 1, total)
     out = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn(x)
         out.append(time.perf_counter() - t0)
+        if progress:
+            progress(warmup + len(out), total)
     return out
 
 
@@ -502,6 +513,13 @@ class BoardReport:
     projected_mpix_per_s: float
     projected_energy_j_per_mpix: float
     projected_bound: str
+    # the entropy coder (quantise, fit, code: the channel-context model) of the tile's latents
+    # at the model's native step, MEASURED on this host on one core; it runs on the board's
+    # CPU, for which profiles carry no speed figure: the pipeline figure assumes a core as
+    # fast as this host's, spread over the profile's threads, and says so
+    entropy_latency_s: float = float("nan")
+    entropy_mpix_per_s: float = float("nan")
+    pipeline_mpix_per_s: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -514,8 +532,13 @@ def profile_board(
     size: int = 2048,
     repeat: int = 5,
     cache: dict[tuple, tuple[float, int]] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BoardReport:
-    """Measure (host) and project (board) the analysis of one ``size``² tile for ``prof``."""
+    """Measure (host) and project (board) the analysis of one ``size``² tile for ``prof``.
+
+    ``progress(done, total)`` follows the ``1 + repeat`` timed runs (warm-up included); a
+    measurement found in ``cache`` reports them all done at once.
+    """
     from satcodec.export.deploy import deploy_transforms
 
     if size % 16 or not 64 <= size <= 8192:
@@ -538,13 +561,25 @@ def profile_board(
     key = (runtime, precision, threads, size, repeat, info.model_id)
     if cache is not None and key in cache:
         median, runs = cache[key]
+        if progress:
+            progress(1 + repeat, 1 + repeat)
     else:
         fn = analysis_callable(runtime, precision, model, info, threads)
-        times = time_function(fn, _tile_input(size), repeat=repeat)
+        times = time_function(fn, _tile_input(size), repeat=repeat, progress=progress)
         median, runs = statistics.median(times), len(times)
         if cache is not None:
             cache[key] = (median, runs)
     bound = "compute" if proj.compute_bound_layers >= proj.memory_bound_layers else "memory"
+    ekey = ("entropy", size, repeat, info.model_id)
+    if cache is not None and ekey in cache:
+        entropy_s, _ = cache[ekey]
+    else:
+        entropy_s = entropy_coder_seconds(model, size, repeat)
+        if cache is not None:
+            cache[ekey] = (entropy_s, repeat)
+    entropy_mpix = pixels / 1e6 / entropy_s
+    # analysis at its projected rate, then the entropy coder on the board's cores (host speed)
+    pipeline = 1.0 / (1.0 / proj.mpix_per_s + 1.0 / (entropy_mpix * prof.threads))
     return BoardReport(
         board=prof.name,
         description=prof.description,
@@ -572,7 +607,30 @@ def profile_board(
         projected_mpix_per_s=proj.mpix_per_s,
         projected_energy_j_per_mpix=proj.energy_j_per_mpix,
         projected_bound=bound,
+        entropy_latency_s=entropy_s,
+        entropy_mpix_per_s=entropy_mpix,
+        pipeline_mpix_per_s=pipeline,
     )
+
+
+def entropy_coder_seconds(model: Any, size: int, repeat: int = 5) -> float:
+    """Median seconds, on one core of this host, to quantise, fit and entropy-code (the
+    default channel-context model) the latents of one ``size``² tile of the real sample at
+    the model's native step; the latents come from the PyTorch analysis (not timed)."""
+    import torch
+
+    from satcodec.coding.entropy_models import DEFAULT_ENTROPY_MODEL as em
+
+    halo = _encode_halo() // model.config.downsampling
+    with torch.no_grad():
+        lat = model.analysis_transform(torch.from_numpy(_tile_input(size))).numpy()[0]
+    lat = np.ascontiguousarray(lat[:, halo:-halo, halo:-halo]) if halo else lat[0]
+
+    def code(y: np.ndarray) -> bytes:
+        sym = np.rint(y).astype(np.int32)
+        return em.encode(sym, em.fit(sym))
+
+    return statistics.median(time_function(code, lat, repeat=repeat))
 
 
 def format_reports(reports: Sequence[BoardReport]) -> str:
@@ -586,12 +644,17 @@ def format_reports(reports: Sequence[BoardReport]) -> str:
         f"MEASURED on this host ({r0.host}): median of {r0.measured_runs} runs after 1 warm-up",
         "PROJECTED for the board: roofline bound from the profile's datasheet figures "
         "(not a measurement)",
+        "MEASURED entropy: quantise + fit + code (channel-context model) of the tile's latents "
+        "at the native step, on one core of this host",
+        "PIPELINE: projected analysis, then the entropy coder on the board's threads at this "
+        "host's per-core speed (profiles carry no CPU speed figure: a slower board CPU lowers it)",
         "",
     ]
     head = (
         f"{'board':24s} {'runtime/prec':18s} {'MAC/px':>7s} {'params':>7s} {'wts MiB':>7s} "
         f"{'act MiB':>8s} {'fits':>4s} | {'MEASURED host':13s} {'thr':>3s} {'ms':>8s} "
         f"{'MPix/s':>7s} | {'PROJECTED board':15s} {'ms':>8s} {'MPix/s':>8s} {'J/MPix':>8s} {'bound':7s}"
+        f" | {'MEASURED entropy':16s} {'ms':>7s} {'MPix/s':>7s} | {'PIPELINE':8s} {'MPix/s':>7s}"
     )
     lines += [head, "-" * len(head)]
     notes = []
@@ -604,6 +667,8 @@ def format_reports(reports: Sequence[BoardReport]) -> str:
             f"{r.measured_latency_s * 1e3:8.1f} {r.measured_mpix_per_s:7.2f} | {'':15s} "
             f"{r.projected_latency_s * 1e3:8.2f} {r.projected_mpix_per_s:8.1f} "
             f"{r.projected_energy_j_per_mpix:8.4f} {r.projected_bound:7s}"
+            f" | {'host, 1 core':16s} {r.entropy_latency_s * 1e3:7.1f} {r.entropy_mpix_per_s:7.2f}"
+            f" | {'':8s} {r.pipeline_mpix_per_s:7.2f}"
         )
         if r.host_note:
             notes.append(f"  {r.board}: {r.host_note}")
