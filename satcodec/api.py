@@ -423,8 +423,9 @@ def encode_file(
             (runtime, precision, export_dir, threads),
             channel_context,
         )
+        # inside the with: a large scene's encoder reads its tiles again while coding
+        data = _encode(enc, bpp, max_bpp, quality)
     info = enc.info
-    data = _encode(enc, bpp, max_bpp, quality)
     atomic_write_bytes(dst, data)
     h = StreamReader(data).header
     return EncodeReport(
@@ -434,7 +435,7 @@ def encode_file(
         h.quant_step,
         info.name,
         info.model_id,
-        len(enc.latent_tiles),
+        enc.n_tiles,
     )
 
 

@@ -103,3 +103,27 @@ def test_default_runtime_gives_the_torch_stream(
     pixels, _ = satcodec.decode(torch_stream)
     reference, _ = satcodec.decode(torch_stream, runtime="torch")
     assert np.abs(pixels.astype(int) - reference.astype(int)).max() <= 1  # float rounding
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_streaming_encoder_writes_the_same_stream(image: np.ndarray, threads: int) -> None:
+    """Above max_held_tiles the encoder keeps only the rate search's sample and analyses the
+    other tiles again while coding: same stream, for --bpp (refinement passes included) and a
+    fixed step."""
+    from satcodec.codec.registry import load_model
+    from satcodec.coding import Encoder, array_window_reader
+
+    net, info = load_model("reduced-s8-l1e-3")
+    a = np.concatenate([image, image[:, ::-1]], axis=1)
+    a = np.concatenate([a, a[:, :, ::-1], a], axis=2)[:, :640, :768]  # 10 x 12 tiles of 64
+    a = np.concatenate([a, a[:, ::-1]], axis=1)[:, :704]  # 11 x 12 = 132 tiles: a sample of 66
+    kw = dict(height=704, width=768, bands=1, dtype="uint16", bit_depth=12, nodata=None, tile=64)
+    held = Encoder(net, info, array_window_reader(a), workers=threads, max_held_tiles=1000, **kw)
+    streaming = Encoder(net, info, array_window_reader(a), workers=threads, **kw)
+    assert not held.streaming and streaming.streaming
+    assert streaming.n_tiles == held.n_tiles == 132
+    assert streaming.sample == held.sample == 2
+    assert len(streaming.latent_tiles) == 66 and len(held.latent_tiles) == 132
+    assert streaming.estimated_bits(1.0, 2) == held.estimated_bits(1.0, 2)
+    assert streaming.encode(0.7) == held.encode(0.7)
+    assert streaming.encode_at_bpp(1.2) == held.encode_at_bpp(1.2)

@@ -110,11 +110,15 @@ def progress(
 
     def cb(done: int, total: int) -> None:
         nonlocal bar
+        if bar is not None and (total != bar.total or done < bar.n):
+            bar.close()  # a new phase (a large scene's encoder: sample, then coding passes)
+            bar = None
         if bar is None:
             bar = tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
+            bar = None
 
     return cb
 

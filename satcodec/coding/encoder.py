@@ -22,7 +22,7 @@ each tile's latents widened by ``decode_halo`` latents, :mod:`satcodec.coding.de
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -153,9 +153,13 @@ class Encoder:
         channel_context: bool | None = None,
         entropy_model: EntropyModel | None = None,
         workers: int = 1,
+        max_held_tiles: int = 128,
     ) -> None:
         """``workers``: threads analysing and coding tiles in parallel (reading stays in the
-        calling thread; the stream is byte-identical for any count). ``analysis``: the analysis :class:`Transform` (default: the model's, in PyTorch;
+        calling thread; the stream is byte-identical for any count). ``max_held_tiles``: above
+        this many tiles the encoder keeps only the rate search's sample of latents and
+        analyses the other tiles again in each coding pass (``read`` must then stay valid
+        until :meth:`encode` is done; the stream is the same). ``analysis``: the analysis :class:`Transform` (default: the model's, in PyTorch;
         ``satcodec.export.runtime.make_transform`` builds onnxruntime / TensorRT ones).
 
         ``entropy_model``: the :class:`EntropyModel` the tiles are coded with (default:
@@ -183,7 +187,17 @@ class Encoder:
         self.offsets = band_offsets_of(read, bands, height, width, nodata)
         self.tiles_y = math.ceil(height / tile)
         self.tiles_x = math.ceil(width / tile)
-        self.latent_tiles = list(self._analyse(read, progress))
+        n = self.bands * self.tiles_y * self.tiles_x
+        self.n_tiles = n
+        self.sample = rate_control.sample_stride(n)
+        # small scenes keep every tile's latents (the rate search and every coding pass reuse
+        # them); large ones keep only the rate search's sample and analyse the other tiles
+        # again in each coding pass, streaming: memory stays bounded by the sample
+        self.streaming = n > max_held_tiles
+        self._read = read if self.streaming else None
+        self._progress = progress
+        wanted = range(0, n, self.sample) if self.streaming else None
+        self.latent_tiles = list(self._analyse(read, progress, wanted))
 
     @property
     def channel_context(self) -> bool:
@@ -218,40 +232,51 @@ class Encoder:
         return out
 
     def _analyse(
-        self, read: WindowReader, progress: Callable[[int, int], None] | None
+        self,
+        read: WindowReader,
+        progress: Callable[[int, int], None] | None,
+        wanted: Iterable[int] | None = None,
     ) -> Iterator[LatentTile]:
-        stride = self.model.config.downsampling
+        """The latents of every tile (band-major, raster order), or of the flat tile indices
+        in ``wanted`` (increasing)."""
         windows = self.tile_windows()
-        total = self.bands * len(windows)
-
-        def prepared() -> Iterator[tuple[int, TileWindow, np.ndarray, np.ndarray | None]]:
-            # reading stays in this thread (GDAL datasets are not thread-safe)
-            for b in range(self.bands):
-                for w in windows:
-                    raw = read(b, w.y0, w.x0, w.height, w.width).astype(np.float32)
-                    oy, ox = w.tile_y, w.tile_x  # multiples of the stride
-                    mask = None
-                    if self.nodata is not None:
-                        nd = raw == np.float32(self.nodata)
-                        raw[nd] = self.offsets[b]  # nodata costs ~0 bits and does not ring
-                        inner = nd[oy : oy + w.tile_h, ox : ox + w.tile_w]
-                        mask = inner.copy() if inner.any() else None
-                    x = ((raw - self.offsets[b]) / self.peak)[None, None]
-                    yield b, w, np.ascontiguousarray(x, dtype=np.float32), mask
-
-        def analyse(item: tuple[int, TileWindow, np.ndarray, np.ndarray | None]) -> LatentTile:
-            b, w, x, mask = item
-            y = self.analysis(x)[0]
-            ly, lx = w.tile_y // stride, w.tile_x // stride
-            lh, lw = math.ceil(w.tile_h / stride), math.ceil(w.tile_w / stride)
-            lat = np.array(y[:, ly : ly + lh, lx : lx + lw], dtype=np.float32)
-            return LatentTile(b, w.row, w.col, lat, mask)
-
+        order = [(b, w) for b in range(self.bands) for w in windows]
+        todo = [order[i] for i in wanted] if wanted is not None else order
+        total = len(todo)
         with torch_threads(1 if self.workers > 1 else None):
-            for done, tile in enumerate(ordered_map(analyse, prepared(), self.workers), 1):
+            items = self._prepared(read, todo)
+            for done, tile in enumerate(ordered_map(self._analyse_one, items, self.workers), 1):
                 yield tile
                 if progress:
                     progress(done, total)
+
+    def _prepared(
+        self, read: WindowReader, todo: Iterable[tuple[int, TileWindow]]
+    ) -> Iterator[tuple[int, TileWindow, np.ndarray, np.ndarray | None]]:
+        """Normalised analysis inputs, read in the calling thread (GDAL datasets are not
+        thread-safe)."""
+        for b, w in todo:
+            raw = read(b, w.y0, w.x0, w.height, w.width).astype(np.float32)
+            oy, ox = w.tile_y, w.tile_x  # multiples of the stride
+            mask = None
+            if self.nodata is not None:
+                nd = raw == np.float32(self.nodata)
+                raw[nd] = self.offsets[b]  # nodata costs ~0 bits and does not ring
+                inner = nd[oy : oy + w.tile_h, ox : ox + w.tile_w]
+                mask = inner.copy() if inner.any() else None
+            x = ((raw - self.offsets[b]) / self.peak)[None, None]
+            yield b, w, np.ascontiguousarray(x, dtype=np.float32), mask
+
+    def _analyse_one(
+        self, item: tuple[int, TileWindow, np.ndarray, np.ndarray | None]
+    ) -> LatentTile:
+        b, w, x, mask = item
+        stride = self.model.config.downsampling
+        y = self.analysis(x)[0]
+        ly, lx = w.tile_y // stride, w.tile_x // stride
+        lh, lw = math.ceil(w.tile_h / stride), math.ceil(w.tile_w / stride)
+        lat = np.array(y[:, ly : ly + lh, lx : lx + lw], dtype=np.float32)
+        return LatentTile(b, w.row, w.col, lat, mask)
 
     # --- 2. quantisation and the rate estimate ---------------------------------------------------
     @property
@@ -277,13 +302,14 @@ class Encoder:
         ``model`` picks the entropy model estimated (an :class:`EntropyModel` or its flag;
         default: the one this encoder codes with)."""
         em = self.entropy_model if model is None else entropy_model_for(model)
-        tiles = self.latent_tiles[::sample]
+        # held tiles: every sample-th; streaming: the held tiles are that sample already
+        tiles = self.latent_tiles if self.streaming else self.latent_tiles[::sample]
 
         def tile_bits(t: LatentTile) -> float:
             return em.estimate_bits_at_step(t.latents, step) + 8 * (t.latents.shape[0] + 32)
 
         bits = sum(ordered_map(tile_bits, tiles, self.workers))  # in order: the same sum
-        return bits * len(self.latent_tiles) / len(tiles)
+        return bits * self.n_tiles / len(tiles)
 
     def step_for_bpp(self, bpp: float) -> float:
         """:func:`satcodec.coding.rate_control.step_for_bpp` on this encoder."""
@@ -318,7 +344,33 @@ class Encoder:
             payload = pack_payload(em.encode(symbols, indices), t.nodata_mask)
             return TileRecord(t.band, t.row, t.col, indices.tobytes(), payload)
 
-        return write_stream(header, list(ordered_map(code, self.latent_tiles, self.workers)))
+        if not self.streaming:
+            return write_stream(header, list(ordered_map(code, self.latent_tiles, self.workers)))
+
+        # streaming: the held sample is coded from its latents, every other tile is read and
+        # analysed again, then coded, in one ordered pass (memory: the tiles in flight)
+        held = dict(zip(range(0, self.n_tiles, self.sample), self.latent_tiles, strict=True))
+        windows = self.tile_windows()
+        order = [(b, w) for b in range(self.bands) for w in windows]
+        read = self._read
+        if read is None:
+            raise ConfigError("this encoder's reader is closed: encode before closing it")
+
+        def items() -> Iterator[Any]:
+            fresh = self._prepared(read, (bw for i, bw in enumerate(order) if i not in held))
+            for i in range(self.n_tiles):
+                yield held[i] if i in held else next(fresh)
+
+        def analyse_and_code(item: Any) -> TileRecord:
+            return code(item if isinstance(item, LatentTile) else self._analyse_one(item))
+
+        with torch_threads(1 if self.workers > 1 else None):
+            records = []
+            for done, rec in enumerate(ordered_map(analyse_and_code, items(), self.workers), 1):
+                records.append(rec)
+                if self._progress:
+                    self._progress(done, self.n_tiles)
+        return write_stream(header, records)
 
     def encode_at_bpp(
         self, bpp: float, never_exceed: bool = False, tolerance: float = 0.02

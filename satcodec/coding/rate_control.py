@@ -21,6 +21,11 @@ QUALITY_PER_OCTAVE = 12.5  # every 12.5 quality points halve / double the step
 MIN_STEP, MAX_STEP = 1 / 64, 256.0
 
 
+def sample_stride(tiles: int) -> int:
+    """Every how many tiles the rate search estimates: all below 128, ~64 tiles above."""
+    return max(1, tiles // 64)
+
+
 def step_for_quality(quality: float) -> float:
     """Fixed-quality mode: 50 is the model's native point; ±12.5 per octave of step."""
     if not 0 <= quality <= 100:
@@ -36,7 +41,7 @@ def step_for_bpp(enc: Encoder, bpp: float) -> float:
     converges in 3-4 estimates. Each estimate is :meth:`Encoder.estimated_bits`: one compiled
     pass over the sampled tiles' latents (no re-analysis, no coding)."""
     target = bpp * enc.pixels
-    sample = max(1, len(enc.latent_tiles) // 64)
+    sample = enc.sample
     x_min, x_max = math.log2(MIN_STEP), math.log2(MAX_STEP)
     aim = -0.002  # aim inside the accepted band (-0.004, 0]: a secant landing on it stops
 
@@ -117,5 +122,6 @@ __all__ = [
     "QUALITY_PER_OCTAVE",
     "encode_at_bpp",
     "step_for_bpp",
+    "sample_stride",
     "step_for_quality",
 ]
