@@ -686,7 +686,11 @@ def main() -> None:
         "",
         f"Scene: {how} (a real Pleiades scene; mirroring keeps it seamless). "
         f"{tiles} tiles of 512² ({mpix:.2f} MPix). Default runtime of `encode_file` / "
-        f"`decode_file`: {runtime}; all satcodec numbers below are on it, on the CPU, "
+        f"`decode_file`: {runtime} — `satcodec.export.runtime.default_runtime`: onnxruntime fp32 "
+        "when installed, because it codes the same streams as PyTorch (the ladder below checks "
+        "the bytes) and runs the transforms faster on CPUs (its rows); int8 stays an explicit "
+        "`--precision int8` (the board's choice): its latents differ, so it changes the rate "
+        "and distortion. All satcodec numbers below are on the default, on the CPU, "
         f"`torch.set_num_threads({a.threads})` and OMP/MKL threads {a.threads}. "
         f"Medians of {a.repeats} runs. Stage-profile model for `--bpp {a.bpp:g}`: `{model}`; "
         f"for `--quality 50`: `{choose_model(None)}`.",

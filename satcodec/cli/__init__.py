@@ -32,18 +32,22 @@ and profiles the codec."""
 
 EPILOG = """\
 examples:
+  satcodec demo                                       (try it: a shipped scene vs JPEG 2000)
   satcodec encode scene.tif -o scene.satc --bpp 1.5
   satcodec info scene.satc
   satcodec decode scene.satc -o decoded.tif
+  satcodec ground INBOX OUTBOX                        (a pass of bitstreams -> COGs + STAC)
   satcodec encode - -o - < scene.tif > scene.satc     ('-': standard input / output)
   satcodec COMMAND --help                             (the options of one command)
 
-every command takes -q (no progress bars or messages) and -v (timings; -vv: tracebacks).
+every command takes -q (no progress bars or messages) and -v (timings; -vv: tracebacks);
+the long ones (encode, decode, denoise, ground, eval, profile, train) show a progress bar on
+standard error.
 
 exit status:
   0    done
   1    done in part: damaged tiles written as nodata, damaged tiles reported by info,
-       ground scenes that failed, were refused or quarantined
+       ground scenes that failed, were refused, quarantined or wait for their model
   2    error: one line on standard error, no output written (bad options too)
   130  interrupted"""
 
@@ -90,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     2 error (one line on stderr, no output written); 130 interrupted. A usage error exits
     the process with status 2 (argparse)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # GDAL's block cache defaults to 5 % of RAM (1.2 GB on a 24 GB host) and fills up on a
+    # large scene read or written window by window: the tiles need only a few blocks each
+    os.environ.setdefault("GDAL_CACHEMAX", "128")  # MB; a user's own setting wins
     args = build_parser().parse_args(argv)
     args.argv = argv  # the command line, for what records it (model cards)
     t0 = time.perf_counter()
