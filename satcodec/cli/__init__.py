@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # GDAL's block cache defaults to 5 % of RAM (1.2 GB on a 24 GB host) and fills up on a
     # large scene read or written window by window: the tiles need only a few blocks each
-    os.environ.setdefault("GDAL_CACHEMAX", "128")  # MB; a user's own setting wins
+    os.environ.setdefault("GDAL_CACHEMAX", "32")  # MB; a user's own setting wins
     args = build_parser().parse_args(argv)
     args.argv = argv  # the command line, for what records it (model cards)
     t0 = time.perf_counter()
