@@ -548,6 +548,27 @@ def cmd_peer(a: argparse.Namespace) -> int:
     return 0
 
 
+REPLOT_TITLES = {
+    "rd_pan": "11-15-bit panchromatic and single-band dev images: satcodec against JPEG 2000 "
+    "and JPEG XL (real file sizes)",
+    "rd_other": "the other dev images (RGB, multispectral, single bands, SAR): satcodec against "
+    "JPEG 2000 and JPEG XL (real file sizes)",
+}
+
+
+def cmd_replot(a: argparse.Namespace) -> int:
+    """Redraw the committed RD figures from their CSVs (no coding, seconds)."""
+    from satcodec.evaluation import plot_rd, read_csv
+
+    for tag in a.tags:
+        rows = read_csv(RESULTS / f"{tag}.csv")
+        bd_path = RESULTS / f"{tag}_bd.csv"
+        bd = read_csv(bd_path) if bd_path.exists() else None
+        plot_rd(rows, RESULTS / f"{tag}.png", bd=bd, title=REPLOT_TITLES.get(tag))
+        print(RESULTS / f"{tag}.png")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -594,6 +615,9 @@ def main(argv: list[str] | None = None) -> int:
     pe.add_argument("--note", help="a paragraph on the training budget, printed above the table")
     pe.add_argument("-q", "--quiet", action="store_true")
     pe.set_defaults(func=cmd_peer)
+    rp = sub.add_parser("replot", help="redraw committed RD figures from their CSVs")
+    rp.add_argument("tags", nargs="*", default=["rd_pan", "rd_other"])
+    rp.set_defaults(func=cmd_replot)
     a = p.parse_args(argv)
     return a.func(a)
 

@@ -43,13 +43,68 @@ def boundary_ratio(err: np.ndarray, tile: int) -> float:
     return float(dx[:, at].mean() / dx[:, ~at].mean())
 
 
+def plot_corner(corner: tuple, png: str) -> None:
+    """Original and both decodes around the corner of four 256-px tiles, and the error, each
+    with a colour bar in sensor digital numbers (DN)."""
+    name, rate, ref, t256, t512 = corner
+    y, x, h = 256 - 64, 256 - 64, 128
+    crop = [ref[y : y + h, x : x + h], t256[y : y + h, x : x + h], t512[y : y + h, x : x + h]]
+    lo, hi = np.percentile(crop[0], [1, 99])
+    err = (t256.astype(np.int64) - ref)[y : y + h, x : x + h]
+    fig, ax = plt.subplots(1, 4, figsize=(17, 4.6), layout="constrained")
+    titles = [
+        "original",
+        "decoded, tile 256 (corner at centre)",
+        "decoded, tile 512 (no boundary here)",
+        "error of the tile-256 decode",
+    ]
+    for i, (img, t) in enumerate(zip([*crop, err], titles, strict=True)):
+        if i < 3:
+            im = ax[i].imshow(img, cmap="gray", vmin=lo, vmax=hi)
+        else:
+            m = np.abs(err).max() or 1
+            im = ax[i].imshow(img, cmap="RdBu", vmin=-m, vmax=m)
+        ax[i].axhline(63.5, color="yellow", lw=0.6, ls=":")
+        ax[i].axvline(63.5, color="yellow", lw=0.6, ls=":")
+        ax[i].set_title(t, fontsize=9)
+        ax[i].set_xlabel("x (pixels from crop edge)", fontsize=8)
+        ax[i].set_ylabel("y (pixels)", fontsize=8)
+        ax[i].tick_params(labelsize=7)
+        if i >= 2:  # one bar for the three grey panels (same scale), one for the error
+            bar = fig.colorbar(im, ax=ax[i] if i == 3 else list(ax[:3]), shrink=0.85, pad=0.01)
+            bar.set_label(
+                "decoded − original (DN)" if i == 3 else "pixel value (DN, 1–99 % stretch)",
+                fontsize=8,
+            )
+            bar.ax.tick_params(labelsize=7)
+    fig.suptitle(
+        f"{name} at {rate} bpp: 128x128 crop centred on the corner of four 256-px tiles "
+        "(dotted); DN = sensor digital numbers"
+    )
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", required=True)
     ap.add_argument("--rates", default="1,2")
     ap.add_argument("--out", default=str(RESULTS / "seams.md"))
     ap.add_argument("--png", default=str(RESULTS / "seams_tile_corner.png"))
+    ap.add_argument(
+        "--figure-only",
+        action="store_true",
+        help="only redraw the tile-corner figure (first scene, first rate; table untouched)",
+    )
     a = ap.parse_args()
+    if a.figure_only:
+        name, rate = SCENES[0], float(a.rates.split(",")[0])
+        with open_raster(Path(a.data) / name) as r:
+            arr = r.read()
+        dec = {t: satcodec.decode(satcodec.encode(arr, bpp=rate, tile=t))[0] for t in (256, 512)}
+        plot_corner((name, rate, arr[0], dec[256][0], dec[512][0]), a.png)
+        print(a.png)
+        return
     lines = [
         "# Seams: tile size 256 vs 512 at equal target rate",
         "",
@@ -80,33 +135,7 @@ def main() -> None:
             if corner is None and min(arr.shape[1:]) >= 384:
                 corner = (name, rate, arr[0], res[256][2][0], res[512][2][0])
     if corner:
-        name, rate, ref, t256, t512 = corner
-        y, x, h = 256 - 64, 256 - 64, 128
-        crop = [ref[y : y + h, x : x + h], t256[y : y + h, x : x + h], t512[y : y + h, x : x + h]]
-        lo, hi = np.percentile(crop[0], [1, 99])
-        err = (t256.astype(np.int64) - ref)[y : y + h, x : x + h]
-        fig, ax = plt.subplots(1, 4, figsize=(16, 4.4))
-        titles = [
-            "original",
-            "decoded, tile 256 (corner at centre)",
-            "decoded, tile 512 (no boundary here)",
-            "error, tile 256",
-        ]
-        for i, (img, t) in enumerate(zip([*crop, err], titles, strict=True)):
-            if i < 3:
-                ax[i].imshow(img, cmap="gray", vmin=lo, vmax=hi)
-            else:
-                m = np.abs(err).max() or 1
-                ax[i].imshow(img, cmap="RdBu", vmin=-m, vmax=m)
-            ax[i].axhline(63.5, color="yellow", lw=0.6, ls=":")
-            ax[i].axvline(63.5, color="yellow", lw=0.6, ls=":")
-            ax[i].set_title(t, fontsize=9)
-            ax[i].axis("off")
-        fig.suptitle(
-            f"{name} at {rate} bpp: 128x128 crop centred on the corner of four 256-px tiles (dotted)"
-        )
-        fig.tight_layout()
-        fig.savefig(a.png, dpi=110)
+        plot_corner(corner, a.png)
         lines += ["", f"Crop across a tile corner: `{Path(a.png).name}`"]
     lines += [
         "",

@@ -88,9 +88,10 @@ def ship_codec(
     *,
     dest: str | Path | None = None,
     val_scenes: Sequence[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Ship a codec training run as ``dest/NAME.safetensors`` + ``NAME.md``; returns the
-    weights path.
+    weights path. ``progress(done, total)`` follows the measurements (scene x rate).
 
     Reads ``RUN/checkpoint.safetensors`` (or, for a run brought back without it, the final
     ``RUN/model.safetensors``), ``RUN/model.json`` (``lmbda.json`` for older runs) and
@@ -148,7 +149,10 @@ def ship_codec(
         tmp = Path(scratch) / f"{name}.safetensors"
         save_model(tmp, model, {})
         net, info = load_model(tmp)
-        for scene in val_names:
+        total = len(val_names) * (len(rates) + 1)
+        for k, scene in enumerate(val_names):
+            if progress:
+                progress(k * (len(rates) + 1), total)
             with open_raster(Path(data) / scene) as r:
                 arr, bits = r.read(), r.meta.bit_depth
             stream = encode(arr, quality=50, model=tmp)
@@ -181,6 +185,10 @@ def ship_codec(
                 except RateControlError:  # the anchor cannot hit this rate on this scene
                     j2k = None
                 rows.append((scene, rate, bpp, psnr(arr, out, bits), j2k, ""))
+                if progress:
+                    progress(k * (len(rates) + 1) + 1 + rates.index(rate), total)
+        if progress:
+            progress(total, total)
     ideal = sum(o["ideal_bits"] for o in overheads)
     actual = sum(o["actual_bits"] for o in overheads)
     meta: dict[str, Any] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -372,3 +373,110 @@ def test_ladder_pick_is_the_best_measured_model_at_each_rate():
     assert all(_ladder_choice(models, b) == p for b, p in picks.items())
     # outside every card's range: the best extrapolation among them, never an error
     assert choose_model(8.0, models) == "wide"
+
+
+# --- cross-checks with the reference packages (skipped when they are not installed) ----------
+RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results"
+BD_TOLERANCE_PCT = 1e-6  # BD-rate, percentage points: same interpolant, float rounding only
+
+
+def _committed_curves() -> list[
+    tuple[str, str, list[float], list[float], list[float], list[float]]
+]:
+    """(image, curve, anchor rates, anchor PSNRs, test rates, test PSNRs) of the committed RD
+    runs: every satcodec model, the ladder and JPEG XL against JPEG 2000, 17 real images."""
+    from satcodec.evaluation.report import curves
+
+    out = []
+    for name in ("rd_pan.csv", "rd_other.csv"):
+        for image, per in curves(read_csv(RESULTS / name)).items():
+            anchor = per["jpeg2000"]
+            for cname, pts in per.items():
+                if cname == "jpeg2000" or len(pts) < 4:
+                    continue
+                out.append(
+                    (
+                        image,
+                        cname,
+                        [float(r["bpp"]) for r in anchor],
+                        [float(r["psnr"]) for r in anchor],
+                        [float(r["bpp"]) for r in pts],
+                        [float(r["psnr"]) for r in pts],
+                    )
+                )
+    return out
+
+
+def _by_psnr(rates: list[float], psnrs: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Points sorted by PSNR, as ``bjontegaard`` needs them (it does not sort)."""
+    order = np.argsort(psnrs)
+    return np.asarray(rates)[order], np.asarray(psnrs)[order]
+
+
+@pytest.mark.parametrize("method", ["pchip", "cubic"])
+def test_bd_rate_matches_the_bjontegaard_package(method):
+    """Our BD-rate against ``bjontegaard`` (FAU, PyPI) on the committed real RD curves.
+
+    Both interpolate log-rate over PSNR on the common PSNR range (``bjontegaard`` with SciPy's
+    PchipInterpolator or np.polyfit of degree 3; log10 there, ln here: the same percentage).
+    Agreement: within 1e-6 percentage points on every curve (measured: ~1e-12).
+    """
+    ref = pytest.importorskip("bjontegaard")
+    checked = 0
+    for image, cname, ar, ap, tr, tp in _committed_curves():
+        if len(set(ap)) < len(ap) or len(set(tp)) < len(tp):
+            continue  # duplicated PSNRs: we merge them, bjontegaard's interpolators refuse them
+        ours = bd_rate(ar, ap, tr, tp, method)
+        ra, pa = _by_psnr(ar, ap)
+        rt, pt = _by_psnr(tr, tp)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # it warns on curves that barely overlap
+            theirs = ref.bd_rate(
+                ra, pa, rt, pt, method, require_matching_points=False, min_overlap=0
+            )
+        if math.isnan(ours):
+            assert math.isnan(theirs), (image, cname)
+            continue
+        assert ours == pytest.approx(theirs, abs=BD_TOLERANCE_PCT), (image, cname, method)
+        checked += 1
+    assert checked >= 30  # 34 curves of the 17 images (ladder, models, JPEG XL)
+
+
+MSSSIM_TOLERANCE = 1e-6  # absolute, on the MS-SSIM value (even image sizes)
+
+
+@pytest.fixture(scope="module")
+def decoded_pairs() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Real pairs: a 352x352 crop of the shipped Pleiades scene and its reconstructions by the
+    shipped codec at 0.5 and 2 bpp and, when imagecodecs is installed, by JPEG 2000 at 0.5 bpp."""
+    import satcodec
+
+    x = _sample(352).astype(np.uint16)
+    pairs = []
+    for bpp in (0.5, 2.0):
+        y, _ = satcodec.decode(satcodec.encode(x, bpp=bpp))
+        pairs.append((f"satcodec {bpp} bpp", x, np.asarray(y).reshape(x.shape)))
+    try:
+        import imagecodecs  # noqa: F401  (the eval extra)
+    except ImportError:
+        return pairs
+    from satcodec.evaluation.anchors import jpeg2000_at_bpp
+
+    pairs.append(("jpeg2000 0.5 bpp", x, jpeg2000_at_bpp(x, 12, 0.5).decoded))
+    return pairs
+
+
+def test_ms_ssim_matches_pytorch_msssim_on_decoded_images(decoded_pairs):
+    """Our MS-SSIM against ``pytorch_msssim.ms_ssim`` (same window, weights, K1, K2, pooling)
+    on real original/decoded pairs: within 1e-6 absolute."""
+    ref = pytest.importorskip("pytorch_msssim")
+    for name, x, y in decoded_pairs:
+        xf, yf = x.astype(np.float64), y.astype(np.float64)
+        expected = float(
+            ref.ms_ssim(
+                torch.from_numpy(xf)[None, None], torch.from_numpy(yf)[None, None], data_range=4095
+            )
+        )
+        got = ms_ssim(xf, yf, 12)
+        assert 0.9 < got < 1, name
+        assert got == pytest.approx(expected, abs=MSSSIM_TOLERANCE), name

@@ -85,16 +85,23 @@ def cmd_profile(a: argparse.Namespace) -> int:
     profiles = list_profiles(a.profiles_dir) if a.all else [find_profile(a.board, a.profiles_dir)]
     net, info = load_model(a.model or _default_model())
     cache: dict = {}
-    # the library measures one board per call: progress is counted in boards (one board
-    # times `repeat` runs of a `size`² tile: about a minute at the defaults)
-    tick = progress(a, "profile", unit="board")
+    # progress in timed runs of a `size`² tile (1 warm-up + `repeat` per board; one run of
+    # the default 2048² tile takes seconds on a laptop core, so a board takes about a minute)
+    tick = progress(a, "profile", unit="run")
+    per_board = 1 + a.repeat
+    total = per_board * len(profiles)
     reports = []
     for i, prof in enumerate(profiles):
+        board_tick = None
         if tick:
-            tick(i, len(profiles))
-        reports.append(profile_board(prof, net, info, a.size, a.repeat, cache))
+            tick(i * per_board, total)
+
+            def board_tick(done: int, _total: int, base: int = i * per_board) -> None:
+                tick(base + done, total)
+
+        reports.append(profile_board(prof, net, info, a.size, a.repeat, cache, board_tick))
     if tick:
-        tick(len(profiles), len(profiles))
+        tick(total, total)
     if a.json:
         print(json.dumps([r.to_dict() for r in reports], indent=2))
     else:

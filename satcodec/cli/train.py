@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from satcodec.cli.options import add_command, add_group, quiet, say
+from satcodec.cli.options import add_command, add_group, progress, quiet, say
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -93,7 +93,9 @@ def cmd_tune_decoder(a: argparse.Namespace) -> int:
 def cmd_ship_codec(a: argparse.Namespace) -> int:
     from satcodec.shipping import ship_codec
 
-    path = ship_codec(a.run, a.name, a.data, a.rates, a.default, dest=a.dest)
+    tick = progress(a, "ship: measuring", unit="encode")
+    extra = {"progress": tick} if tick else {}  # -q: the plain call
+    path = ship_codec(a.run, a.name, a.data, a.rates, a.default, dest=a.dest, **extra)
     say(a, path.with_suffix(".md").read_text().rstrip("\n"))
     say(a, f"shipped {path}")
     return 0

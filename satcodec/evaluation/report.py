@@ -242,64 +242,142 @@ def mean_curves(
     return out
 
 
+def image_group(row: dict[str, Any]) -> str:
+    """The panel an image goes to in :func:`plot_rd`: images of one kind of sensor and product
+    side by side, from the band count and the sensor named in the file name."""
+    name, bands = str(row["image"]).lower(), int(row["bands"])
+    if "sentinel1" in name or "-sar" in name or "_sar" in name:
+        return "SAR (Sentinel-1 VV)"
+    if bands >= 4:
+        return "multispectral (6-10 bands, VNIR + SWIR)"
+    if bands == 3:
+        return "RGB composites (3 bands)"
+    for key, label in (
+        ("pleiades", "Pleiades panchromatic"),
+        ("worldview", "WorldView panchromatic"),
+        ("sentinel2", "Sentinel-2 single band"),
+        ("landsat", "Landsat single band"),
+    ):
+        if key in name:
+            return label
+    return "single band"
+
+
+_CODEC_STYLE = {  # line style and marker by codec; colour by image
+    LADDER: dict(ls="-", marker="o", lw=2.0),
+    "jpeg2000": dict(ls="--", marker="s", lw=1.3),
+    "jpegxl": dict(ls=":", marker="^", lw=1.5),
+    "reduced-likelihood": dict(ls="-", marker="o", lw=2.0),
+    "reduced-bitstream": dict(ls="-.", marker="x", lw=1.4),
+    "peer-likelihood": dict(ls=(0, (5, 1, 1, 1)), marker="D", lw=1.4),
+}
+_CODEC_LABEL = {
+    LADDER: "satcodec (shipped ladder)",
+    "jpeg2000": "JPEG 2000 (OpenJPEG)",
+    "jpegxl": "JPEG XL",
+}
+
+
 def plot_rd(
     rows: Sequence[dict[str, Any]],
     path: str | os.PathLike,
     metric: str = "psnr",
     title: str | None = None,
     bd: Sequence[dict[str, Any]] | None = None,
+    group: Any = image_group,
 ) -> None:
-    """RD plot (PNG): one panel per image plus a panel of the mean over images."""
+    """RD plot (PNG): one panel per image group (``group(row) -> label``, default
+    :func:`image_group`); in a panel, colour is the image and line style the codec, with the
+    legends beside the panel, never over the curves. Where the shipped ladder is measured the
+    single models behind it are left out (they are in the CSV). Image labels carry the
+    ladder's BD-rate against JPEG 2000 when ``bd`` has it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
+    from matplotlib.lines import Line2D
 
     per_image = curves(rows)
-    names = sorted(per_image)
-    n = len(names) + 1
-    cols = min(4, n)
-    nrows = math.ceil(n / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.8 * nrows), squeeze=False)
-    ylabel = "PSNR (dB, peak 2^bits−1)" if metric == "psnr" else "MS-SSIM"
-    bd_of = {(r["image"], r["curve"]): r for r in (bd or [])}
     info = {r["image"]: r for r in rows}
-    panels = [(nm, per_image[nm]) for nm in names]
-    panels.append(("mean over images", {k: v for k, v in mean_curves(rows, metric).items()}))
-    for ax, (nm, per) in zip(axes.flat, panels, strict=False):
-        models = [c for c in per if c.startswith("satcodec:")]
-        for cname in sorted(per, key=lambda c: (c.startswith("satcodec:"), c)):
-            pts = per[cname]
-            style = _style(LADDER if LADDER not in per and models == [cname] else cname)
-            if pts and isinstance(pts[0], dict):
+    groups: dict[str, list[str]] = {}
+    for nm in sorted(per_image):
+        groups.setdefault(group(info[nm]), []).append(nm)
+    bd_of = {(r["image"], r["curve"]): r for r in (bd or [])}
+    ylabel = "PSNR (dB, peak 2^bits - 1)" if metric == "psnr" else "MS-SSIM (1 = identical)"
+    n = len(groups)
+    cols = 1 if n == 1 else 2
+    nrows = math.ceil(n / cols)
+    fig, axes = plt.subplots(
+        nrows, cols, figsize=(9.5 * cols, 4.2 * nrows), squeeze=False, layout="constrained"
+    )
+    for ax, (label, names) in zip(axes.flat, sorted(groups.items()), strict=False):
+        codecs_seen: list[str] = []
+        image_handles = []
+        for k, nm in enumerate(names):
+            per = per_image[nm]
+            shown = [c for c in per if not (LADDER in per and c.startswith("satcodec:"))]
+            colour = f"C{k % 10}"
+            for cname in sorted(shown, key=lambda c: (c != LADDER, c)):
+                pts = per[cname]
                 xs = [float(r["bpp"]) for r in pts]
                 ys = [float(r[metric]) for r in pts]
-            else:
-                xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-            label = cname
-            key = (nm if nm != "mean over images" else "MEAN", cname)
-            if key in bd_of and math.isfinite(float(bd_of[key]["bd_rate_pct"])):
-                label += f" ({float(bd_of[key]['bd_rate_pct']):+.1f}%)"
-            ax.plot(xs, ys, label=label, **style)
-        if nm in info:
+                style = _CODEC_STYLE.get(cname, dict(ls="-", marker=".", lw=1.0))
+                ax.plot(xs, ys, color=colour, ms=4, **style)
+                if cname not in codecs_seen:
+                    codecs_seen.append(cname)
             r = info[nm]
-            sub = f"{r['bands']}x{r['height']}x{r['width']}, {r['bit_depth']}-bit"
-            ax.set_title(f"{nm[:42]}\n{sub}", fontsize=8)
-        else:
-            ax.set_title(nm, fontsize=9, fontweight="bold")
+            text = f"{nm.removesuffix('.tif')[:48]}\n  {r['bands']} band(s), {r['bit_depth']}-bit"
+            ladder = (
+                LADDER
+                if LADDER in per
+                else next((c for c in per if c.startswith("satcodec:")), None)
+            )
+            key = (nm, ladder)
+            if key in bd_of and math.isfinite(float(bd_of[key]["bd_rate_pct"])):
+                text += f", BD-rate {float(bd_of[key]['bd_rate_pct']):+.1f} % vs JPEG 2000"
+            image_handles.append(Line2D([], [], color=colour, lw=3, label=text))
+        codec_handles = [
+            Line2D(
+                [],
+                [],
+                color="0.25",
+                ms=5,
+                label=_CODEC_LABEL.get(c, c),
+                **_CODEC_STYLE.get(c, dict(ls="-", marker=".", lw=1.0)),
+            )
+            for c in sorted(codecs_seen, key=lambda c: (c != LADDER, c))
+        ]
+        first = ax.legend(
+            handles=codec_handles,
+            title="codec (line style)",
+            fontsize=7,
+            title_fontsize=7.5,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            borderaxespad=0.0,
+        )
+        ax.add_artist(first)
+        ax.legend(
+            handles=image_handles,
+            title="image (colour)",
+            fontsize=6.5,
+            title_fontsize=7.5,
+            loc="lower left",
+            bbox_to_anchor=(1.01, 0.0),
+            borderaxespad=0.0,
+        )
+        ax.set_title(f"{label} ({len(names)} image{'s' if len(names) > 1 else ''})", fontsize=10)
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        ax.set_xlabel("bits per pixel (real file size, log scale)", fontsize=8)
+        ax.set_xlabel("rate (bits per pixel per band, real file size; log scale)", fontsize=8)
         ax.set_ylabel(ylabel, fontsize=8)
         ax.grid(True, alpha=0.3)
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6.5, loc="lower right")
-    for ax in list(axes.flat)[len(panels) :]:
+    for ax in list(axes.flat)[n:]:
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
