@@ -64,9 +64,9 @@ def test_every_documented_command_exists_and_nothing_else():
 
 def _documented_lines() -> list[tuple[str, str]]:
     """(file, command line) of every ``satcodec ...`` line in a fenced block of the README,
-    the model cards and bench/results, and every card's ``- command:`` line."""
+    docs/, the model cards and bench/results, and every card's ``- command:`` line."""
     files = [ROOT / "README.md", *(ROOT / "bench" / "results").glob("*.md")]
-    files += [*(ROOT / "satcodec").rglob("*.md")]
+    files += [*(ROOT / "satcodec").rglob("*.md"), *(ROOT / "docs").glob("*.md")]
     found = []
     for f in files:
         fenced = False

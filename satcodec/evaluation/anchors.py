@@ -72,11 +72,24 @@ def _bisect(
     return AnchorResult(name, data, decode(data), rate)
 
 
+def _imagecodecs() -> Any:
+    """The comparison codecs' library, or a one-line error naming the extra to install."""
+    try:
+        import imagecodecs
+    except ModuleNotFoundError:
+        from satcodec.errors import ConfigError
+
+        raise ConfigError(
+            "the JPEG 2000 / JPEG XL comparisons need imagecodecs: pip install 'satcodec[eval]'"
+        ) from None
+    return imagecodecs
+
+
 def jpeg2000_at_bpp(
     image: np.ndarray, bit_depth: int, bpp: float, tol: float = 0.01
 ) -> AnchorResult:
     """OpenJPEG (irreversible 9/7) at ``bpp`` for one (H, W) band; imagecodecs' ``level`` is a PSNR target."""
-    import imagecodecs
+    imagecodecs = _imagecodecs()
 
     img = np.ascontiguousarray(image)
 
@@ -100,7 +113,7 @@ def jpeg2000_at_bpp(
 
 def jpegxl_at_bpp(image: np.ndarray, bit_depth: int, bpp: float, tol: float = 0.01) -> AnchorResult:
     """libjxl (effort 7) at ``bpp``; bisects its butteraugli ``distance`` in log scale."""
-    import imagecodecs
+    imagecodecs = _imagecodecs()
 
     img = np.ascontiguousarray(image)
     if img.dtype == np.uint16 and bit_depth < 16:
@@ -130,7 +143,7 @@ class AnchorCache:
 
     @staticmethod
     def key(codec: str, band: np.ndarray, mask: np.ndarray | None, bits: int, bpp: float) -> str:
-        import imagecodecs
+        imagecodecs = _imagecodecs()
 
         h = hashlib.sha256(np.ascontiguousarray(band).tobytes())
         h.update(str(band.shape).encode())
