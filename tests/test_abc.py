@@ -392,3 +392,84 @@ def test_flow_surrogate_reproduces_conditional_mean_and_spread() -> None:
     with torch.no_grad():
         p = model.log_prob(th.expand(len(xx), 2), xx).exp()
     assert float(p.sum() * (g[1] - g[0]) ** 2) == pytest.approx(1.0, abs=0.05)
+
+
+# --- learned summary statistics --------------------------------------------------------------
+def test_learned_summary_recovers_theta_and_ignores_point_order() -> None:
+    from satcodec.research.abc import SummaryDistance, fit_summary
+
+    torch.manual_seed(7)
+    # 4 i.i.d. 2-D points around θ (2-D): the sample mean is sufficient
+    theta = torch.rand(2000, 2) * 4 - 2
+    x = (theta[:, None, :] + 0.3 * torch.randn(2000, 4, 2)).reshape(2000, 8)
+    summ = fit_summary(theta, x, point_dim=2, steps=600, seed=0)
+    t_test = torch.rand(300, 2) * 4 - 2
+    x_test = (t_test[:, None, :] + 0.3 * torch.randn(300, 4, 2)).reshape(300, 8)
+    s = summ(x_test)
+    assert s.shape == (300, 4)  # (θ, θ²) features
+    for j in range(2):  # the θ summaries track θ closely
+        c = torch.corrcoef(torch.stack([s[:, j], t_test[:, j]]))[0, 1]
+        assert c > 0.95, (j, float(c))
+    # DeepSets: permuting the points changes nothing
+    perm = x_test.reshape(300, 4, 2)[:, [2, 0, 3, 1]].reshape(300, 8)
+    torch.testing.assert_close(summ(perm), s, rtol=1e-5, atol=1e-5)
+    # a batched distance, zero at the observation itself
+    d = SummaryDistance(summ)(x_test, x_test[0])
+    assert d.shape == (300,) and float(d[0]) < 1e-5 and float(d[1:].min()) > 0
+    with pytest.raises(ConfigError):
+        fit_summary(theta[:10], x[:10])
+
+
+# --- the benchmark's reporting (no sbibm needed) ---------------------------------------------
+def test_bench_summary_averages_classifier_seeds_and_needs_separated_intervals() -> None:
+    from satcodec.benchmarks.abc_bench import BenchOptions, compare, render_markdown, summarize
+
+    def rows(method, per_obs):
+        return [
+            {"task": "two_moons", "budget": 1000, "method": method, "observation": i + 1,
+             "c2st": float(sum(v) / len(v)), "c2st_seeds": v, "real_simulations": 1000,
+             "seconds": 1.0}
+            for i, v in enumerate(per_obs)
+        ]  # fmt: skip
+
+    r = (
+        rows("smc_abc", [[0.80, 0.84], [0.78, 0.80], [0.82, 0.86]])
+        + rows("surrogate_flow", [[0.70, 0.72], [0.69, 0.71], [0.71, 0.73]])
+        + rows("npe", [[0.76, 0.80], [0.64, 0.66], [0.80, 0.84]])
+    )
+    s = {x["method"]: x for x in summarize(r)}
+    assert s["smc_abc"]["mean"] == pytest.approx(0.8167, abs=1e-3)
+    assert s["smc_abc"]["seed_range_max"] == pytest.approx(0.04)
+    assert s["smc_abc"]["n_seeds"] == 2 and s["smc_abc"]["n_obs"] == 3
+    assert compare(s["surrogate_flow"], s["smc_abc"]) == "wins"
+    assert compare(s["smc_abc"], s["surrogate_flow"]) == "loses"
+    assert compare(s["surrogate_flow"], s["npe"]) == "ties"  # NPE's spread overlaps
+    o = BenchOptions(quick=True, budgets=[1000]).resolved()
+    md = render_markdown(o, list(s.values()), {}, 60.0, r)
+    assert (
+        "| 1,000 | two_moons | Surrogate ABC (flow) | SMC-ABC | 0.710 vs 0.817 | **wins** |" in md
+    )
+
+
+def test_bench_quick_mode_runs() -> None:
+    pytest.importorskip("sbibm")
+    pytest.importorskip("sklearn")
+    pytest.importorskip("zuko")
+    import tempfile
+
+    from satcodec.benchmarks.abc_bench import BenchOptions, run_benchmark
+
+    with tempfile.TemporaryDirectory() as out:
+        res = run_benchmark(
+            BenchOptions(
+                quick=True, methods=["rej_abc", "smc_abc_sbibm", "surrogate_flow"], out=out,
+                progress=False,
+            )
+        )  # fmt: skip
+        assert {r["method"] for r in res["rows"]} == {"rej_abc", "smc_abc_sbibm", "surrogate_flow"}
+        for r in res["rows"]:
+            assert len(r["c2st_seeds"]) == 2 and r["real_simulations"] == 1000
+        flow = next(r for r in res["rows"] if r["method"] == "surrogate_flow")
+        assert [x["real_simulations"] for x in flow["rounds"]] == [500, 500]  # two rounds
+        md = open(f"{out}/abc_bench_quick.md").read()
+        assert "SMC-ABC, sbibm settings" in md and "classifier seeds" in md

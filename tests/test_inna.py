@@ -17,12 +17,14 @@ from satcodec.train.schedules import lr_factor
 
 # --- independent reference ----------------------------------------------------------------
 def numpy_inna(theta0, grad, steps, lr, alpha, beta, psi_init, wd=0.0, power=0.0, spe=None):
-    """Eq. (12) of Castera et al. (2021), written directly from the paper, in float64."""
+    """Eq. (12) of Castera et al. (2021), written directly from the paper, in float64, with
+    weight decay as in the official PyTorch code (camcastera/Indian-for-DeepLearning, inna.py):
+    θ ← θ − γ(phase_update + βv + λθ), λθ not multiplied by β and absent from ψ's update."""
     theta = np.array(theta0, dtype=np.float64)
     psi = None
     thetas, psis = [], []
     for k in range(steps):
-        v = grad(theta) + wd * theta
+        v = grad(theta)
         if psi is None:
             psi = (1 - alpha * beta) * theta
             if psi_init == "paper":
@@ -31,7 +33,7 @@ def numpy_inna(theta0, grad, steps, lr, alpha, beta, psi_init, wd=0.0, power=0.0
         gamma = lr / (kk + 1) ** power
         # both updates from the old (theta, psi)
         theta, psi = (
-            theta + gamma * ((1 / beta - alpha) * theta - psi / beta - beta * v),
+            theta + gamma * ((1 / beta - alpha) * theta - psi / beta - beta * v - wd * theta),
             psi + gamma * ((1 / beta - alpha) * theta - psi / beta),
         )
         thetas.append(theta.copy())
@@ -99,6 +101,59 @@ def test_first_step(psi_init, scale):
     opt.step()
     expected = torch.tensor([1.0, -2.0], dtype=torch.float64) - 0.1 * scale * p.grad
     torch.testing.assert_close(p.detach(), expected)
+
+
+def test_weight_decay_has_the_official_semantics():
+    # official code: θ₁ = θ₀ − γ(β g + λθ₀) from ψ₀ at equilibrium; the decay is not scaled by β
+    theta0 = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    p = torch.nn.Parameter(theta0.clone())
+    opt = INNA([p], lr=0.1, alpha=0.5, beta=0.1, weight_decay=0.3, psi_init="equilibrium")
+    g = torch.tensor([3.0, 4.0], dtype=torch.float64)
+    p.grad = g.clone()
+    opt.step()
+    torch.testing.assert_close(p.detach(), theta0 - 0.1 * (0.1 * g + 0.3 * theta0))
+    # ψ ignores the decay: ψ₁ = ψ₀ + γ·phase(θ₀, ψ₀) = ψ₀ (phase is 0 at equilibrium)
+    torch.testing.assert_close(opt.state[p]["psi"], (1 - 0.05) * theta0)
+
+
+def test_step_size_bound_is_two_over_alpha():
+    # no gradient: θ − ψ is conserved and the phase (the step θ_{k+1} − θ_k, over γ) shrinks by
+    # (1 − γα) a step, so the scheme is stable for γ < 2/α and unstable above, whatever β
+    for beta in (0.01, 1.0, 10.0):
+        for gamma, stable in ((1.9 / 0.5, True), (2.1 / 0.5, False)):
+            p = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+            opt = INNA([p], lr=gamma, alpha=0.5, beta=beta, psi_init="equilibrium")
+            p.grad = torch.zeros(1, dtype=torch.float64)
+            opt.step()  # initialises ψ at equilibrium (no move)
+            opt.state[p]["psi"].add_(0.1)  # perturb off equilibrium
+            moves = []
+            for _ in range(100):
+                before = float(p)
+                p.grad = torch.zeros(1, dtype=torch.float64)
+                opt.step()
+                moves.append(abs(float(p) - before))
+            assert (moves[-1] < moves[0]) == stable, (beta, gamma)
+
+
+@pytest.mark.parametrize(
+    "alpha,beta,h", [(0.5, 0.1, 1.0), (0.5, 0.1, 100.0), (0.005, 10.0, 2e-3), (0.5, 1.0, 10.0)]
+)
+def test_step_size_bound_on_a_quadratic(alpha, beta, h):
+    # J = hθ²/2: stable iff γh < α + βh and γ²h − 2γ(α + βh) + 4 > 0 (module docstring)
+    def stable(g):
+        return g * h < alpha + beta * h and g * g * h - 2 * g * (alpha + beta * h) + 4 > 0
+
+    lo, hi = 0.0, 1e4  # the largest stable γ by bisection on the condition
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if stable(mid) else (lo, mid)
+    for gamma, expect in ((0.97 * lo, True), (1.03 * lo, False)):
+        p = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+        opt = INNA([p], lr=gamma, alpha=alpha, beta=beta, psi_init="equilibrium")
+        for _ in range(3000):
+            p.grad = h * p.detach().clone()
+            opt.step()
+        assert (abs(float(p)) < 1.0) == expect, (gamma, float(p))
 
 
 def test_builtin_decay_equals_trainer_inverse_power_schedule():
@@ -335,14 +390,29 @@ def test_benchmark_harness_end_to_end(tmp_path, monkeypatch):
         res = ib.run_task(ib.TASKS[name], opts, log=lambda s: None)
     finally:
         del ib.TASKS[name]
-    assert set(res["optimizers"]) == {"INNA", "Adam"}
-    for o in res["optimizers"].values():
-        # γ₀ is the training-loss argmin of the grid; the grid seed is not a reported seed
-        assert o["best_lr"] == min((float(k) for k in o["grid"]), key=lambda k: o["grid"][f"{k:g}"])
-        assert [r["seed"] for r in o["runs"]] == [0, 1] and ib.GRID_SEED not in (0, 1)
-        for r in o["runs"]:
-            assert len(r["curves"]["train_loss"]) == res["epochs"] + 1  # epoch 0 included
-            assert r["lr"] == o["best_lr"]
+    assert set(res["optimizers"]) == {"INNA", "Adam", ib.TUNED}
+    tuned = res["optimizers"][ib.TUNED]
+    # (α, β) screened over the paper's grid at loss scales 1 and 10⁴, at γ_c·{0.1, 0.316, 1}
+    assert len(tuned["screen"]) == 8
+    assert {(v["alpha"], v["beta"]) for v in tuned["screen"].values()} >= {(0.5, 0.1), (0.005, 10)}
+    best_default = res["optimizers"]["INNA"]["best_lr"]
+    cands = []
+    for v in tuned["screen"].values():
+        gc = best_default * 0.5 / v["alpha"]
+        keys = list(v["train_loss"])
+        assert keys[:3] == [f"{float(f'{gc * 10**q:.3g}'):g}" for q in (0, -0.5, -1)]
+        # it goes on down by half decades only while the smallest step is the best
+        for n in range(3, len(keys)):
+            seen = {float(k): v["train_loss"][k] for k in keys[:n]}
+            assert min(seen, key=lambda k: seen[k]) == min(seen)
+        cands += [
+            (x, v["alpha"], v["beta"], k) for k, x in v["train_loss"].items() if np.isfinite(x)
+        ]
+    loss, a, b, lr = min(cands)
+    assert (tuned["alpha"], tuned["beta"]) == (a, b)
+    assert lr in tuned["grid"]  # the γ₀ search starts around it and reuses the screening run
+    assert tuned["grid"][lr] == loss
+    assert tuned["tuning_runs"] >= 24
     # all optimizers start from the same initialisation
     firsts = {o["runs"][0]["curves"]["train_loss"][0] for o in res["optimizers"].values()}
     assert len(firsts) == 1
@@ -355,6 +425,23 @@ def test_benchmark_harness_end_to_end(tmp_path, monkeypatch):
     assert (tmp_path / "p.png").stat().st_size > 0
     assert "| INNA |" in ib.table(res)
     assert [v["against"] for v in ib.verdicts(res)] == ["Adam"]
+    assert [v["against"] for v in ib.verdicts(res, ib.TUNED)] == ["Adam"]
+    assert "| INNA tuned (α=" in ib.table(res)
+    summary = {
+        "command": "satcodec research inna-bench --tasks tiny",
+        "quick": False,
+        "seeds": 2,
+        "grid_seed": ib.GRID_SEED,
+        "torch": torch.__version__,
+        "machine": "test",
+        "wall_s": 1.0,
+        "toy": {},
+        "pending": {},
+        "tasks": {name: res},
+    }
+    md = ib.report(summary, "inna_bench")
+    assert "| 0.005 | 10 | ×10000 |" in md  # the screening table
+    assert "INNA tuned against each optimizer" in md and "INNA against each optimizer" in md
 
 
 def test_verdicts_need_non_overlapping_ranges():

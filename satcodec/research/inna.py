@@ -13,6 +13,24 @@ explicit Euler step of the paper's eq. (12), with v_k a (mini-batch) gradient at
 both computed from the old values (θ_k, ψ_k). It costs one extra buffer (ψ) per parameter,
 like SGD with momentum.
 
+Step-size stability. Without a gradient the (θ, ψ) map has the eigenvalues 1 and 1 − γα (the
+ψ/β terms cancel in θ − ψ), so the explicit scheme needs γ < 2/α whatever the loss. On a
+quadratic direction of curvature h the continuous modes solve λ² + (α + βh)λ + h = 0, and the
+Jury conditions on the step's characteristic polynomial give the exact bound: the step is
+stable iff
+
+    γh < α + βh   and   γ²h − 2γ(α + βh) + 4 > 0,
+
+which is γ < 2/α as h → 0, γ < (α + βh)/h for the underdamped (oscillating) modes and about
+γ < 2/(α + βh) for stiff overdamped ones. It is *not* γ/β < 2: β enters only through βh.
+
+Loss scale. (α, β) are not scale-free: multiplying the loss by s is the same, up to the time
+change t ↦ t√s, as keeping the loss and using (α/√s, β√s) with the step γ√s. A loss that is a
+mean over very many terms (tiny gradients: plain SGD then needs γ ≫ 1) therefore needs a small α
+(so that the bound 2/α allows a large γ) and a large β; the paper's defaults assume a loss of
+the usual O(1) scale. With the defaults (0.5, 0.1) the largest stable step is 4 and the gradient
+enters with γβ < 0.4.
+
 α is a viscous damping (friction on the velocity), β a Newtonian (geometric) damping that
 damps oscillations along directions of high curvature. The paper's defaults are
 (α, β) = (0.5, 0.1); its theory needs Σγ_k = ∞ and γ_k = o(1/log k), hence γ_k = γ₀/(k+1)^p
@@ -48,13 +66,17 @@ class INNA(torch.optim.Optimizer):
             rewrites ``group["lr"]`` (the shared trainer's schedules do) multiplies it.
         alpha: α ≥ 0, viscous damping. Default 0.5 (the paper's default).
         beta: β > 0, Newtonian damping. Default 0.1 (the paper's default). The explicit
-            scheme needs γ_k small against β (γ_k/β < 2 for the ψ/β term to be stable).
-        weight_decay: L2 penalty λ ≥ 0 added to the gradient (v ← v + λθ, as in the paper's
-            and the official code's coupled weight decay). Default 0.
+            scheme needs γ_k < 2/α, and on curvature h also γ_k h < α + βh and
+            γ_k²h − 2γ_k(α + βh) + 4 > 0: see the module docstring, which also explains why
+            (α, β) depend on the loss scale.
+        weight_decay: λ ≥ 0, with the official code's semantics: θ_{k+1} gets the extra term
+            −γ_k λ θ_k (the decay is *not* multiplied by β, and ψ does not see it), i.e.
+            θ_{k+1} = θ_k + γ_k [(1/β − α)θ_k − ψ_k/β − β v_k − λθ_k]. (Adding λθ to the
+            gradient instead would decay by βλ.) Default 0.
         psi_init: how ψ₀ is set, on each parameter's first step:
-            ``"paper"`` (default): ψ₀ = (1 − αβ)θ₀ − (β² − β)v₀, with v₀ the first gradient
-            (including weight decay), i.e. the initial velocity θ'(0) = −∇J(θ₀) of the paper
-            (so the first step is θ₁ = θ₀ − γ₀ v₀, a plain gradient step);
+            ``"paper"`` (default): ψ₀ = (1 − αβ)θ₀ − (β² − β)v₀, with v₀ the first gradient,
+            i.e. the initial velocity θ'(0) = −∇J(θ₀) of the paper (so the first step is
+            θ₁ = θ₀ − γ₀(v₀ + λθ₀), a plain gradient step on J + λ‖θ‖²/2);
             ``"equilibrium"``: ψ₀ = (1 − αβ)θ₀, the official PyTorch code's choice (zero
             initial velocity: the first step is θ₁ = θ₀ − γ₀ β v₀).
         decay_power: p ≥ 0 of the built-in step-size decay γ_k = γ₀/(k+1)^p. Default 0 (no
@@ -128,8 +150,6 @@ class INNA(torch.optim.Optimizer):
                 g = p.grad
                 if g.is_sparse:
                     raise ConfigError("INNA does not support sparse gradients")
-                if wd:
-                    g = g.add(p, alpha=wd)
                 state = self.state[p]
                 if "psi" not in state:
                     psi = p.detach().mul(1.0 - alpha * beta)
@@ -142,6 +162,8 @@ class INNA(torch.optim.Optimizer):
                 # phase = (1/β − α)θ − ψ/β, from the old θ and ψ
                 phase = p.mul(1.0 / beta - alpha).sub_(psi, alpha=1.0 / beta)
                 psi.add_(phase, alpha=gamma)
+                if wd:  # official semantics: −γλθ_k on θ only, not scaled by β
+                    phase.sub_(p, alpha=wd)
                 p.add_(phase, alpha=gamma).add_(g, alpha=-gamma * beta)
                 state["step"] += 1
         return loss

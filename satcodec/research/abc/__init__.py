@@ -6,6 +6,8 @@
 - :mod:`.rejection`: rejection ABC (quantile acceptance) and :class:`ABCResult`;
 - :mod:`.smc`: ABC-SMC with adaptive tolerances, importance weights, an adaptive Gaussian kernel,
   effective sample size and resampling;
+- :mod:`.summaries`: learned summary statistics (regression of (θ, θ²) on x, DeepSets for
+  i.i.d. points) and the distance between them;
 - :mod:`.surrogates`: conditional flow (zuko) and conditional VAE surrogates of p(X | θ) trained
   with the shared trainer, and :class:`SurrogateABC`.
 
@@ -27,6 +29,12 @@ from satcodec.research.abc.rejection import (
 )
 from satcodec.research.abc.simulators import Simulator, prior_log_prob, prior_sample
 from satcodec.research.abc.smc import default_population_size, smc_abc
+from satcodec.research.abc.summaries import (
+    LearnedSummary,
+    SummaryDistance,
+    SummaryNet,
+    fit_summary,
+)
 from satcodec.research.abc.surrogates import (
     CVAESurrogate,
     FirstRound,
@@ -46,7 +54,10 @@ __all__ = [
     "Euclidean",
     "FirstRound",
     "FlowSurrogate",
+    "LearnedSummary",
     "SlicedWasserstein",
+    "SummaryDistance",
+    "SummaryNet",
     "Simulator",
     "SurrogateABC",
     "SurrogateABCConfig",
@@ -54,6 +65,7 @@ __all__ = [
     "SurrogateTraining",
     "default_population_size",
     "effective_sample_size",
+    "fit_summary",
     "make_distance",
     "make_surrogate",
     "prior_log_prob",
