@@ -28,6 +28,7 @@ with open_raster(sys.argv[3]) as r:
     meta = r.meta
 meta.height = meta.width = size
 meta.rpcs = None
+meta.gcps = None
 t = tile.shape[0]
 with create_raster(out, meta) as w:
     for y in range(0, size, t):

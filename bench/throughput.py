@@ -59,6 +59,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+from throughput_compare import mirror_to  # noqa: E402
 
 from satcodec.benchmarks.harness import (  # noqa: E402
     PAN_IMAGES,
@@ -97,17 +98,6 @@ DEC_STAGES = [
 
 
 # --- the scene ------------------------------------------------------------------------------------
-def mirror_to(img: np.ndarray, size: int) -> np.ndarray:
-    """``img`` (H, W) mirrored (period 2H, 2W, no seam) up to at least ``size`` a side, cropped."""
-    H, W = img.shape
-
-    def idx(n: int, period: int) -> np.ndarray:
-        i = np.arange(n) % (2 * period)
-        return np.where(i < period, i, 2 * period - 1 - i)
-
-    return np.ascontiguousarray(img[np.ix_(idx(size, H), idx(size, W))])
-
-
 def pick_source(data: Path | None) -> Path:
     if data is None:
         return SAMPLE

@@ -340,24 +340,7 @@ def ladder_lines(rows: list[dict], mpix: float, scene: str, bpp: float) -> list[
 
 
 # --- 3. the CLI on a 10000² scene -------------------------------------------------------------------
-MAKE = """
-import sys, numpy as np
-from satcodec.raster import open_raster, create_raster
-size, out = int(sys.argv[1]), sys.argv[2]
-with open_raster(sys.argv[3]) as r:
-    tile = r.read()[0]
-    meta = r.meta
-meta.height = meta.width = size
-meta.rpcs = None
-meta.gcps = None
-t = tile.shape[0]
-with create_raster(out, meta) as w:
-    for y in range(0, size, t):
-        for x in range(0, size, t):
-            k = (y // t * 7 + x // t * 3) % 4
-            block = np.rot90(tile, k)[: min(t, size - y), : min(t, size - x)]
-            w.write_window(0, y, x, np.ascontiguousarray(block))
-"""
+from large_scene import MAKE  # noqa: E402  (the 10000² mosaic, one definition)
 
 CLASSIC = """
 import sys, time, json, math, numpy as np, imagecodecs, rasterio

@@ -26,7 +26,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from satcodec.api import _damaged_fill_or_none, _open_decoder, read_stream, stream_raster_meta
-from satcodec.coding.decoder import to_dtype
+from satcodec.coding.decoder import _compact, to_dtype
 from satcodec.errors import ConfigError
 
 CACHE_BYTES = 64 << 20
@@ -458,18 +458,6 @@ class SatcDataset:
         px.setflags(write=False)
         self._tiles.put(key, px, px.nbytes)
         return px
-
-
-def _compact(sym: np.ndarray) -> np.ndarray:
-    """int8/int16 when the latents fit (they usually do): the cache holds 2-4x more."""
-    if sym.size == 0:
-        return sym.astype(np.int8)
-    lo, hi = int(sym.min()), int(sym.max())
-    for t in (np.int8, np.int16):
-        info = np.iinfo(t)
-        if info.min <= lo and hi <= info.max:
-            return sym.astype(t)
-    return sym
 
 
 def open_dataset(
