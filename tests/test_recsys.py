@@ -29,7 +29,16 @@ from satcodec.research.recsys import (
     recall_from_ranking,
     tfidf_content,
 )
-from satcodec.research.recsys.data import default_data_dir, resolve_data_dir
+from satcodec.research.recsys.anchors import content_cosine, random_scores
+from satcodec.research.recsys.data import (
+    RawData,
+    default_data_dir,
+    from_interactions,
+    load_dataset,
+    load_folder,
+    resolve_data_dir,
+    save_folder,
+)
 from satcodec.research.recsys.metrics import evaluate_scores
 from satcodec.research.recsys.models import NCACF, DeepInteraction
 from satcodec.research.recsys.train import model_scores
@@ -158,10 +167,35 @@ def test_tags_of_heldout_pairs_do_not_reach_the_content():
 
 def test_deep_interaction_matches_naive_products():
     torch.manual_seed(0)
-    for hidden in ((6,), (6, 4, 3)):
-        psi = DeepInteraction(8, hidden)
-        w, h = torch.randn(5, 8), torch.randn(7, 8)
-        torch.testing.assert_close(psi.logits(w, h), psi.logits_naive(w, h), rtol=1e-5, atol=1e-5)
+    for inp in ("product", "concat"):
+        for hidden in ((), (6,), (6, 4, 3)):
+            psi = DeepInteraction(8, hidden, inp)
+            w, h = torch.randn(5, 8), torch.randn(7, 8)
+            got, ref = psi.logits(w, h), psi.logits_naive(w, h)
+            torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_deep_psi_official_widths_and_initialisation():
+    assert NCACFConfig(psi="deep", psi_layers=0).psi_widths == ()
+    assert NCACFConfig(psi="deep", psi_layers=3).psi_widths == (32, 16, 8)
+    assert NCACFConfig(psi="deep", psi_layers=5).psi_widths == (128, 64, 32, 16, 8)
+    assert NCACFConfig(psi="deep", psi_hidden=(8, 4)).psi_widths == (8, 4)
+    torch.manual_seed(0)
+    # 0 layers over w ⊙ h with output weights 1 (relaxed): exactly the inner product
+    cfg = NCACFConfig(n_factors=8, psi="deep", psi_layers=0, phi="none")
+    m = NCACF(6, 9, 4, cfg)
+    w, h = m.user.weight, m.item.weight  # type: ignore[union-attr]
+    torch.testing.assert_close(m.interact(w, h), torch.sigmoid(w @ h.T))
+    deep = NCACF(6, 9, 4, NCACFConfig(n_factors=8, psi="deep", psi_layers=2, phi="none"))
+    assert deep.psi is not None and torch.all(deep.psi.out.weight == 1)
+    official = NCACF(6, 9, 4, NCACFConfig(n_factors=8, psi="deep", psi_init="official"))
+    assert official.psi is not None and official.psi.first is not None
+    assert official.psi.first.weight.std() < 0.02  # N(0, 0.01²)
+    concat = NCACF(6, 9, 4, NCACFConfig(n_factors=8, psi="deep", psi_input="concat"))
+    assert concat.psi is not None and not torch.all(concat.psi.out.weight == 1)
+    assert concat.psi.first is not None and concat.psi.first.in_features == 16
+    with pytest.raises(ConfigError):
+        NCACFConfig(psi="deep", psi_input="sum").validate()
 
 
 def test_config_is_validated():
@@ -265,12 +299,128 @@ def test_real_lastfm_data_loads_and_splits():
     assert (cold.content[cold.test_items].sum(1) > 0).mean() > 0.95  # content is still there
 
 
+# --- any user's data ------------------------------------------------------------------------------
+def test_from_interactions_with_string_ids_tags_and_dense_features(tmp_path):
+    inter = [("ann", "song-a", 3), ("ann", "song-b", 1), ("bob", "song-a", 2.0)]
+    tags = [("zoe", "song-a", "jazz"), ("ann", "song-b", "rock")]
+    raw = from_interactions(inter, item_tags=tags, name="mine")
+    assert raw.plays.shape == (3, 3) and raw.plays[:, 2].tolist() == [3, 1, 2]
+    assert sorted(raw.item_names.values()) == ["song-a", "song-b"]
+    assert sorted(raw.tag_names.values()) == ["jazz", "rock"]
+    feats = {"song-a": [1.0, 0.0], "song-b": [0.0, 2.0]}
+    raw2 = from_interactions(inter, item_features=feats)
+    assert raw2.features is not None and raw2.features.shape == (2, 2)
+    with pytest.raises(RecsysDataError, match="no item content"):
+        from_interactions(inter)
+    with pytest.raises(RecsysDataError, match="positive"):
+        from_interactions([("a", "b", 0)], item_tags=tags)
+    with pytest.raises(RecsysDataError, match="one item id per row"):
+        from_interactions(inter, item_features=np.ones((2, 2)))
+
+
+def _dense_planted() -> RawData:
+    """The planted data through the public constructor, with dense content (cluster ± noise)."""
+    inter = planted()
+    rng = np.random.default_rng(1)
+    cluster = (np.arange(inter.n_items) >= 40).astype(np.float32)
+    feats = np.stack([cluster, 1 - cluster], 1) * 3 + rng.normal(0, 0.3, (inter.n_items, 2))
+    feats = np.hstack([feats, rng.normal(0, 1, (inter.n_items, 6))]).astype(np.float32)
+    return from_interactions(
+        np.stack([inter.user_ids[inter.users], inter.item_ids[inter.items], inter.counts], 1),
+        item_features=feats,
+        feature_items=inter.item_ids,
+        name="planted-dense",
+    )
+
+
+def test_dense_content_split_and_content_only_baseline():
+    inter = preprocess(_dense_planted(), min_item_users=1, min_user_items=1)
+    assert inter.features is not None and inter.features.shape == (80, 8)
+    split = make_split(inter, "cold", seed=0)
+    assert split.content.shape == (80, 8)
+    np.testing.assert_allclose(split.content.mean(0), 0.0, atol=1e-5)  # standardised
+    base = evaluate_split(content_cosine(split).score_fn, split, "test")["ndcg"]
+    rnd = evaluate_split(random_scores(split).score_fn, split, "test")["ndcg"]
+    assert base > rnd + 0.1  # the content separates the two clusters
+
+
+def test_generic_folder_round_trip_and_loader_errors(tmp_path):
+    raw = _dense_planted()
+    save_folder(raw, tmp_path / "mine")
+    back = load_dataset(tmp_path / "mine")
+    assert back.name == "mine" and len(back.plays) == len(raw.plays)
+    assert back.features is not None and back.features.shape == raw.features.shape  # type: ignore[union-attr]
+    (tmp_path / "tagged").mkdir()
+    (tmp_path / "tagged" / "interactions.tsv").write_text("user\titem\nu1\ti1\nu2\ti1\n")
+    (tmp_path / "tagged" / "item_tags.tsv").write_text("user\titem\ttag\nu3\ti1\tfolk\n")
+    t = load_dataset(tmp_path / "tagged")
+    assert t.plays[:, 2].tolist() == [1, 1] and list(t.tag_names.values()) == ["folk"]
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "interactions.csv").write_text("who,what\nu1,i1\n")
+    with pytest.raises(RecsysDataError, match="header"):
+        load_dataset(tmp_path / "bad")
+    with pytest.raises(RecsysDataError, match="no item content"):
+        (tmp_path / "bad" / "interactions.csv").write_text("user,item,count\nu1,i1,2\n")
+        load_dataset(tmp_path / "bad")
+    with pytest.raises(RecsysDataError, match="no dataset"):
+        load_folder(tmp_path)
+
+
+def test_coordinate_search_widens_until_interior():
+    from satcodec.benchmarks.recsys_bench import coordinate_search
+
+    def f(c):
+        return -((np.log10(c["lr"]) + 3.3) ** 2) - (c["n"] - 2) ** 2 + (c["kind"] == "b")
+
+    r = coordinate_search(
+        {"lr": [1e-2, 1e-1, 1.0], "n": [1, 2, 3], "kind": ["a", "b"]}, f, log=lambda s: None
+    )
+    assert r["chosen"] == {"lr": pytest.approx(1e-3), "n": 2, "kind": "b"}
+    assert r["axes"]["lr"]["tried"][0] == pytest.approx(1e-4)  # widened twice past the edge
+    assert r["axes"]["lr"]["status"] == "interior after 2 widening(s)"
+    assert r["axes"]["n"]["status"] == "interior"
+    r2 = coordinate_search(
+        {"x": [1.0, 2.0, 4.0]}, lambda c: c["x"], max_widen=1, log=lambda s: None
+    )
+    assert r2["axes"]["x"]["status"] == "edge after 1 widening(s)"
+
+
+def test_bench_quick_runs_on_a_generic_folder(tmp_path, monkeypatch):
+    from satcodec.benchmarks.recsys_bench import RecsysBenchOptions, run_benchmark
+    from satcodec.research.recsys import anchors
+
+    def missing():
+        raise anchors.AnchorUnavailable("lightfm is not installed (simulated)")
+
+    monkeypatch.setattr(anchors, "_lightfm", missing)  # an optional anchor that is absent
+    save_folder(_dense_planted(), tmp_path / "planted")
+    opts = RecsysBenchOptions(
+        quick=True,
+        data=str(tmp_path / "planted"),
+        seeds=2,
+        out=str(tmp_path / "out"),
+        work=str(tmp_path / "work"),
+        progress=False,
+    )
+    summary = run_benchmark(opts, log=lambda s: None)
+    d = summary["datasets"]["planted"]
+    assert {"lin_phi", "deep_phi", "content", "random"} <= set(d["results"])
+    assert len(d["results"]["lin_phi"]["cold"]) == 2  # the second seed reuses the choice
+    assert "lightfm" in d["skipped"] and "lightfm" not in d["results"]
+    md = (tmp_path / "out" / "recsys_bench_quick.md").read_text()
+    assert "Data set `planted`" in md and "content-only cosine" in md
+    assert (tmp_path / "out" / "recsys_bench_quick.png").is_file()
+
+
 # --- wiring --------------------------------------------------------------------------------------------
 def test_cli_has_recsys_bench():
     from satcodec.cli import build_parser
 
-    a = build_parser().parse_args(["research", "recsys-bench", "--quick", "--seeds", "2"])
+    a = build_parser().parse_args(
+        ["research", "recsys-bench", "--quick", "--seeds", "2", "--datasets", "lastfm-dense"]
+    )
     assert a.quick and a.seeds == 2 and a.func.__name__ == "cmd_research_recsys_bench"
+    assert a.datasets == "lastfm-dense"
 
 
 def test_inna_bench_music_task_is_registered_and_trains():

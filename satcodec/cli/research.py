@@ -21,7 +21,13 @@ def cmd_research_recsys_bench(a: argparse.Namespace) -> int:
     from satcodec.benchmarks.recsys_bench import RecsysBenchOptions, run_benchmark
 
     opts = RecsysBenchOptions(
-        quick=a.quick, data=a.data, seeds=a.seeds, out=a.out, work=a.work, progress=not quiet(a)
+        quick=a.quick,
+        data=a.data,
+        datasets=a.datasets,
+        seeds=a.seeds,
+        out=a.out,
+        work=a.work,
+        progress=not quiet(a),
     )
     run_benchmark(opts)
     return 0
@@ -37,6 +43,7 @@ def cmd_research_abc_bench(a: argparse.Namespace) -> int:
         budgets=numbers("--budgets", a.budgets, integers=True) if a.budgets else None,
         observations=a.observations,
         c2st_samples=a.c2st_samples,
+        c2st_seeds=a.c2st_seeds,
         rounds=a.rounds,
         out=a.out,
         progress=not quiet(a),
@@ -69,27 +76,39 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     ab.add_argument("--quick", action="store_true", help="smoke run of about two minutes")
     ab.add_argument(
-        "--tasks", help="comma-separated subset of: two_moons,gaussian_linear,slcp,gaussian_mixture"
+        "--tasks",
+        help="comma-separated subset of: two_moons,gaussian_linear,slcp,gaussian_mixture "
+        "(default two_moons,slcp,gaussian_mixture)",
     )
     ab.add_argument(
         "--methods",
-        help="comma-separated subset of: rej_abc,smc_abc,surrogate_flow,surrogate_cvae,npe",
+        help="comma-separated subset of: rej_abc,smc_abc,smc_abc_sbibm,surrogate_flow,"
+        "surrogate_flow_ls,surrogate_cvae,npe (default: all but rej_abc and surrogate_cvae; "
+        "surrogate_flow_ls runs on slcp only)",
     )
-    ab.add_argument("--budgets", help="real-simulation budgets, e.g. 1000,10000 (the default)")
-    ab.add_argument("--observations", type=int, help="sbibm observations 1..N (default 3)")
-    ab.add_argument("--c2st-samples", type=int, help="C2ST samples per side (default 1000)")
-    ab.add_argument("--rounds", type=int, default=1, help="surrogate rounds (default 1: amortised)")
+    ab.add_argument("--budgets", help="real-simulation budgets, e.g. 1000,10000 (default 10000)")
+    ab.add_argument("--observations", type=int, help="sbibm observations 1..N (default 10)")
+    ab.add_argument("--c2st-samples", type=int, help="C2ST samples per side (default 500)")
+    ab.add_argument("--c2st-seeds", type=int, help="classifier seeds per cell (default 5)")
+    ab.add_argument("--rounds", type=int, default=2, help="surrogate rounds (default 2)")
     ab.add_argument("--out", default="bench/results")
 
     rb = add_command(
         research,
         "recsys-bench",
         cmd_research_recsys_bench,
-        "NCACF music recommender, warm and cold start, vs popularity/ALS/LightFM "
-        "(bench/results/recsys_bench*)",
+        "NCACF recommender, warm and cold start, vs popularity/content-only/ALS/LightFM, all "
+        "tuned on validation (bench/results/recsys_bench*)",
     )
-    rb.add_argument("--quick", action="store_true", help="smoke run of about two minutes")
-    rb.add_argument("--data", help="Last.fm HetRec 2011 folder (default: ../shared/data/music)")
+    rb.add_argument("--quick", action="store_true", help="smoke run of about a minute")
+    rb.add_argument(
+        "--data",
+        help="data folder: generic (interactions.csv + item_tags.csv and/or item_features.csv) "
+        "or Last.fm HetRec 2011 (default: ../shared/data/music)",
+    )
+    rb.add_argument(
+        "--datasets", help="with Last.fm data: comma-separated subset of lastfm,lastfm-dense"
+    )
     rb.add_argument("--seeds", type=int, help="seeds (splits and initialisations; default 3)")
     rb.add_argument("--out", default="bench/results")
     rb.add_argument("--work", default="runs/recsys_bench", help="per-run logs and checkpoints")

@@ -1,25 +1,33 @@
-"""Neural content-aware collaborative filtering (NCACF) for cold-start music recommendation.
+"""Neural content-aware collaborative filtering (NCACF) for cold-start recommendation.
 
 Magron & Févotte, "Neural content-aware collaborative filtering for cold-start music
-recommendation", Data Mining and Knowledge Discovery 36(5), 2022, on the Last.fm HetRec 2011
-listening data with tags as content. Research code: it never imports the codec.
+recommendation", Data Mining and Knowledge Discovery 36(5), 2022. Any user's (user, item, count)
+data with item content (tag triples or dense features) through :func:`from_interactions` or a
+folder (:func:`load_dataset`); developed on the Last.fm HetRec 2011 listening data with tags.
+Research code: it never imports the codec.
 
-- :mod:`.data`: loader, filtering, warm/cold splits, leakage-free tag TF-IDF content
+- :mod:`.data`: constructor and loaders, filtering, warm/cold splits, leakage-free content
+- :mod:`.datasets`: the derived second benchmark data set (``lastfm-dense``)
 - :mod:`.models`: NCACF (ψ linear/deep, φ none/deep, relaxed/strict) and its loss
 - :mod:`.train`: training with the shared trainer, evaluation, validation-based selection
 - :mod:`.metrics`: NDCG@k, recall@k
 - :mod:`.recommend`: ``Recommender.recommend(user, k)``
-- :mod:`.anchors`: popularity, random, implicit ALS, LightFM
+- :mod:`.anchors`: popularity, random, content-only cosine, implicit ALS, LightFM
 """
 
 from satcodec.research.recsys.data import (
     Interactions,
     LastfmRaw,
+    RawData,
     Split,
     default_data_dir,
+    from_interactions,
+    load_dataset,
+    load_folder,
     load_lastfm,
     make_split,
     preprocess,
+    save_folder,
     tfidf_content,
 )
 from satcodec.research.recsys.metrics import ndcg_from_ranking, rank_metrics, recall_from_ranking
@@ -33,6 +41,7 @@ __all__ = [
     "FitResult",
     "Interactions",
     "LastfmRaw",
+    "RawData",
     "NCACFConfig",
     "Recommendation",
     "Recommender",
@@ -40,6 +49,9 @@ __all__ = [
     "default_data_dir",
     "evaluate_split",
     "fit_ncacf",
+    "from_interactions",
+    "load_dataset",
+    "load_folder",
     "load_lastfm",
     "make_split",
     "ncacf_loss",
@@ -47,5 +59,6 @@ __all__ = [
     "preprocess",
     "rank_metrics",
     "recall_from_ranking",
+    "save_folder",
     "tfidf_content",
 ]

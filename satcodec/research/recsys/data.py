@@ -1,6 +1,19 @@
-"""Last.fm HetRec 2011 listening data: loading, filtering, warm/cold splits and tag content.
+"""Implicit-feedback data with item content: loading, filtering, warm/cold splits, content.
 
-The folder holds ``user_artists.dat`` (user, artist, play count), ``user_taggedartists.dat[.gz]``
+Any user's data: :func:`from_interactions` takes (user, item, count) interactions plus item
+content as tag triples (user, item, tag) and/or a dense feature matrix (one row per item, e.g.
+audio descriptors), and :func:`load_dataset` reads a folder in either of two formats:
+
+- **generic**: ``interactions.csv`` (header ``user,item,count``; the count column is optional),
+  plus ``item_tags.csv`` (``user,item,tag``) and/or ``item_features.csv`` (``item,f1,…,fd``),
+  and optionally ``items.csv`` (``item,name``); ``.tsv`` (tab-separated) works too; ids may be
+  any strings;
+- **Last.fm HetRec 2011** (below), the development set.
+
+Tag content is TF-IDF built per split without the held-out pairs' own tags; dense features are
+standardised per column (they cannot leak held-out listening).
+
+The Last.fm folder holds ``user_artists.dat`` (user, artist, play count), ``user_taggedartists.dat[.gz]``
 (user, artist, tag, date) and ``tags.dat`` (tag names, latin-1); ``artists.dat`` (names) is
 optional. Items are artists. See ``../shared/data/music/SOURCES.md``: the data may be used for
 non-commercial research with citation, so it is read from its folder and never copied.
@@ -22,11 +35,14 @@ the content. Tags from users who did not listen to the artist, and tags on train
 
 from __future__ import annotations
 
+import csv
 import gzip
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -110,17 +126,243 @@ def _named_table(path: Path, encoding: str, required: bool) -> dict[int, str]:
 
 
 @dataclass
-class LastfmRaw:
-    """The raw tables, with the dataset's own ids."""
+class RawData:
+    """The raw tables with integer ids (Last.fm's own, or codes given by :func:`from_interactions`)."""
 
-    plays: np.ndarray  # (n, 3) int64: userID, artistID, play count
-    tag_assignments: np.ndarray  # (m, 3) int64: userID, artistID, tagID
+    plays: np.ndarray  # (n, 3) int64: user, item, count (> 0)
+    tag_assignments: np.ndarray  # (m, 3) int64: user, item, tag (may be empty)
     tag_names: dict[int, str]
-    artist_names: dict[int, str]
-    folder: Path
+    artist_names: dict[int, str]  # item id -> name (the field keeps its Last.fm name)
+    folder: Path | None
+    features: np.ndarray | None = None  # (f, d) float32 dense item content
+    feature_items: np.ndarray | None = None  # (f,) item id of each feature row
+    name: str = "lastfm"
+
+    @property
+    def item_names(self) -> dict[int, str]:
+        return self.artist_names
 
 
-def load_lastfm(folder: str | Path | None = None) -> LastfmRaw:
+LastfmRaw = RawData  # the Last.fm loader's name for it
+
+
+def _codes(values: Any, table: dict[Any, int] | None = None) -> tuple[np.ndarray, dict[Any, int]]:
+    """Integer codes for arbitrary ids (integers stay as they are when ``table`` is None)."""
+    arr = np.asarray(values)
+    if table is None and arr.dtype.kind in "iu":
+        return arr.astype(np.int64), {}
+    table = {} if table is None else table
+    out = np.empty(len(arr), dtype=np.int64)
+    for n, v in enumerate(arr.tolist()):
+        key = v if isinstance(v, str) else str(v)
+        out[n] = table.setdefault(key, len(table))
+    return out, table
+
+
+def from_interactions(
+    interactions: Any,
+    item_tags: Any = None,
+    item_features: Any = None,
+    feature_items: Sequence[Any] | np.ndarray | None = None,
+    item_names: dict[Any, str] | None = None,
+    name: str = "custom",
+    folder: str | Path | None = None,
+) -> RawData:
+    """A dataset from any user's data (nothing here is Last.fm-specific).
+
+    - ``interactions``: (user, item, count) rows — an (n, 3) array, a list of rows, or a tuple of
+      three columns (lists or arrays); ids may be
+      integers or strings; counts must be positive (use 1 for plain implicit feedback);
+    - ``item_tags``: optional (user, item, tag) rows (who gave which tag to which item; a
+      user that is not a listener is fine). Tags of held-out pairs are dropped per split;
+    - ``item_features``: optional dense matrix, one row per item (``feature_items`` gives the
+      item id of each row), e.g. audio descriptors; or a dict ``{item: vector}``.
+
+    At least one kind of content is needed. Items without content get a zero content row.
+    """
+    cols = _columns(interactions, 3, "interactions")
+    try:
+        counts = np.asarray(cols[2], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise RecsysDataError(f"interactions: counts must be numbers ({exc})") from exc
+    if len(counts) == 0:
+        raise RecsysDataError("interactions: no rows")
+    if not np.isfinite(counts).all() or (counts <= 0).any():
+        raise RecsysDataError("interactions: counts must be positive and finite")
+    str_ids = (
+        np.asarray(cols[1]).dtype.kind not in "iu" or np.asarray(cols[0]).dtype.kind not in "iu"
+    )
+    users, utab = _codes(cols[0], {} if str_ids else None)
+    items, itab = _codes(cols[1], {} if str_ids else None)
+    tags = np.zeros((0, 3), dtype=np.int64)
+    tag_names: dict[int, str] = {}
+    if item_tags is not None:
+        tcols = _columns(item_tags, 3, "item_tags")
+        tu, _ = _codes(tcols[0], utab if str_ids else None)
+        ti, _ = _codes(tcols[1], itab if str_ids else None)
+        tt, ttab = _codes(tcols[2], {})
+        tags = np.stack([tu, ti, tt], 1) if len(tt) else tags
+        tag_names = {v: k for k, v in ttab.items()}
+    feats = fitems = None
+    if item_features is not None:
+        if isinstance(item_features, dict):
+            feature_items = list(item_features)
+            item_features = [item_features[k] for k in feature_items]
+        try:
+            feats = np.asarray(item_features, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise RecsysDataError(f"item_features: not a numeric matrix ({exc})") from exc
+        if feats.ndim != 2 or feature_items is None or len(feature_items) != len(feats):
+            raise RecsysDataError(
+                "item_features must be a 2-D matrix with one item id per row (feature_items)"
+            )
+        if not np.isfinite(feats).all():
+            raise RecsysDataError("item_features: NaN or infinite values")
+        fitems, _ = _codes(feature_items, itab if str_ids else None)
+    if feats is None and len(tags) == 0:
+        raise RecsysDataError("no item content: give item_tags and/or item_features")
+    names: dict[int, str] = {}
+    if str_ids:
+        names = {v: k for k, v in itab.items()}
+    for k, v in (item_names or {}).items():
+        code = itab.get(str(k)) if str_ids else int(k)
+        if code is not None:
+            names[int(code)] = str(v)
+    # fractional counts are rounded (to at least 1): the models binarise them anyway
+    plays = np.stack([users, items, np.maximum(1, np.rint(counts)).astype(np.int64)], 1)
+    return RawData(
+        plays=plays,
+        tag_assignments=tags,
+        tag_names=tag_names,
+        artist_names=names,
+        folder=Path(folder) if folder is not None else None,
+        features=feats,
+        feature_items=fitems,
+        name=name,
+    )
+
+
+def _columns(rows: Any, n: int, what: str) -> list[np.ndarray]:
+    # a tuple of n lists/arrays is n columns; anything else (an array, a list of rows) is rows
+    if (
+        isinstance(rows, tuple)
+        and len(rows) == n
+        and all(isinstance(c, list | np.ndarray) and np.ndim(c) == 1 for c in rows)
+    ):
+        cols = [np.asarray(c) for c in rows]
+    else:
+        arr = np.asarray(rows, dtype=object) if not isinstance(rows, np.ndarray) else rows
+        if arr.ndim != 2 or arr.shape[1] < n:
+            raise RecsysDataError(f"{what}: expected {n} columns, got shape {np.shape(arr)}")
+        cols = [np.asarray(arr[:, j].tolist()) for j in range(n)]
+    if len({len(c) for c in cols}) != 1:
+        raise RecsysDataError(f"{what}: columns of different lengths")
+    return cols
+
+
+GENERIC = ("interactions.csv", "interactions.tsv")
+
+
+def _find(folder: Path, stem: str) -> Path | None:
+    for ext in (".csv", ".tsv"):
+        if (folder / (stem + ext)).is_file():
+            return folder / (stem + ext)
+    return None
+
+
+def _read_table(path: Path, min_cols: int) -> tuple[list[str], list[list[str]]]:
+    delim = "\t" if path.suffix == ".tsv" else ","
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = [r for r in csv.reader(fh, delimiter=delim) if r and any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise RecsysDataError(f"cannot read {path}: {exc}") from exc
+    if not rows:
+        raise RecsysDataError(f"{path.name} is empty")
+    header, body = [c.strip() for c in rows[0]], rows[1:]
+    for n, r in enumerate(body, start=2):
+        if len(r) < min_cols:
+            raise RecsysDataError(f"{path.name}, line {n}: {len(r)} columns, expected {min_cols}")
+    return header, body
+
+
+def load_folder(folder: str | Path) -> RawData:
+    """A dataset folder in the generic format (see the module docstring)."""
+    root = Path(folder)
+    path = _find(root, "interactions")
+    if path is None:
+        raise RecsysDataError(
+            f"no dataset in {root}: expected interactions.csv (user,item,count) with "
+            "item_tags.csv (user,item,tag) and/or item_features.csv (item,f1,…), or the "
+            f"Last.fm HetRec 2011 files ({', '.join(REQUIRED)})"
+        )
+    header, body = _read_table(path, 2)
+    if [h.lower() for h in header[:2]] != ["user", "item"]:
+        raise RecsysDataError(f"{path.name}: header {header} must start with user,item")
+    try:
+        counts = [float(r[2]) if len(r) > 2 and r[2].strip() else 1.0 for r in body]
+    except ValueError as exc:
+        raise RecsysDataError(f"{path.name}: a non-numeric count ({exc})") from exc
+    inter = ([r[0].strip() for r in body], [r[1].strip() for r in body], counts)
+    tags = None
+    tpath = _find(root, "item_tags")
+    if tpath is not None:
+        _, tbody = _read_table(tpath, 3)
+        tags = tuple([r[j].strip() for r in tbody] for j in range(3))
+    feats = fitems = None
+    fpath = _find(root, "item_features")
+    if fpath is not None:
+        _, fbody = _read_table(fpath, 2)
+        fitems = [r[0].strip() for r in fbody]
+        try:
+            feats = np.array([[float(v) for v in r[1:]] for r in fbody], dtype=np.float32)
+        except ValueError as exc:
+            raise RecsysDataError(f"{fpath.name}: a non-numeric feature ({exc})") from exc
+    names = None
+    npath = _find(root, "items")
+    if npath is not None:
+        _, nbody = _read_table(npath, 2)
+        names = {r[0].strip(): r[1] for r in nbody}
+    return from_interactions(
+        inter, tags, feats, fitems, item_names=names, name=root.name, folder=root
+    )
+
+
+def save_folder(raw: RawData, folder: str | Path) -> Path:
+    """Write ``raw`` in the generic format (the inverse of :func:`load_folder`)."""
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / "interactions.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["user", "item", "count"])
+        w.writerows(raw.plays.tolist())
+    if len(raw.tag_assignments):
+        with (root / "item_tags.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["user", "item", "tag"])
+            w.writerows(raw.tag_assignments.tolist())
+    if raw.features is not None and raw.feature_items is not None:
+        with (root / "item_features.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["item", *(f"f{j}" for j in range(raw.features.shape[1]))])
+            for i, row in zip(raw.feature_items.tolist(), raw.features, strict=True):
+                w.writerow([i, *(f"{v:.6g}" for v in row.tolist())])
+    if raw.artist_names:
+        with (root / "items.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["item", "name"])
+            w.writerows(sorted(raw.artist_names.items()))
+    return root
+
+
+def load_dataset(folder: str | Path | None = None) -> RawData:
+    """A folder in the generic format, or the Last.fm HetRec 2011 files (default folder)."""
+    if folder is not None and _find(Path(folder), "interactions") is not None:
+        return load_folder(folder)
+    return load_lastfm(folder)
+
+
+def load_lastfm(folder: str | Path | None = None) -> RawData:
     """Read the HetRec 2011 Last.fm tables (raises :class:`RecsysDataError` when unusable)."""
     root = resolve_data_dir(folder)
     plays = _int_table(root / "user_artists.dat", ("userID", "artistID", "weight"), 3)
@@ -133,7 +375,7 @@ def load_lastfm(folder: str | Path | None = None) -> LastfmRaw:
         raise RecsysDataError(f"{root / 'user_artists.dat'} has no rows")
     if (plays[:, 2] <= 0).any():
         raise RecsysDataError("user_artists.dat: play counts must be positive")
-    return LastfmRaw(
+    return RawData(
         plays=plays,
         tag_assignments=tags,
         tag_names=_named_table(root / "tags.dat", "latin-1", required=True),
@@ -156,6 +398,8 @@ class Interactions:
     tag_ids: np.ndarray  # dataset tagID
     tag_names: dict[int, str] = field(default_factory=dict)
     item_names: list[str] = field(default_factory=list)
+    features: np.ndarray | None = None  # items x d dense content (zero row: none)
+    name: str = "lastfm"
 
     @property
     def n_users(self) -> int:
@@ -174,7 +418,7 @@ class Interactions:
         )
 
 
-def preprocess(raw: LastfmRaw, min_item_users: int = 5, min_user_items: int = 10) -> Interactions:
+def preprocess(raw: RawData, min_item_users: int = 5, min_user_items: int = 10) -> Interactions:
     """Keep artists with at least ``min_item_users`` listeners and users with at least
     ``min_user_items`` kept artists (repeated until both hold), then index them."""
     u, a, c = raw.plays[:, 0], raw.plays[:, 1], raw.plays[:, 2]
@@ -199,6 +443,14 @@ def preprocess(raw: LastfmRaw, min_item_users: int = 5, min_user_items: int = 10
     ta = raw.tag_assignments
     on_kept = np.isin(ta[:, 1], item_ids)
     names = [raw.artist_names.get(int(i), str(int(i))) for i in item_ids]
+    feats = None
+    if raw.features is not None and raw.feature_items is not None:
+        feats = np.zeros((len(item_ids), raw.features.shape[1]), dtype=np.float32)
+        pos = np.searchsorted(item_ids, raw.feature_items)
+        ok = (pos < len(item_ids)) & (
+            item_ids[np.minimum(pos, len(item_ids) - 1)] == raw.feature_items
+        )
+        feats[pos[ok]] = raw.features[ok]
     return Interactions(
         user_ids=user_ids,
         item_ids=item_ids,
@@ -210,6 +462,8 @@ def preprocess(raw: LastfmRaw, min_item_users: int = 5, min_user_items: int = 10
         tag_ids=ta[on_kept, 2],
         tag_names=raw.tag_names,
         item_names=names,
+        features=feats,
+        name=raw.name,
     )
 
 
@@ -252,6 +506,35 @@ def tfidf_content(
     return x, tags
 
 
+def dense_content(features: np.ndarray) -> np.ndarray:
+    """Dense item features standardised per column (all-zero rows, i.e. no content, stay 0)."""
+    x = np.asarray(features, dtype=np.float64)
+    has = np.abs(x).sum(1) > 0
+    if not has.any():
+        return np.zeros_like(x, dtype=np.float32)
+    mu, sd = x[has].mean(0), x[has].std(0)
+    z = (x - mu) / np.where(sd > 0, sd, 1.0)
+    z[~has] = 0.0
+    return z.astype(np.float32)
+
+
+def split_content(
+    inter: Interactions, heldout_pairs: np.ndarray | None, min_tag_items: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Content rows of one split: tag TF-IDF without held-out pairs' tags, then dense features
+    (standardised), side by side when the dataset has both; and the tag ids of the tag columns."""
+    parts: list[np.ndarray] = []
+    tag_ids = np.zeros(0, dtype=np.int64)
+    if len(inter.tag_ids):
+        x, tag_ids = tfidf_content(inter, heldout_pairs, min_tag_items=min_tag_items)
+        parts.append(x)
+    if inter.features is not None:
+        parts.append(dense_content(inter.features))
+    if not parts or sum(p.shape[1] for p in parts) == 0:
+        raise RecsysDataError("the dataset has no usable item content (tags or features)")
+    return (parts[0] if len(parts) == 1 else np.hstack(parts)), tag_ids
+
+
 @dataclass
 class Split:
     """One train/validation/test split of one protocol, with its leakage-free content."""
@@ -288,8 +571,8 @@ class Split:
             "train_items": len(self.train_items),
             "val_candidates": len(self.val_items),
             "test_candidates": len(self.test_items),
-            "tags": int(self.content.shape[1]),
-            "items_without_tags": int((self.content.sum(1) == 0).sum()),
+            "content_dims": int(self.content.shape[1]),
+            "items_without_content": int((np.abs(self.content).sum(1) == 0).sum()),
         }
 
 
@@ -333,7 +616,7 @@ def make_split(
         raise RecsysDataError(f"unknown protocol {protocol!r} (warm, cold)")
     held = where > 0
     pairs = np.stack([inter.user_ids[inter.users[held]], inter.items[held]], 1)
-    content, tag_ids = tfidf_content(inter, pairs, min_tag_items=min_tag_items)
+    content, tag_ids = split_content(inter, pairs, min_tag_items=min_tag_items)
     return Split(
         protocol=protocol,
         seed=seed,

@@ -54,7 +54,10 @@ def model_scores(model: NCACF, content: torch.Tensor | None) -> Any:
         x = content[it] if content is not None else None
         with torch.no_grad():
             h = model.item_factors(it, x)
-            p = model.interact(model.user(torch.as_tensor(users, dtype=torch.long)), h)
+            w = model.user(torch.as_tensor(users, dtype=torch.long))
+            # a deep ψ holds (users, width, items) activations: score items in chunks
+            step = len(it) if model.psi is None else max(1, 2**22 // max(1, len(users) * 64))
+            p = torch.cat([model.interact(w, h[j : j + step]) for j in range(0, len(it), step)], 1)
             p = p.masked_fill(~model.can_score(it)[None, :], -1.0)  # unscorable: last
         return p.numpy()
 
