@@ -746,14 +746,7 @@ def tune_inna(
     )
     log(f"  [{name}] {TUNED}: γ₀ search for α={a:g} β={b:g}")
     gs = grid_search(sub, spec, work, log)
-    runs = []
-    for seed in range(opts.n_seeds):
-        r = train_run(setup, spec, gs["best_lr"], seed, work / f"final_{spec.slug}_s{seed}")
-        log(
-            f"    seed {seed}: train loss {r['curves']['train_loss'][-1]:.5g}, "
-            f"{setup.test_metric} {r['curves'][setup.test_metric][-1]:.5g} ({r['wall_s']:.1f} s)"
-        )
-        runs.append(r)
+    runs = _seed_runs(setup, spec, gs["best_lr"], opts, work, log)
     screened = {k for v in screen.values() for k in v["train_loss"]}
     own = screen[f"α={a:g} β={b:g}"]["train_loss"]
     return {
@@ -774,17 +767,23 @@ def tune_inna(
     }
 
 
-def _tune_and_run(setup, spec, opts, work, log, name) -> dict[str, Any]:
-    log(f"  [{name}] {spec.label}: grid search on the training loss")
-    gs = grid_search(setup, spec, work, log)
+def _seed_runs(setup, spec, lr, opts, work, log) -> list[dict[str, Any]]:
+    """The final runs at the chosen step size, one per seed."""
     runs = []
     for seed in range(opts.n_seeds):
-        r = train_run(setup, spec, gs["best_lr"], seed, work / f"final_{spec.slug}_s{seed}")
+        r = train_run(setup, spec, lr, seed, work / f"final_{spec.slug}_s{seed}")
         log(
             f"    seed {seed}: train loss {r['curves']['train_loss'][-1]:.5g}, "
             f"{setup.test_metric} {r['curves'][setup.test_metric][-1]:.5g} ({r['wall_s']:.1f} s)"
         )
         runs.append(r)
+    return runs
+
+
+def _tune_and_run(setup, spec, opts, work, log, name) -> dict[str, Any]:
+    log(f"  [{name}] {spec.label}: grid search on the training loss")
+    gs = grid_search(setup, spec, work, log)
+    runs = _seed_runs(setup, spec, gs["best_lr"], opts, work, log)
     return {
         "registry_name": spec.name,
         "kwargs": spec.kwargs,
