@@ -231,6 +231,11 @@ class Encoder:
                 )
         return out
 
+    def _tile_order(self) -> list[tuple[int, TileWindow]]:
+        """(band, window) of every tile in stream order: band-major, raster order within."""
+        windows = self.tile_windows()
+        return [(b, w) for b in range(self.bands) for w in windows]
+
     def _analyse(
         self,
         read: WindowReader,
@@ -239,8 +244,7 @@ class Encoder:
     ) -> Iterator[LatentTile]:
         """The latents of every tile (band-major, raster order), or of the flat tile indices
         in ``wanted`` (increasing)."""
-        windows = self.tile_windows()
-        order = [(b, w) for b in range(self.bands) for w in windows]
+        order = self._tile_order()
         todo = [order[i] for i in wanted] if wanted is not None else order
         total = len(todo)
         with torch_threads(1 if self.workers > 1 else None):
@@ -350,8 +354,7 @@ class Encoder:
         # streaming: the held sample is coded from its latents, every other tile is read and
         # analysed again, then coded, in one ordered pass (memory: the tiles in flight)
         held = dict(zip(range(0, self.n_tiles, self.sample), self.latent_tiles, strict=True))
-        windows = self.tile_windows()
-        order = [(b, w) for b in range(self.bands) for w in windows]
+        order = self._tile_order()
         read = self._read
         if read is None:
             raise ConfigError("this encoder's reader is closed: encode before closing it")

@@ -45,8 +45,9 @@ class EntropyModel:
     name: str = ""
     channel_context: bool = False
     upper_bound: EntropyModel | None = None
-    """A cheaper model whose rate is never below this one's (rate control brackets the step
-    with it first); None: this model is itself the cheap one."""
+    """A cheaper model whose rate is never below this one's (for callers that want a quick
+    bound; rate control no longer needs one: its compiled estimate is cheap for both models);
+    None: this model is itself the cheap one."""
 
     def fit(self, symbols: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -19,14 +19,19 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
+def _delta_of(acc_p: np.int64, decoded: int, lut: np.ndarray) -> int:
+    """The row offset of a position's activity (0 before any channel is decoded)."""
+    if decoded == 0:
+        return 0
+    q = acc_p // decoded
+    if q > lut.size - 1:
+        q = lut.size - 1
+    return lut[q]
+
+
+@njit(cache=True, nogil=True)
 def _row_of(acc_p: np.int64, decoded: int, base: int, lut: np.ndarray) -> int:
-    d = 0
-    if decoded > 0:
-        q = acc_p // decoded
-        if q > lut.size - 1:
-            q = lut.size - 1
-        d = lut[q]
-    r = base + d
+    r = base + _delta_of(acc_p, decoded, lut)
     if r < 0:
         return 0
     if r > 255:
@@ -128,13 +133,7 @@ def level_stats(
     Counts and half-integer sums are exact in float64, so the same as numpy's ``bincount``."""
     stats = np.zeros((3, levels), np.float64)
     for p in range(acc.size):
-        d = 0
-        if decoded > 0:
-            q = acc[p] // decoded
-            if q > lut.size - 1:
-                q = lut.size - 1
-            d = lut[q]
-        lv = (d + max_delta) // delta_step
+        lv = (_delta_of(acc[p], decoded, lut) + max_delta) // delta_step
         a = magnitudes[p]
         if a == 0:
             stats[0, lv] += 1.0
