@@ -203,7 +203,17 @@ def ship_codec(
     }
     if init:
         meta["init"] = init
-    for key in ("batch", "patch", "device", "gpu", "history", "decoder_only", "quant_steps"):
+    for key in (
+        "batch",
+        "patch",
+        "device",
+        "gpu",
+        "history",
+        "decoder_only",
+        "quant_steps",
+        "encoder_only",
+        "distill_steps",
+    ):
         if key in run_meta:
             meta[key] = run_meta[key]
     # measured RD (mean over the held-out scenes) lets rate control pick the best model
@@ -230,7 +240,9 @@ def ship_codec(
             "",
             f"- model id: `{model_id}`",
             f"- architecture: ReducedVAE, stride-{mc.downsampling} latents "
-            f"({mc.stages} stages), N={mc.hidden}, M={mc.latent}, activation "
+            f"({mc.stages} stages), N={mc.hidden}"
+            + (f" (analysis N={mc.analysis_hidden})" if mc.analysis_hidden else "")
+            + f", M={mc.latent}, activation "
             f"{mc.activation}, input gain {mc.input_gain}",
             f"- encoder: {c['encoder_mac_per_pixel']:.0f} MAC/pixel, {c['encoder_params']:,} "
             f"parameters; decoder: {c['decoder_mac_per_pixel']:.0f} MAC/pixel, "
@@ -253,6 +265,17 @@ def ship_codec(
                     "MSE loss; the bitstream of an image is the init's symbol for symbol"
                 ]
                 if run_meta.get("decoder_only")
+                else []
+            ),
+            *(
+                [
+                    "- last phases: encoder only (`satcodec tune-encoder`): a narrower analysis "
+                    f"(N={mc.analysis_hidden}) first matched the init's latents "
+                    f"({run_meta.get('distill_steps')} steps), then trained on the rate–"
+                    "distortion loss at the init's λ with the init's synthesis frozen: the "
+                    "ground decoder is the init's, weight for weight"
+                ]
+                if run_meta.get("encoder_only")
                 else []
             ),
             "- data: the real rasters of the project's development set (Pleiades, "

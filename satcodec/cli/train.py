@@ -1,4 +1,4 @@
-"""Codec training: ``train``, ``tune-decoder``, and ``ship`` (``codec``, ``joint``,
+"""Codec training: ``train``, ``tune-decoder``, ``tune-encoder`` and ``ship`` (``codec``, ``joint``,
 ``denoiser``: a finished run into the package, with its model card)."""
 
 from __future__ import annotations
@@ -83,6 +83,43 @@ def cmd_tune_decoder(a: argparse.Namespace) -> int:
         command=command,
     )
     say(a, f"decoder of {a.init} tuned {a.steps} steps -> {Path(a.out) / 'model.safetensors'}")
+    say(
+        a,
+        f"model id {meta['model_id']}; ship it with satcodec ship codec {a.out} --name NAME --data DATA",
+    )
+    return 0
+
+
+def cmd_tune_encoder(a: argparse.Namespace) -> int:
+    from satcodec.codec.training import tune_encoder
+
+    distill = a.steps // 2 if a.distill_steps is None else a.distill_steps
+    command = (
+        f"satcodec tune-encoder --init {a.init} --data DATA --steps {a.steps} --out {a.out}"
+        f" --analysis-hidden {a.analysis_hidden} --distill-steps {distill} --lr {a.lr}"
+    )
+    meta = tune_encoder(
+        a.init,
+        a.data,
+        a.steps,
+        a.out,
+        analysis_hidden=a.analysis_hidden,
+        distill_steps=distill,
+        batch=a.batch,
+        patch=a.patch,
+        lr=a.lr,
+        seed=a.seed,
+        resume=a.resume,
+        progress=not quiet(a),
+        device=a.device,
+        command=command,
+    )
+    c = meta["complexity"]
+    say(
+        a,
+        f"encoder of {a.init} retrained at N={a.analysis_hidden} "
+        f"({c['encoder_mac_per_pixel']:.0f} MAC/px) -> {Path(a.out) / 'model.safetensors'}",
+    )
     say(
         a,
         f"model id {meta['model_id']}; ship it with satcodec ship codec {a.out} --name NAME --data DATA",
@@ -175,14 +212,43 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     td.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU")
     td.add_argument("--resume", action="store_true")
 
+    te = add_command(
+        sub,
+        "tune-encoder",
+        cmd_tune_encoder,
+        "train a narrower (faster) analysis for a model's synthesis, which stays frozen "
+        "(same ground decoder, new model id)",
+    )
+    te.add_argument("--init", required=True, help="trained model (name or .safetensors path)")
+    te.add_argument("--data", required=True, help="folder of GeoTIFF scenes, or a scene pack")
+    te.add_argument("--steps", type=int, required=True, help="all steps, both phases")
+    te.add_argument("--out", required=True)
+    te.add_argument(
+        "--analysis-hidden", type=int, default=32, help="filters of the new analysis (default 32)"
+    )
+    te.add_argument(
+        "--distill-steps",
+        type=int,
+        help="first phase: match the init's latents (default: half the steps); "
+        "then rate–distortion at the init's λ",
+    )
+    te.add_argument("--lr", type=float, default=1e-3)
+    te.add_argument("--batch", type=int, default=8)
+    te.add_argument("--patch", type=int, default=128)
+    te.add_argument("--seed", type=int, default=0)
+    te.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU")
+    te.add_argument("--resume", action="store_true")
+
     sh = add_group(sub, "ship", "put a finished training run into the package, with a model card")
     c = add_command(
         sh,
         "codec",
         cmd_ship_codec,
-        "ship a codec run (train, tune-decoder): weights + a card with measured RD",
+        "ship a codec run (train, tune-decoder, tune-encoder): weights + a card with measured RD",
     )
-    c.add_argument("run", help="the run folder (--out of satcodec train / tune-decoder)")
+    c.add_argument(
+        "run", help="the run folder (--out of satcodec train / tune-decoder / tune-encoder)"
+    )
     c.add_argument("--name", required=True)
     c.add_argument("--data", required=True, help="folder holding the run's validation scenes")
     c.add_argument(

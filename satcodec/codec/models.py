@@ -43,6 +43,9 @@ class ModelConfig:
 
     bands: int = 1
     hidden: int = 64  # N
+    # N of the analysis (board side) alone; 0 = ``hidden``. A narrower analysis in front of the
+    # same synthesis is the fast encoder of `satcodec tune-encoder` (bench/results/fast_encoder.md)
+    analysis_hidden: int = 0
     latent: int = 192  # M
     activation: str = "sgdn"
     # satellite DN normalised by the sensor peak have a std of ~0.02-0.07; a fixed gain puts
@@ -63,6 +66,11 @@ class ModelConfig:
     noise_b: float = 0.0
 
     @property
+    def encoder_hidden(self) -> int:
+        """N of the analysis transform."""
+        return self.analysis_hidden or self.hidden
+
+    @property
     def downsampling(self) -> int:
         return 2**self.stages
 
@@ -74,6 +82,7 @@ class ModelConfig:
         return cls(
             bands=int(d["bands"]),
             hidden=int(d["hidden"]),
+            analysis_hidden=int(d.get("analysis_hidden", 0)),
             latent=int(d["latent"]),
             activation=str(d["activation"]),
             input_gain=float(d.get("input_gain", 1.0)),
@@ -142,16 +151,17 @@ class ReducedVAE(nn.Module):
         super().__init__()
         self.config = config = config or ModelConfig()
         n, m, b, act = config.hidden, config.latent, config.bands, config.activation
+        na = config.encoder_hidden
         if config.stages not in (3, 4):
             raise ValueError(f"stages must be 3 or 4 (stride 8 or 16), got {config.stages}")
         down: list[nn.Module] = [Gain(config.input_gain)]
         up: list[nn.Module] = []
         for i in range(config.stages):  # N channels between stages, M latents at the end
             last = i == config.stages - 1
-            down.append(conv_down(b if i == 0 else n, m if last else n))
+            down.append(conv_down(b if i == 0 else na, m if last else na))
             up.append(SubPixelUp(m if i == 0 else n, b if last else n))
             if not last:
-                down.append(activation(act, n, inverse=False))
+                down.append(activation(act, na, inverse=False))
                 up.append(activation(act, n, inverse=True))
         self.analysis_transform = nn.Sequential(*down)
         if config.denoise_channels and config.bands != 1:

@@ -140,6 +140,8 @@ def _read_header(path: Path) -> tuple[ModelConfig, dict[str, Any], dict[str, tup
     meta = _check_card(path, meta)
     if not (1 <= config.bands <= 64 and 1 <= config.hidden <= 1024 and 1 <= config.latent <= 1024):
         raise WeightsError(f"{path} declares an implausible architecture {config}")
+    if not 0 <= config.analysis_hidden <= 1024:
+        raise WeightsError(f"{path} declares an implausible analysis width {config}")
     if not (0 <= config.refine_channels <= 512 and 0 <= config.refine_layers <= 64):
         raise WeightsError(f"{path} declares an implausible refinement stage {config}")
     if not (0 <= config.denoise_channels <= 512 and 0 <= config.denoise_layers <= 64):

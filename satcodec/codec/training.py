@@ -386,3 +386,152 @@ def tune_decoder(
         (out / "model.json").write_text(json.dumps({"model_id": model_id, **meta}, indent=2))
         meta["model_id"] = model_id
     return meta
+
+
+def distillation_loss(teacher: ReducedVAE):
+    """Latent-matching loss of a narrower analysis: MSE between its latents and the teacher's
+    on the same patch (latent units, where the quantiser's step is 1)."""
+    teacher.eval().requires_grad_(False)
+
+    def loss_fn(model: torch.nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        with torch.no_grad():
+            target = teacher.analysis_transform(batch)
+        mse = torch.mean((model.analysis_transform(batch) - target) ** 2)
+        return mse, {"latent_mse": float(mse.detach())}
+
+    return loss_fn
+
+
+def tune_encoder(
+    init: str | Path,
+    data: str | Path,
+    steps: int,
+    out: str | Path,
+    *,
+    analysis_hidden: int = 32,
+    distill_steps: int | None = None,
+    batch: int = 8,
+    patch: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    resume: bool = False,
+    ckpt_every: int = 250,
+    progress: bool = True,
+    device: str = "cpu",
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Train a narrower analysis transform (``analysis_hidden`` filters) for a trained model's
+    synthesis, which stays frozen: a faster encoder for the same ground decoder.
+
+    Why: the analysis runs on board and is most of the encoder's time (bench/results/
+    throughput.md); the synthesis runs on the ground, where compute is not scarce. Two phases
+    in ``out/distill`` and ``out/rd``, each resumable: the student first matches the
+    teacher's latents (``distill_steps``, default ``steps // 2``), then trains on the model's
+    own rate–distortion loss at the teacher's λ for the rest. Only the analysis learns, so
+    every stream it writes decodes with the teacher's synthesis weights (a new model id, since
+    the weights file differs). Writes ``out/model.safetensors`` and ``out/model.json``.
+    """
+    out = Path(out)
+    teacher, info = load_model(init)
+    lmbda = info.meta.get("lmbda")
+    if lmbda is None:
+        raise ConfigError(f"--init {init}: its card records no λ to train the encoder at")
+    if not 1 <= analysis_hidden <= 1024:
+        raise ConfigError(f"analysis width must be 1..1024, got {analysis_hidden}")
+    distill_steps = steps // 2 if distill_steps is None else distill_steps
+    if not 0 <= distill_steps <= steps:
+        raise ConfigError(f"distill steps must be 0..{steps}, got {distill_steps}")
+    config = ModelConfig(**{**info.config.to_dict(), "analysis_hidden": analysis_hidden})
+    model = ReducedVAE(config)
+    model.synthesis_transform.load_state_dict(teacher.synthesis_transform.state_dict())
+    if model.denoising_stage is not None:
+        model.denoising_stage.load_state_dict(teacher.denoising_stage.state_dict())
+    torch.manual_seed(seed)
+    model.synthesis_transform.requires_grad_(False)
+
+    scenes = load_scenes(data, exclude=DEFAULT_EXCLUDE)
+    train = [s for s in scenes if s.name not in DEFAULT_VAL]
+    if not train:
+        raise ConfigError(f"no training scenes in {data}")
+    sampler = PatchSampler([b for s in train for b in band_samples(s)], patch=patch)
+
+    def batch_fn(step: int, rank: int, world: int) -> torch.Tensor:
+        return torch.from_numpy(sampler.batch(step, batch, seed=seed, rank=rank, world=world))
+
+    history = [*info.meta.get("history", [])]
+    if distill_steps:
+        cfg = fine_tune_config(
+            distill_steps, lr, 0.7, seed, ckpt_every, out / "distill", resume, progress, device
+        )
+        Trainer(model, distillation_loss(teacher), batch_fn, cfg).fit()
+        history.append(
+            {
+                "model": info.name,
+                "kind": f"encoder distillation (analysis N={analysis_hidden})",
+                "lmbda": lmbda,
+                "steps": distill_steps,
+                "batch": f"{batch}x{patch}²",
+                "lr": lr,
+                "device": device,
+            }
+        )
+    rd_steps = steps - distill_steps
+    trainer = None
+    if rd_steps:
+        trainer, _ = fit_rd(
+            model,
+            data,
+            float(lmbda),
+            rd_steps,
+            out / "rd",
+            lr=lr / 3,
+            batch=batch,
+            patch=patch,
+            seed=seed + 1,
+            resume=resume,
+            schedule_kwargs={"start": 0.7},
+            val_every=max(rd_steps // 4, 1),
+            ckpt_every=ckpt_every,
+            progress=progress,
+            device=device,
+        )
+        history.append(
+            {
+                "model": info.name,
+                "kind": f"encoder (analysis N={analysis_hidden}, synthesis frozen)",
+                "lmbda": lmbda,
+                "steps": rd_steps,
+                "batch": f"{batch}x{patch}²",
+                "lr": lr / 3,
+                "device": device,
+            }
+        )
+    model.cpu().eval()
+    meta = {
+        "lmbda": lmbda,
+        "steps": steps,
+        "batch": batch,
+        "patch": patch,
+        "device": device,
+        "optimizer": "adam",
+        "lr": lr,
+        "schedule": "decay",
+        "seed": seed,
+        "init": {"model": info.name, "model_id": info.model_id},
+        "encoder_only": True,
+        "distill_steps": distill_steps,
+        "analysis_hidden": analysis_hidden,
+        "history": history,
+        "complexity": complexity(model),
+    }
+    if command:
+        meta["command"] = command
+    if trainer is None or trainer.rank == 0:
+        # one log for `satcodec ship codec` (its card quotes the last validation)
+        logs = [out / phase / "metrics.jsonl" for phase in ("distill", "rd")]
+        text = "".join(p.read_text() for p in logs if p.exists())
+        (out / "metrics.jsonl").write_text(text)
+        model_id = save_model(out / "model.safetensors", model, meta)
+        (out / "model.json").write_text(json.dumps({"model_id": model_id, **meta}, indent=2))
+        meta["model_id"] = model_id
+    return meta
