@@ -242,6 +242,7 @@ def encode(
     export_dir: str | os.PathLike | None = None,
     threads: int | None = None,
     channel_context: bool = True,
+    max_encoder_macs: float | None = None,
 ) -> bytes:
     """Compress a (bands, H, W) or (H, W) integer array into a satcodec bitstream.
 
@@ -255,6 +256,8 @@ def encode(
     every available core); the stream does not depend on it.
     ``channel_context``: the cross-channel context entropy model (default); False writes
     streams that readers without bitstream flag 0x0001 decode, at 0.5–15 % more bits.
+    ``max_encoder_macs``: without ``model``, choose only among models whose analysis costs at
+    most this many MAC per pixel (a board's budget; the fast-encoder models fit ~3.3k).
     """
     _rate_options(bpp, max_bpp, quality)
     _check_model_option(model)
@@ -280,7 +283,7 @@ def encode(
         array_window_reader(a),
         (a.shape[0], a.shape[1], a.shape[2], str(a.dtype), bit_depth, nodata),
         metadata,
-        model if model is not None else choose_model(bpp or max_bpp),
+        model if model is not None else choose_model(bpp or max_bpp, None, max_encoder_macs),
         tile,
         progress,
         (runtime, precision, export_dir, threads),
@@ -391,6 +394,7 @@ def encode_file(
     threads: int | None = None,
     channel_context: bool = True,
     overwrite: bool = True,
+    max_encoder_macs: float | None = None,
 ) -> EncodeReport:
     """Compress a GeoTIFF into a bitstream file (written atomically), reading it window by window.
 
@@ -417,7 +421,7 @@ def encode_file(
             r.read_window,
             (m.count, m.height, m.width, m.dtype, m.bit_depth, m.nodata),
             m.to_json_dict(),
-            model if model is not None else choose_model(bpp or max_bpp),
+            model if model is not None else choose_model(bpp or max_bpp, None, max_encoder_macs),
             tile,
             progress,
             (runtime, precision, export_dir, threads),

@@ -270,3 +270,9 @@ def test_no_argparse_or_exit_outside_the_cli_package():
             offenders.append(f"{path}: exits the process")
     assert not offenders
     assert not (pkg / "cli.py").exists() and not (pkg / "export" / "cli.py").exists()
+
+
+def test_an_encoder_budget_no_model_fits_is_refused_plainly(small_tif, tmp_path):
+    r = _cli("encode", small_tif, "--bpp", "1", "--max-encoder-macs", "100", "-o", tmp_path / "x")
+    assert r.returncode == 2 and not (tmp_path / "x.satc").exists()
+    assert b"no model's analysis fits 100 MAC/pixel" in r.stderr and b"Traceback" not in r.stderr

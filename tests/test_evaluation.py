@@ -375,6 +375,29 @@ def test_ladder_pick_is_the_best_measured_model_at_each_rate():
     assert choose_model(8.0, models) == "wide"
 
 
+def test_an_encoder_budget_keeps_only_the_models_whose_analysis_fits():
+    from satcodec.codec.models import ModelConfig, ReducedVAE, complexity, encoder_macs
+    from satcodec.codec.registry import ModelInfo
+    from satcodec.coding import choose_model
+    from satcodec.errors import ConfigError
+
+    wide = ModelConfig(hidden=64, latent=96, stages=3)
+    narrow = ModelConfig(hidden=64, analysis_hidden=32, latent=96, stages=3)
+    for c in (wide, narrow, ModelConfig(bands=4, hidden=48, analysis_hidden=24, latent=128)):
+        assert encoder_macs(c) == complexity(ReducedVAE(c))["encoder_mac_per_pixel"]
+    rd = [[0.5, 43.0], [1.0, 47.0], [2.0, 52.0]]
+    best = ModelInfo("best", Path("b.safetensors"), "0" * 32, wide, {"rd": rd})
+    fast = ModelInfo("fast", Path("f.safetensors"), "1" * 32, narrow,
+                     {"rd": [[b, q - 0.3] for b, q in rd]})  # fmt: skip
+    assert choose_model(1.0, [best, fast]) == "best"
+    assert choose_model(1.0, [best, fast], max_encoder_macs=4000) == "fast"
+    assert choose_model(1.0, [best, fast], max_encoder_macs=10480) == "best"
+    with pytest.raises(ConfigError, match="no model's analysis fits 1000 MAC/pixel"):
+        choose_model(1.0, [best, fast], max_encoder_macs=1000)
+    with pytest.raises(ConfigError, match="must be positive"):
+        choose_model(1.0, [best, fast], max_encoder_macs=0)
+
+
 # --- cross-checks with the reference packages (skipped when they are not installed) ----------
 RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results"
 BD_TOLERANCE_PCT = 1e-6  # BD-rate, percentage points: same interpolant, float rounding only

@@ -38,6 +38,7 @@ def cmd_encode(a: argparse.Namespace) -> int:
             threads=a.threads,
             channel_context=not a.per_channel_entropy,
             overwrite=a.overwrite,
+            max_encoder_macs=a.max_encoder_macs,
         )
     name = "<stdout>" if a.output == STDIO else r.path
     say(
@@ -133,6 +134,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--quality", type=float, help="fixed quality 0-100 (50 = model's native point)"
     )
     e.add_argument("--model", help="shipped model name or weights path (default: nearest the rate)")
+    e.add_argument(
+        "--max-encoder-macs",
+        type=float,
+        metavar="MACS",
+        help="without --model: choose among models whose analysis costs at most MACS per pixel "
+        "(e.g. 4000: the fast encoders)",
+    )
     e.add_argument("--tile", type=int, default=512, help="tile size in pixels (multiple of 16)")
     e.add_argument(
         "--bit-depth", type=int, help="override the bit depth (default: NBITS or inferred)"

@@ -325,6 +325,20 @@ def complexity(model: ReducedVAE, size: int = 256) -> dict[str, float]:
     }
 
 
+def encoder_macs(config: ModelConfig) -> float:
+    """MAC per pixel of the analysis of ``config``, from the architecture alone (what
+    :func:`complexity` counts on a forward pass, without building the model)."""
+    na, m, b = config.encoder_hidden, config.latent, config.bands
+    total = 0.0
+    for i in range(config.stages):
+        last = i == config.stages - 1
+        area = 4.0 ** (i + 1)  # output pixels per input pixel shrink 4x a stage
+        total += 25 * (b if i == 0 else na) * (m if last else na) / area
+        if not last:
+            total += na * na / area  # the GDN's 1x1 channel mixing
+    return total
+
+
 def decode_halo(config: ModelConfig) -> int:
     """Latents of context each side of a decoded tile: the synthesis's, plus the receptive
     radii of the refinement and denoising stages (ground-side, joint models) rounded up to
@@ -351,6 +365,7 @@ __all__ = [
     "complexity",
     "count_macs",
     "decode_halo",
+    "encoder_macs",
     "laplace_bits",
     "math",
 ]

@@ -35,7 +35,7 @@ from satcodec.bitstream import (
     quant_step_to_q16,
     write_stream,
 )
-from satcodec.codec.models import DOWNSAMPLING, ENCODE_HALO, ReducedVAE
+from satcodec.codec.models import DOWNSAMPLING, ENCODE_HALO, ReducedVAE, encoder_macs
 from satcodec.codec.registry import ModelInfo, list_models
 from satcodec.coding import rate_control
 from satcodec.coding.entropy_models import (
@@ -382,14 +382,32 @@ class Encoder:
         return rate_control.encode_at_bpp(self, bpp, never_exceed, tolerance)
 
 
-def choose_model(bpp: float | None, models: Sequence[ModelInfo] | None = None) -> str:
+def choose_model(
+    bpp: float | None,
+    models: Sequence[ModelInfo] | None = None,
+    max_encoder_macs: float | None = None,
+) -> str:
     """The model (of ``models``, default: the shipped ones) expected to do best at ``bpp``.
 
     Uses each model card's measured rate–distortion curve (``rd``: [bpp, PSNR] on held-out
     scenes), interpolated in log-rate; a model whose curve does not cover ``bpp`` is only
     chosen when none does. Falls back to the nearest native rate when cards lack curves.
+    ``max_encoder_macs`` keeps only models whose analysis costs at most that many MAC per
+    pixel (a board's compute budget; the narrow-analysis models of ``satcodec tune-encoder``
+    are the fast ones).
     """
     models = list_models() if models is None else list(models)
+    if max_encoder_macs is not None:
+        if not max_encoder_macs > 0:
+            raise ConfigError(f"the encoder budget must be positive, got {max_encoder_macs}")
+        fits = [m for m in models if encoder_macs(m.config) <= max_encoder_macs]
+        if models and not fits:
+            cheapest = min(encoder_macs(m.config) for m in models)
+            raise ConfigError(
+                f"no model's analysis fits {max_encoder_macs:g} MAC/pixel "
+                f"(the cheapest takes {cheapest:.0f})"
+            )
+        models = fits
     if not models:
         raise ConfigError("no shipped model found; pass --model PATH")
     if bpp is None:
