@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from satcodec.bitstream import StreamReader
-from satcodec.codec.registry import load_model
+from satcodec.codec.registry import load_weights
 from satcodec.coding import (
     DEFAULT_TILE,
     Decoder,
@@ -189,7 +189,8 @@ def _build_encoder(
     bands, height, width, dtype, bit_depth, nodata = layout
     runtime, precision, export_dir, threads = runtime_spec
     workers = resolve_workers(threads)
-    net, info = load_model(model)
+    net = load_weights(model)  # PyTorch only if the runtime needs it (an export to build)
+    info = net.info
     return Encoder(
         net,
         info,

@@ -125,14 +125,16 @@ def test_huge_architecture_is_refused_before_it_is_built(
     config = ModelConfig(hidden=1024, latent=1024)
     _write_model(path, config, {}, state={"x": torch.zeros(2)})
     built: list[str] = []
-    real = registry.ReducedVAE
+    from satcodec.codec import models
+
+    real = models.ReducedVAE
 
     class Spy(real):  # type: ignore[misc, valid-type]
         def __init__(self, *a, **k):
             super().__init__(*a, **k)
             built.append(next(self.parameters()).device.type)
 
-    monkeypatch.setattr(registry, "ReducedVAE", Spy)
+    monkeypatch.setattr(models, "ReducedVAE", Spy)
     with pytest.raises(WeightsError, match="does not match its architecture"):
         registry.load_model(path)
     assert built and set(built) == {"meta"}

@@ -25,6 +25,7 @@ COMMANDS = [
     ("demo",),
     ("train",),
     ("tune-decoder",),
+    ("tune-encoder",),
     ("denoise",),
     ("ground",),
     ("ground-train", "denoiser"),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from satcodec.codec.registry import load_model
+from satcodec.codec.registry import load_model, save_model
 from satcodec.coding import (
     Encoder,
     array_window_reader,
@@ -376,3 +376,31 @@ def test_tensorrt_profiles_cover_every_window_the_coder_makes(stride):
     assert lo == (1, 1, stride, stride) and hi[2] == 64 + 2 * pipeline.ENCODE_HALO
     assert min(min(s[2:]) for s in seen) < 64 + 2 * pipeline.ENCODE_HALO  # windows do shrink
     assert all(lo[2] <= s[2] <= hi[2] and lo[3] <= s[3] <= hi[3] for s in seen), seen
+
+
+def test_the_onnxruntime_coder_runs_without_loading_pytorch(tmp_path, sample_array):
+    """With its export cached, encode and decode on onnxruntime never import PyTorch (which
+    alone keeps ~500 MB resident): the property the memory bound of a board rests on."""
+    import subprocess
+    import sys
+
+    from tests.conftest import tiny_stride8_model
+
+    weights = tmp_path / "tiny.safetensors"
+    save_model(weights, tiny_stride8_model(7), {"lmbda": 0.001})
+    img = tmp_path / "img.npy"
+    np.save(img, sample_array[:, :128, :128])
+    env = {**os.environ, "SATCODEC_CACHE": str(tmp_path / "cache"), "SATCODEC_RUNTIME": ""}
+    script = (
+        "import sys, numpy as np, satcodec\n"
+        "a = np.load(sys.argv[1])\n"
+        "s = satcodec.encode(a, quality=50, model=sys.argv[2], runtime='onnxruntime', tile=64)\n"
+        "d, _ = satcodec.decode(s, model=sys.argv[2], runtime='onnxruntime')\n"
+        "assert d.shape == a.shape\n"
+        "print('torch' in sys.modules)\n"
+    )
+    run = [sys.executable, "-c", script, str(img), str(weights)]
+    first = subprocess.run(run, env=env, capture_output=True, text=True, check=True)
+    assert first.stdout.strip() == "True"  # the first use builds the export, with PyTorch
+    again = subprocess.run(run, env=env, capture_output=True, text=True, check=True)
+    assert again.stdout.strip() == "False", again.stderr

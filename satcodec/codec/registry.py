@@ -10,13 +10,12 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
-from satcodec.codec.models import ModelConfig, ReducedVAE
+from satcodec.codec.config import ModelConfig
 from satcodec.errors import ConfigError, UnknownModelError, WeightsError
 from satcodec.fileutil import atomic_path
 
@@ -25,6 +24,11 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 # like any model, rate control never picks them (they expect noisy input)
 JOINT_MODELS_DIR = MODELS_DIR.parent / "ground_segment" / "weights" / "codec"
 FORMAT = "satcodec-model-v1"
+
+if TYPE_CHECKING:  # PyTorch is loaded only where a torch module is wanted (see ModelWeights)
+    import torch
+
+    from satcodec.codec.models import ReducedVAE
 
 
 @dataclass
@@ -36,15 +40,35 @@ class ModelInfo:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def weights_id(state: dict[str, torch.Tensor]) -> str:
-    """Hash of the weights: SHA-256 over sorted (name, dtype, shape, bytes), truncated to 16 bytes."""
+# numpy dtype -> the name PyTorch gives it: model ids hash torch's names, and hash the same
+# whichever library read the tensors
+_TORCH_DTYPE_NAMES = {
+    np.dtype(np.float16): "torch.float16",
+    np.dtype(np.float32): "torch.float32",
+    np.dtype(np.float64): "torch.float64",
+    np.dtype(np.int64): "torch.int64",
+    np.dtype(np.int32): "torch.int32",
+    np.dtype(np.uint8): "torch.uint8",
+    np.dtype(np.bool_): "torch.bool",
+}
+
+
+def weights_id(state: dict[str, Any]) -> str:
+    """Hash of the weights: SHA-256 over sorted (name, dtype, shape, bytes), truncated to 16
+    bytes. ``state`` holds torch tensors or numpy arrays (the same id for the same tensors)."""
     h = hashlib.sha256()
     for k in sorted(state):
-        t = state[k].detach().contiguous().cpu()
+        t = state[k]
+        if isinstance(t, np.ndarray):
+            # not np.ascontiguousarray: it turns a 0-d tensor (a gain) into shape (1,)
+            dtype, arr = _TORCH_DTYPE_NAMES[t.dtype], t if t.flags.c_contiguous else t.copy()
+        else:
+            t = t.detach().contiguous().cpu()
+            dtype, arr = str(t.dtype), t.numpy()
         h.update(k.encode())
-        h.update(str(t.dtype).encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.numpy().tobytes())
+        h.update(dtype.encode())
+        h.update(str(tuple(arr.shape)).encode())
+        h.update(arr.tobytes())
     return h.hexdigest()[:32]
 
 
@@ -52,7 +76,7 @@ def save_model(
     path: str | Path,
     model: ReducedVAE,
     meta: dict[str, Any] | None = None,
-    dtype: torch.dtype = torch.float16,
+    dtype: torch.dtype | None = None,
 ) -> str:
     """Write ``model`` as a satcodec weights file (safetensors); returns its model id.
 
@@ -60,6 +84,10 @@ def save_model(
     well inside the precision the codec needs); they are computed in float32 after loading.
     The model id hashes the stored tensors, so it names exactly what a decoder will load.
     """
+    import torch
+    from safetensors.torch import save_file
+
+    dtype = torch.float16 if dtype is None else dtype
     state = {
         k: (v.to(dtype) if v.is_floating_point() else v).detach().contiguous().cpu()
         for k, v in model.state_dict().items()
@@ -122,7 +150,7 @@ def _read_header(path: Path) -> tuple[ModelConfig, dict[str, Any], dict[str, tup
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist or is not a file")
     try:
-        with safe_open(str(path), "pt") as fh:
+        with safe_open(str(path), "np") as fh:
             md = fh.metadata() or {}
             shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -152,8 +180,20 @@ def _read_header(path: Path) -> tuple[ModelConfig, dict[str, Any], dict[str, tup
         math.isfinite(config.noise_a) and math.isfinite(config.noise_b)
     ):
         raise WeightsError(f"{path} declares a non-finite sensor noise {config}")
-    # the architecture's tensor shapes, built on the meta device (no memory): a config that
-    # claims a huge network is refused here, before anything is allocated for it
+    if config.stages not in (3, 4) or config.activation not in ("sgdn", "gdn", "relu"):
+        raise WeightsError(f"{path} declares an unknown architecture {config}")
+    if config.denoise_channels and config.bands != 1:
+        raise WeightsError(f"{path}: a denoising stage needs a single-band model, got {config}")
+    return config, meta, shapes
+
+
+def _check_shapes(path: Path, config: ModelConfig, shapes: dict[str, tuple[int, ...]]) -> None:
+    """The tensors are the architecture's, by name and shape (built on the meta device: no
+    memory), before a module is filled from them."""
+    import torch
+
+    from satcodec.codec.models import ReducedVAE
+
     try:
         with torch.device("meta"):
             expected = {k: tuple(t.shape) for k, t in ReducedVAE(config).state_dict().items()}
@@ -168,25 +208,63 @@ def _read_header(path: Path) -> tuple[ModelConfig, dict[str, Any], dict[str, tup
     for k, shape in expected.items():
         if shapes[k] != shape:
             raise WeightsError(f"{path}: tensor {k} has shape {shapes[k]}, expected {shape}")
-    return config, meta, shapes
 
 
-def _read(path: Path) -> tuple[ReducedVAE, ModelInfo]:
-    config, meta, _ = _read_header(path)
+@dataclass
+class ModelWeights:
+    """A weights file read without PyTorch: its :class:`ModelInfo` (config, card, model id)
+    and tensors as numpy arrays. :meth:`module` builds the PyTorch model on first use.
+
+    Why: the onnxruntime encoder and decoder need only the config and the id (to find their
+    export), and PyTorch alone keeps ~500 MB resident, half a board's memory budget."""
+
+    info: ModelInfo
+    state: dict[str, np.ndarray]
+    shapes: dict[str, tuple[int, ...]]
+    _module: ReducedVAE | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.info.config
+
+    def module(self) -> ReducedVAE:
+        """The PyTorch model (eval mode, float32), built once."""
+        if self._module is None:
+            import torch
+
+            from satcodec.codec.models import ReducedVAE
+
+            _check_shapes(self.info.path, self.config, self.shapes)
+            model = ReducedVAE(self.config)
+            model.load_state_dict(
+                {
+                    k: torch.from_numpy(v.astype(np.float32) if v.dtype.kind == "f" else v)
+                    for k, v in self.state.items()
+                }
+            )
+            self._module = model.eval()
+        return self._module
+
+
+def torch_module(model: ReducedVAE | ModelWeights) -> ReducedVAE:
+    """``model`` as a PyTorch module (building it from a :class:`ModelWeights`)."""
+    return model.module() if isinstance(model, ModelWeights) else model
+
+
+def _read(path: Path) -> ModelWeights:
+    config, meta, shapes = _read_header(path)
     try:
-        with safe_open(str(path), "pt") as fh:
+        with safe_open(str(path), "np") as fh:
             state = {k: fh.get_tensor(k) for k in fh.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
         raise WeightsError(f"{path} is not a valid safetensors file: {exc}") from exc
     for k, t in state.items():
-        if t.is_floating_point() and not torch.isfinite(t).all():
+        if t.dtype not in _TORCH_DTYPE_NAMES:
+            raise WeightsError(f"{path}: tensor {k} has an unsupported dtype {t.dtype}")
+        if t.dtype.kind == "f" and not np.isfinite(t).all():
             raise WeightsError(f"{path}: tensor {k} holds NaN or infinite values")
-    model_id = weights_id(state)
-    model = ReducedVAE(config)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    model.eval()
-    info = ModelInfo(path.stem, path, model_id, config, meta)
-    return model, info
+    info = ModelInfo(path.stem, path, weights_id(state), config, meta)
+    return ModelWeights(info, state, shapes)
 
 
 def model_dirs(models_dir: Path | None = None, *, joint: bool = False) -> list[Path]:
@@ -209,7 +287,7 @@ def list_models(models_dir: Path | None = None, *, joint: bool = False) -> list[
     infos = []
     for p in candidate_files(models_dir, joint=joint):
         try:
-            infos.append(load_model(p)[1])
+            infos.append(load_weights(p).info)
         except (WeightsError, OSError) as exc:
             _report_problem(p, exc)
     return infos
@@ -252,13 +330,21 @@ def model_problems() -> dict[Path, str]:
     return dict(_PROBLEMS)
 
 
-_CACHE: dict[tuple[Path, int, int], tuple[ReducedVAE, ModelInfo]] = {}
+_CACHE: dict[tuple[Path, int, int], ModelWeights] = {}
 
 
 def load_model(
     name_or_path: str | Path, models_dir: Path | None = None
 ) -> tuple[ReducedVAE, ModelInfo]:
-    """Load a shipped model by name (``satcodec models``) or a weights file by path."""
+    """Load a shipped model by name (``satcodec models``) or a weights file by path, as a
+    PyTorch module (:func:`load_weights` reads it without PyTorch)."""
+    weights = load_weights(name_or_path, models_dir)
+    return weights.module(), weights.info
+
+
+def load_weights(name_or_path: str | Path, models_dir: Path | None = None) -> ModelWeights:
+    """Read a shipped model by name (``satcodec models``) or a weights file by path, without
+    PyTorch (:class:`ModelWeights`)."""
     if not isinstance(name_or_path, (str, os.PathLike)) or not os.fspath(name_or_path):
         raise ConfigError(
             f"a model is a name (satcodec models) or a .safetensors path, got {name_or_path!r}"
@@ -287,6 +373,14 @@ def load_model(
 def find_model_by_id(
     model_id: str, extra_paths: Iterable[str | Path] | None = None
 ) -> tuple[ReducedVAE, ModelInfo]:
+    """:func:`find_weights_by_id`, as a PyTorch module."""
+    weights = find_weights_by_id(model_id, extra_paths)
+    return weights.module(), weights.info
+
+
+def find_weights_by_id(
+    model_id: str, extra_paths: Iterable[str | Path] | None = None
+) -> ModelWeights:
     """The model whose weights hash to ``model_id``: shipped models, shipped joint models,
     ``$SATCODEC_MODEL_PATH``, then ``extra_paths``. Unreadable files are skipped and named in
     the error when nothing matches (:class:`UnknownModelError`)."""
@@ -294,13 +388,13 @@ def find_model_by_id(
     skipped = []
     for path in candidates:
         try:
-            model, info = load_model(path)
+            weights = load_weights(path)
         except (WeightsError, OSError) as exc:  # one bad file must not hide the others
             _report_problem(path, exc)
             skipped.append(path.name)
             continue
-        if info.model_id == model_id:
-            return model, info
+        if weights.info.model_id == model_id:
+            return weights
     note = f"; unreadable model files skipped: {', '.join(skipped)}" if skipped else ""
     raise UnknownModelError(
         f"model {model_id} not installed ({len(candidates)} weights files searched{note}); "

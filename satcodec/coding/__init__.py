@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from satcodec.codec.models import DECODE_HALO, ENCODE_HALO, decode_halo
+from satcodec.codec.config import DECODE_HALO, ENCODE_HALO, decode_halo
 from satcodec.coding.decoder import (
     MAX_STRIP_BYTES,
     SYNTH_BLOCK,

@@ -15,14 +15,19 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import torch
 
 from satcodec.bitstream import StreamHeader, StreamReader
-from satcodec.codec.models import ReducedVAE, decode_halo
-from satcodec.codec.registry import ModelInfo, find_model_by_id, load_model
+from satcodec.codec.config import decode_halo
+from satcodec.codec.registry import (
+    ModelInfo,
+    ModelWeights,
+    find_weights_by_id,
+    load_weights,
+    torch_module,
+)
 from satcodec.coding.entropy_models import EntropyModel, entropy_model_for
 from satcodec.coding.framing import unpack_payload
 from satcodec.coding.parallel import ordered_map, resolve_workers, torch_threads
@@ -34,6 +39,9 @@ from satcodec.errors import (
     HeaderLimitError,
     TileCorruptedError,
 )
+
+if TYPE_CHECKING:
+    from satcodec.codec.models import ReducedVAE
 
 
 @dataclass
@@ -259,7 +267,7 @@ class Decoder:
     def __init__(
         self,
         reader: StreamReader,
-        model: ReducedVAE,
+        model: ReducedVAE | ModelWeights,
         allow_damaged: bool = False,
         synthesis: Transform | None = None,
         info: ModelInfo | None = None,
@@ -273,7 +281,7 @@ class Decoder:
         model's registry entry (name, kind), when the caller looked it up."""
         self.reader = reader
         self.info = info
-        self.synthesis: Transform = synthesis or TorchTransform(model, "synthesis")
+        self.synthesis: Transform = synthesis or TorchTransform(torch_module(model), "synthesis")
         self.header = h = reader.header
         self.entropy_model: EntropyModel = entropy_model_for(h)
         self.model = model
@@ -410,10 +418,13 @@ class Decoder:
         x_hat = self._synthesis(window)[0, 0]
         oy, ox, ph, pw = crop
         offset = h.band_offsets[band] / self.peak
-        if self.model.denoising_stage is not None:  # on the whole window: its halo is in it
+        if self.model.config.denoise_channels:  # on the whole window: its halo is in it
+            import torch
+
             with torch.no_grad():
                 x = torch.from_numpy(x_hat + np.float32(offset))[None, None]
-                x_hat = self.model.restore(x)[0, 0].numpy() - np.float32(offset)
+                restored = torch_module(self.model).restore(x)
+                x_hat = restored[0, 0].numpy() - np.float32(offset)
         return x_hat[oy : oy + ph, ox : ox + pw] * self.peak + h.band_offsets[band]
 
     def _synthesise_block(
@@ -670,17 +681,18 @@ def open_decoder(
 
 def stream_model(
     header: StreamHeader, model: str | None = None, model_paths: Sequence[Any] = ()
-) -> tuple[ReducedVAE, ModelInfo]:
+) -> tuple[ModelWeights, ModelInfo]:
     """The model a stream was made with: ``model`` (a name or path) if it has the header's
     model id, else the one with that id found beside it, among the installed models (shipped,
     joint, ``$SATCODEC_MODEL_PATH``) or in ``model_paths`` (extra weights files)."""
     extra = list(model_paths)
     if model is not None:
-        net, info = load_model(model)
-        if info.model_id == header.model_id:
-            return net, info
-        extra = [info.path, *extra]
-    return find_model_by_id(header.model_id, extra)
+        weights = load_weights(model)
+        if weights.info.model_id == header.model_id:
+            return weights, weights.info
+        extra = [weights.info.path, *extra]
+    weights = find_weights_by_id(header.model_id, extra)
+    return weights, weights.info
 
 
 def decode_to_array(decoder: Decoder) -> DecodeResult:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -35,8 +35,8 @@ from satcodec.bitstream import (
     quant_step_to_q16,
     write_stream,
 )
-from satcodec.codec.models import DOWNSAMPLING, ENCODE_HALO, ReducedVAE, encoder_macs
-from satcodec.codec.registry import ModelInfo, list_models
+from satcodec.codec.config import DOWNSAMPLING, ENCODE_HALO, encoder_macs
+from satcodec.codec.registry import ModelInfo, ModelWeights, list_models, torch_module
 from satcodec.coding import rate_control
 from satcodec.coding.entropy_models import (
     DEFAULT_ENTROPY_MODEL,
@@ -49,6 +49,9 @@ from satcodec.coding.rate_control import MAX_STEP, MIN_STEP
 from satcodec.coding.transforms import TorchTransform, Transform
 from satcodec.entropy import MAX_ABS_SYMBOL as MAX_SYMBOL
 from satcodec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from satcodec.codec.models import ReducedVAE
 
 DEFAULT_TILE = 512
 
@@ -122,7 +125,7 @@ def band_offsets_of(
     return out
 
 
-def require_stream_stride(model: ReducedVAE) -> None:
+def require_stream_stride(model: ReducedVAE | ModelWeights) -> None:
     """Refuse, before coding anything, a model whose latent stride the bitstream cannot carry."""
     if model.config.downsampling not in SUPPORTED_DOWNSAMPLING:
         raise ConfigError(
@@ -136,7 +139,7 @@ class Encoder:
 
     def __init__(
         self,
-        model: ReducedVAE,
+        model: ReducedVAE | ModelWeights,
         info: ModelInfo,
         read: WindowReader,
         *,
@@ -172,7 +175,7 @@ class Encoder:
             raise ConfigError("only single-band models are supported; bands are coded one by one")
         require_stream_stride(model)
         self.model, self.info = model, info
-        self.analysis: Transform = analysis or TorchTransform(model, "analysis")
+        self.analysis: Transform = analysis or TorchTransform(torch_module(model), "analysis")
         self.height, self.width, self.bands = height, width, bands
         self.dtype, self.bit_depth, self.nodata = dtype, bit_depth, nodata
         self.tile = tile

@@ -23,12 +23,10 @@ integer numpy, importing nothing but the core.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from satcodec.codec.models import laplace_bits
 from satcodec.entropy import decode_symbols, encode_symbols, fit_scale_indices, symbol_bits
 from satcodec.entropy.context import (
     context_symbol_bits,
@@ -37,6 +35,9 @@ from satcodec.entropy.context import (
     estimated_bits_at_step,
     fit_context_bases,
 )
+
+if TYPE_CHECKING:  # training only: the coder itself runs without PyTorch
+    import torch
 
 
 class EntropyModel:
@@ -74,6 +75,8 @@ class EntropyModel:
     def training_bits(self, y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """Differentiable code length (bits) of ``y`` (noisy or rounded latents) under the
         zero-mean Laplacian of ``scale``: what the tables' rows discretise."""
+        from satcodec.codec.models import laplace_bits
+
         return laplace_bits(y, scale)
 
     def __repr__(self) -> str:

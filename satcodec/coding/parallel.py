@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -66,10 +67,10 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Itera
 def torch_threads(n: int | None) -> Iterator[None]:
     """PyTorch's intra-op threads set to ``n`` for the block (None: unchanged), then restored:
     tile workers each run one single-threaded convolution instead of oversubscribing."""
-    if n is None:
+    torch = sys.modules.get("torch")
+    if n is None or torch is None:  # nothing to limit where PyTorch is not running the tiles
         yield
         return
-    import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(n)

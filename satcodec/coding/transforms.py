@@ -9,13 +9,14 @@ satisfy the same :class:`Transform` protocol.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
-from satcodec.codec.models import ReducedVAE
 from satcodec.errors import ConfigError
+
+if TYPE_CHECKING:  # PyTorch loads with the first TorchTransform, not with the coder
+    from satcodec.codec.models import ReducedVAE
 
 SIDES = ("analysis", "synthesis")
 
@@ -40,6 +41,8 @@ class TorchTransform:
         self._net = model.analysis_transform if side == "analysis" else model.synthesis_transform
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
         with torch.no_grad():
             return self._net(torch.from_numpy(x)).numpy()
 

@@ -15,16 +15,15 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from satcodec.codec.models import ReducedVAE
-from satcodec.codec.registry import ModelInfo
+from satcodec.codec.registry import ModelInfo, ModelWeights, torch_module
 from satcodec.coding.transforms import SIDES, TorchTransform, Transform
 from satcodec.errors import ConfigError, ExportError, RuntimeUnavailableError
 from satcodec.export import RUNTIMES
-from satcodec.export.onnx_export import (
+from satcodec.export.manifest import (
     FORMAT,
     MANIFEST,
     OPSET,
@@ -32,10 +31,16 @@ from satcodec.export.onnx_export import (
     RECIPE,
     ExportManifest,
     default_cache_dir,
-    export_onnx,
     require_onnx,
     verify_export,
 )
+
+if TYPE_CHECKING:
+    from satcodec.codec.models import ReducedVAE
+
+# PyTorch is imported only to build an export (the first use of a model) or to run the torch
+# runtime: a cached onnxruntime export runs from the weights file's id and config alone
+Model = Union["ReducedVAE", ModelWeights]
 
 DEFAULT_PRECISION = {"torch": "fp32", "onnxruntime": "fp32", "tensorrt": "fp16"}
 
@@ -80,7 +85,7 @@ def _check_runtime(runtime: str, precision: str | None) -> str:
 
 
 def cached_onnx_export(
-    model: ReducedVAE, info: ModelInfo, precision: str, cache: str | Path | None = None
+    model: Model, info: ModelInfo, precision: str, cache: str | Path | None = None
 ) -> Path:
     """The folder of an ONNX export of ``model`` at ``precision``, exporting it on first use.
 
@@ -98,7 +103,9 @@ def cached_onnx_export(
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=root))
     try:
-        export_onnx(model, info, tmp, precision)
+        from satcodec.export.onnx_export import export_onnx
+
+        export_onnx(torch_module(model), info, tmp, precision)
         try:
             os.replace(tmp, folder)
         except OSError:  # another process won the race: use its export
@@ -112,7 +119,7 @@ def cached_onnx_export(
 def runtime_transform(
     side: str,
     runtime: str,
-    model: ReducedVAE,
+    model: Model,
     info: ModelInfo,
     *,
     precision: str | None = None,
@@ -137,7 +144,7 @@ def runtime_transform(
     if runtime == "tensorrt":
         from satcodec.export.tensorrt import tensorrt_transform
 
-        return tensorrt_transform(side, model, info, precision, export_dir=export_dir)
+        return tensorrt_transform(side, torch_module(model), info, precision, export_dir=export_dir)
     if export_dir is not None:
         folder = Path(export_dir)
         m = verify_export(folder, info.model_id)
@@ -195,7 +202,7 @@ def default_runtime() -> str:
 def make_transform(
     side: str,
     runtime: str | None,
-    model: ReducedVAE,
+    model: Model,
     info: ModelInfo,
     precision: str | None = None,
     export_dir: str | Path | None = None,
@@ -225,7 +232,7 @@ def make_transform(
     if not use_runtime(runtime, precision, export_dir):
         if side not in SIDES:
             raise ConfigError(f"side must be analysis or synthesis, got {side!r}")
-        return TorchTransform(model, side)
+        return TorchTransform(torch_module(model), side)
     return runtime_transform(
         side,
         runtime,

@@ -32,7 +32,7 @@ from satcodec.codec.models import DECODE_HALO, DOWNSAMPLING, ENCODE_HALO, Reduce
 from satcodec.codec.registry import ModelInfo
 from satcodec.errors import ConfigError, ExportError, RuntimeUnavailableError
 from satcodec.export.calibration import calibration_patches, synthesis_inputs
-from satcodec.export.onnx_export import GRAPHS, default_cache_dir, export_onnx
+from satcodec.export.manifest import GRAPHS, default_cache_dir
 from satcodec.fileutil import atomic_write_bytes
 
 ENGINE_MANIFEST = "engine.json"
@@ -209,6 +209,8 @@ def export_tensorrt(
     out.mkdir(parents=True, exist_ok=True)
     (out / ENGINE_MANIFEST).unlink(missing_ok=True)
     engines: dict[str, Any] = {}
+    from satcodec.export.onnx_export import export_onnx
+
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         onnx_manifest = export_onnx(model, info, tmp, "fp32", calib=calib)
         calib_x: list[np.ndarray] = []
