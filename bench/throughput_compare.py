@@ -39,11 +39,26 @@ SCENES = (
 )
 RATES = (0.5, 1.0, 2.0)
 THREADS = (1, 2)
+# the encoder budget that selects the fast-encoder models (`satcodec tune-encoder`, analysis
+# N=32: 3.3k MAC/px) over the full ones (10.5k): `satcodec encode --max-encoder-macs 4000`
+FAST_MACS = 4000.0
+
+
+def fast_models_shipped() -> bool:
+    from satcodec.codec.config import encoder_macs
+    from satcodec.codec.registry import list_models
+
+    return any(encoder_macs(m.config) <= FAST_MACS for m in list_models())
+
+
 # (revision, what it added): the baseline of the profile, then each step
 LADDER_REVS = (
     ("e4021e1", "baseline: numpy context coder, rate control re-fitting every estimate"),
     ("7594d46", "+ compiled context-model kernels (numba)"),
 )
+# the last revision of the previous profile (its rows below, measured then, are options of it)
+PREVIOUS_HEAD = ("1483421", "previous profile's head: rate control from counts, onnxruntime fp32 "
+                 "default, tiles on every core (2 threads)")  # fmt: skip
 
 
 def mirror_to(img: np.ndarray, size: int) -> np.ndarray:
@@ -136,11 +151,18 @@ def scene_matrix(data: Path, repeats: int, tmp: Path, size: int = 2048) -> list[
     import satcodec
 
     rows = []
+    fast = fast_models_shipped()
     for name in SCENES:
         src = tmp / f"m_{name}"
         img, bits = build_scene(data / name, size, src)
         for bpp in RATES:
             out, dec = tmp / "m.satc", tmp / "m.tif"
+            fast_rep = None
+            if fast:
+                fast_out = tmp / "m_fast.satc"
+                fast_rep = satcodec.encode_file(
+                    src, fast_out, bpp=bpp, threads=1, max_encoder_macs=FAST_MACS
+                )
             rep = satcodec.encode_file(src, out, bpp=bpp, threads=1)
             level, j_bpp = openjpeg_level(img, bits, rep.bpp)
             j = imagecodecs.jpeg2k_encode(
@@ -161,6 +183,18 @@ def scene_matrix(data: Path, repeats: int, tmp: Path, size: int = 2048) -> list[
                     "j2k_enc": img.size / je / 1e6,
                     "j2k_dec": img.size / jd / 1e6,
                 }
+                if fast_rep is not None:
+                    fe = median_time(
+                        lambda src=src, out=fast_out, bpp=bpp, th=th: satcodec.encode_file(
+                            src, out, bpp=bpp, threads=th, max_encoder_macs=FAST_MACS
+                        ),
+                        repeats,
+                    )
+                    row.update(
+                        fast_enc=img.size / fe / 1e6,
+                        fast_bpp=fast_rep.bpp,
+                        fast_model=fast_rep.model,
+                    )
                 rows.append(row)
                 print(f"matrix {json.dumps(row)}", flush=True)
     return rows
@@ -174,19 +208,29 @@ def matrix_lines(rows: list[dict], size: int) -> list[str]:
         "and `decode_file(..., threads=T)`, default runtime, from and to GeoTIFF files. "
         "OpenJPEG: imagecodecs `jpeg2k_encode` (irreversible 9/7, `numthreads=T`) at "
         "satcodec's real rate (its `level` bisected to within 1 %), in memory (no file I/O: "
-        "this favours OpenJPEG). Ratio = satcodec / OpenJPEG throughput, same cell, same run.",
+        "this favours OpenJPEG). Ratio = satcodec / OpenJPEG throughput, same cell, same run. "
+        f"Fast encoder: the same call with `max_encoder_macs={FAST_MACS:g}` (CLI "
+        f"`--max-encoder-macs {FAST_MACS:g}`), which picks the narrow-analysis models of "
+        "`satcodec tune-encoder` (3.3k MAC/px instead of 10.5k; the same ground decoder, so "
+        "its decode speed is the default's); OpenJPEG's rate is matched to the default "
+        "stream's, and the fast stream lands within the same ±3 %.",
         "",
         "| scene | target bpp | threads | satcodec bpp | J2K bpp | encode MPix/s | "
-        "OpenJPEG encode | **encode ratio** | decode MPix/s | OpenJPEG decode | "
-        "**decode ratio** |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "OpenJPEG encode | **encode ratio** | fast encoder MPix/s | **fast encode ratio** | "
+        "decode MPix/s | OpenJPEG decode | **decode ratio** |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        fast = (
+            f"{r['fast_enc']:.2f} | **{r['fast_enc'] / r['j2k_enc']:.2f}**"
+            if "fast_enc" in r
+            else "– | –"
+        )
         lines.append(
             f"| {r['scene'].split('_', 1)[1].removesuffix('.tif')} | {r['bpp']:g} | "
             f"{r['threads']} | {r['satcodec_bpp']:.3f} | {r['j2k_bpp']:.3f} | {r['enc']:.2f} | "
-            f"{r['j2k_enc']:.2f} | **{r['enc'] / r['j2k_enc']:.2f}** | {r['dec']:.2f} | "
-            f"{r['j2k_dec']:.2f} | **{r['dec'] / r['j2k_dec']:.3f}** |"
+            f"{r['j2k_enc']:.2f} | **{r['enc'] / r['j2k_enc']:.2f}** | {fast} | "
+            f"{r['dec']:.2f} | {r['j2k_dec']:.2f} | **{r['dec'] / r['j2k_dec']:.3f}** |"
         )
     for th in THREADS:
         sub = [r for r in rows if r["threads"] == th]
@@ -194,10 +238,17 @@ def matrix_lines(rows: list[dict], size: int) -> list[str]:
             continue
         er = [r["enc"] / r["j2k_enc"] for r in sub]
         dr = [r["dec"] / r["j2k_dec"] for r in sub]
+        fr = [r["fast_enc"] / r["j2k_enc"] for r in sub if "fast_enc" in r]
+        fast = (
+            f"; fast-encoder ratio median {statistics.median(fr):.2f} (min {min(fr):.2f}, "
+            f"max {max(fr):.2f})"
+            if fr
+            else ""
+        )
         lines.append("")
         lines.append(
             f"- {th} thread(s), {len(sub)} cells: encode ratio median {statistics.median(er):.2f} "
-            f"(min {min(er):.2f}, max {max(er):.2f}); decode ratio median "
+            f"(min {min(er):.2f}, max {max(er):.2f}){fast}; decode ratio median "
             f"{statistics.median(dr):.3f} (min {min(dr):.3f}, max {max(dr):.3f}). "
             "Targets: encode >= 1, decode >= 0.5."
         )
@@ -209,8 +260,11 @@ LADDER_CHILD = """
 import sys, time, json, statistics, os
 import satcodec, inspect
 src, out, dec, bpp, repeats, opts = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5]), json.loads(sys.argv[6])
-params = inspect.signature(satcodec.encode_file).parameters
-opts = {k: v for k, v in opts.items() if k in params}
+def only(fn, o):
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in o.items() if k in params}
+dopts = only(satcodec.decode_file, opts)
+opts = only(satcodec.encode_file, opts)
 rep = satcodec.encode_file(src, out, bpp=bpp, **opts)
 def t(fn):
     ts = []
@@ -218,13 +272,15 @@ def t(fn):
         t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
     return statistics.median(ts)
 e = t(lambda: satcodec.encode_file(src, out, bpp=bpp, **opts))
-d = t(lambda: satcodec.decode_file(out, dec, **opts))
+d = t(lambda: satcodec.decode_file(out, dec, **dopts))
 size = len(open(out, "rb").read())
 # a fixed-step stream (no rate control): byte identity across revisions and runtimes
 import hashlib
 satcodec.encode_file(src, out, quality=50.0, **opts)
+import resource
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 q50 = hashlib.sha256(open(out, "rb").read()).hexdigest()[:16]
-print(json.dumps({"encode_s": e, "decode_s": d, "bpp": rep.bpp, "bytes": size, "q50_sha": q50, "file": satcodec.__file__}))
+print(json.dumps({"encode_s": e, "decode_s": d, "bpp": rep.bpp, "bytes": size, "q50_sha": q50, "file": satcodec.__file__, "rss_mib": rss, "torch": "torch" in sys.modules}))
 """
 
 
@@ -266,12 +322,33 @@ def change_ladder(scene: Path, bpp: float, repeats: int, tmp: Path) -> list[dict
                 {"runtime": "onnxruntime", "precision": "int8", "threads": 2},
             ),
         ]
+        wt = _git_worktree(PREVIOUS_HEAD[0], tmp)
+        worktrees.append(wt)
+        steps.append((f"`{PREVIOUS_HEAD[0]}` {PREVIOUS_HEAD[1]}", wt, {"threads": 2}))
+        steps.append(
+            (
+                "+ PyTorch not loaded on the onnxruntime path (this revision, 2 threads)",
+                None,
+                {"threads": 2},
+            )
+        )
+        if fast_models_shipped():
+            steps.append(
+                (
+                    f"+ fast encoder (`--max-encoder-macs {FAST_MACS:g}`: analysis N=32), "
+                    "2 threads",
+                    None,
+                    {"threads": 2, "max_encoder_macs": FAST_MACS},
+                )
+            )
         rows = []
         for label, wt, opts in steps:
             env = dict(os.environ)
             env["PYTHONPATH"] = str(wt) if wt else str(REPO)
             env.pop("SATCODEC_RUNTIME", None)
-            if wt is not None or opts.get("threads", 2) == 1:
+            if wt is not None and wt.name.endswith(PREVIOUS_HEAD[0]):
+                pass  # the previous head's default: every core, as this revision's rows
+            elif wt is not None or opts.get("threads", 2) == 1:
                 env["OMP_NUM_THREADS"] = "1"
             p = subprocess.run(
                 [
@@ -313,16 +390,20 @@ def ladder_lines(rows: list[dict], mpix: float, scene: str, bpp: float) -> list[
         "(earlier revisions from git worktrees of this repository), torch limited to one "
         "thread where the row says 1 thread. Same run as the tables above.",
         "",
-        "| change | bpp | bytes | encode MPix/s | x previous | decode MPix/s | x previous |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| change | bpp | bytes | encode MPix/s | x previous | decode MPix/s | x previous | "
+        "peak RSS MiB | PyTorch loaded |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     prev = None
     for r in rows:
         e, d = mpix / r["encode_s"], mpix / r["decode_s"]
         xe = f"{e / prev[0]:.2f}" if prev else "1"
         xd = f"{d / prev[1]:.2f}" if prev else "1"
+        rss = f"{r['rss_mib']:.0f}" if "rss_mib" in r else "–"
+        torch = ("yes" if r["torch"] else "no") if "torch" in r else "–"
         lines.append(
-            f"| {r['label']} | {r['bpp']:.4f} | {r['bytes']} | {e:.2f} | {xe} | {d:.2f} | {xd} |"
+            f"| {r['label']} | {r['bpp']:.4f} | {r['bytes']} | {e:.2f} | {xe} | {d:.2f} | {xd} "
+            f"| {rss} | {torch} |"
         )
         if not r["label"].startswith("(option)"):
             prev = (e, d)
@@ -332,8 +413,8 @@ def ladder_lines(rows: list[dict], mpix: float, scene: str, bpp: float) -> list[
         "",
         f"Byte identity: the `--quality 50` stream (fixed step, no rate control) of each row "
         f"against the baseline's: {same} of {len(rows) - 1} rows identical (sha256 "
-        f"`{base['q50_sha']}`…; only the int8 option is expected to differ: its latents are "
-        "int8 approximations). With `--bpp` the new rate control stops at a slightly different "
+        f"`{base['q50_sha']}`…; only the int8 option and the fast encoder are expected to "
+        "differ: their latents are int8 approximations, or another analysis's). With `--bpp` the new rate control stops at a slightly different "
         "step (both within the ±3 % promise), hence the different sizes above.",
     ]
     return lines
@@ -440,6 +521,17 @@ def large_scene(size: int, bpp: float, source: Path, tmp: Path) -> list[dict]:
         rows.append({"codec": "satcodec CLI", "threads": th, "bpp": real, "enc_s": we,
                      "enc_rss": re_, "dec_s": wd, "dec_rss": rd})  # fmt: skip
         print(f"large {rows[-1]}", flush=True)
+        if fast_models_shipped():
+            fast_stream = tmp / "big_fast.satc"
+            _, wf, rf = isolated(
+                [sys.executable, "-m", "satcodec", "encode", "-q", "--overwrite", "--bpp", bpp,
+                 "--threads", th, "--max-encoder-macs", FAST_MACS, "-o", fast_stream, src],
+                env_t,
+            )  # fmt: skip
+            rows.append({"codec": f"satcodec CLI, --max-encoder-macs {FAST_MACS:g}",
+                         "threads": th, "bpp": 8 * fast_stream.stat().st_size / (size * size),
+                         "enc_s": wf, "enc_rss": rf, "dec_s": None, "dec_rss": None})  # fmt: skip
+            print(f"large {rows[-1]}", flush=True)
         for codec, ext in (("jpeg2000", "j2k"), ("jpegxl", "jxl")):
             out = tmp / f"big.{ext}"
             e, _, er = isolated(
@@ -475,10 +567,14 @@ def large_lines(rows: list[dict], size: int, bpp: float) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        dec = (
+            "same decoder as the row above | | "
+            if r["dec_s"] is None
+            else f"{r['dec_s']:.1f} | {mpix / r['dec_s']:.2f} | {r['dec_rss']:.0f} |"
+        )
         lines.append(
             f"| {r['codec']} | {r['threads']} | {r['bpp']:.3f} | {r['enc_s']:.1f} | "
-            f"{mpix / r['enc_s']:.2f} | {r['enc_rss']:.0f} | {r['dec_s']:.1f} | "
-            f"{mpix / r['dec_s']:.2f} | {r['dec_rss']:.0f} |"
+            f"{mpix / r['enc_s']:.2f} | {r['enc_rss']:.0f} | {dec}"
         )
     return lines
 
