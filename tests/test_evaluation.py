@@ -388,8 +388,14 @@ def test_an_encoder_budget_keeps_only_the_models_whose_analysis_fits():
     rd = [[0.5, 43.0], [1.0, 47.0], [2.0, 52.0]]
     best = ModelInfo("best", Path("b.safetensors"), "0" * 32, wide, {"rd": rd})
     fast = ModelInfo("fast", Path("f.safetensors"), "1" * 32, narrow,
-                     {"rd": [[b, q - 0.3] for b, q in rd]})  # fmt: skip
+                     {"rd": [[b, q - 0.3] for b, q in rd], "encoder_only": True})  # fmt: skip
     assert choose_model(1.0, [best, fast]) == "best"
+    # a fast encoder measured a hair better is still not the default's choice ...
+    lucky = ModelInfo("lucky", Path("l.safetensors"), "2" * 32, narrow,
+                      {"rd": [[b, q + 0.05] for b, q in rd], "encoder_only": True})  # fmt: skip
+    assert choose_model(1.0, [best, lucky]) == "best"
+    assert choose_model(1.0, [lucky]) == "lucky"  # ... unless it is the only one
+    assert choose_model(1.0, [best, lucky], max_encoder_macs=20000) == "lucky"
     assert choose_model(1.0, [best, fast], max_encoder_macs=4000) == "fast"
     assert choose_model(1.0, [best, fast], max_encoder_macs=10480) == "best"
     with pytest.raises(ConfigError, match="no model's analysis fits 1000 MAC/pixel"):

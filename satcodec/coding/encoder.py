@@ -408,11 +408,15 @@ def choose_model(
     scenes), interpolated in log-rate; a model whose curve does not cover ``bpp`` is only
     chosen when none does. Falls back to the nearest native rate when cards lack curves.
     ``max_encoder_macs`` keeps only models whose analysis costs at most that many MAC per
-    pixel (a board's compute budget; the narrow-analysis models of ``satcodec tune-encoder``
-    are the fast ones).
+    pixel (a board's compute budget); the narrow-analysis models of ``satcodec tune-encoder``
+    (card field ``encoder_only``) are candidates only under such a budget.
     """
     models = list_models() if models is None else list(models)
-    if max_encoder_macs is not None:
+    if max_encoder_macs is None:
+        # the fast encoders (`satcodec tune-encoder`) trade a little rate for speed: chosen
+        # only under a budget, so the default ladder stays the full encoders'
+        models = [m for m in models if not m.meta.get("encoder_only")] or models
+    else:
         if not max_encoder_macs > 0:
             raise ConfigError(f"the encoder budget must be positive, got {max_encoder_macs}")
         fits = [m for m in models if encoder_macs(m.config) <= max_encoder_macs]
