@@ -277,10 +277,8 @@ size = len(open(out, "rb").read())
 # a fixed-step stream (no rate control): byte identity across revisions and runtimes
 import hashlib
 satcodec.encode_file(src, out, quality=50.0, **opts)
-import resource
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 q50 = hashlib.sha256(open(out, "rb").read()).hexdigest()[:16]
-print(json.dumps({"encode_s": e, "decode_s": d, "bpp": rep.bpp, "bytes": size, "q50_sha": q50, "file": satcodec.__file__, "rss_mib": rss, "torch": "torch" in sys.modules}))
+print(json.dumps({"encode_s": e, "decode_s": d, "bpp": rep.bpp, "bytes": size, "q50_sha": q50, "file": satcodec.__file__, "torch": "torch" in sys.modules}))
 """
 
 
@@ -391,19 +389,20 @@ def ladder_lines(rows: list[dict], mpix: float, scene: str, bpp: float) -> list[
         "thread where the row says 1 thread. Same run as the tables above.",
         "",
         "| change | bpp | bytes | encode MPix/s | x previous | decode MPix/s | x previous | "
-        "peak RSS MiB | PyTorch loaded |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "PyTorch loaded |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     prev = None
     for r in rows:
         e, d = mpix / r["encode_s"], mpix / r["decode_s"]
         xe = f"{e / prev[0]:.2f}" if prev else "1"
         xd = f"{d / prev[1]:.2f}" if prev else "1"
-        rss = f"{r['rss_mib']:.0f}" if "rss_mib" in r else "–"
+        # (no peak RSS here: a child's ru_maxrss keeps the forking parent's high-water mark
+        # across exec; the 10000² table measures RSS through a small wrapper process instead)
         torch = ("yes" if r["torch"] else "no") if "torch" in r else "–"
         lines.append(
             f"| {r['label']} | {r['bpp']:.4f} | {r['bytes']} | {e:.2f} | {xe} | {d:.2f} | {xd} "
-            f"| {rss} | {torch} |"
+            f"| {torch} |"
         )
         if not r["label"].startswith("(option)"):
             prev = (e, d)
