@@ -4,6 +4,7 @@ problem, and its integration with the shared trainer."""
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -401,10 +402,11 @@ def test_benchmark_harness_end_to_end(tmp_path, monkeypatch):
         gc = best_default * 0.5 / v["alpha"]
         keys = list(v["train_loss"])
         assert keys[:3] == [f"{float(f'{gc * 10**q:.3g}'):g}" for q in (0, -0.5, -1)]
-        # it goes on down by half decades only while the smallest step is the best
+        # it goes on down by half decades only while the smallest step is the best (ties
+        # included: every step diverged)
         for n in range(3, len(keys)):
             seen = {float(k): v["train_loss"][k] for k in keys[:n]}
-            assert min(seen, key=lambda k: seen[k]) == min(seen)
+            assert seen[min(seen)] <= min(seen.values())
         cands += [
             (x, v["alpha"], v["beta"], k) for k, x in v["train_loss"].items() if np.isfinite(x)
         ]
@@ -469,3 +471,73 @@ def test_verdicts_need_non_overlapping_ranges():
     assert (v["A"]["train_loss"], v["A"]["acc"]) == ("wins", "ties")
     assert (v["B"]["train_loss"], v["B"]["acc"]) == ("ties", "loses")
     assert (v["C"]["train_loss"], v["C"]["acc"]) == ("loses", "loses")
+
+
+def test_benchmark_short_tuning_runs_and_json_run_cache(tmp_path, monkeypatch):
+    """With ``tune_epochs`` the grid searches and the (α, β) screening train fewer epochs (the
+    same for every optimizer) while the reported seeds train the full budget; every finished
+    run lands in ``out/inna_bench_<task>_runs.json`` and a rerun trains nothing."""
+    from dataclasses import replace
+
+    from satcodec.benchmarks import inna_bench as ib
+
+    specs = [s for s in ib.default_optimizers() if s.label in ("INNA", "Adam")]
+    monkeypatch.setattr(ib, "default_optimizers", lambda: specs)
+    name = "tiny-short-tuning"
+    ib.register_task(
+        ib.Task(name, "tiny regression", lambda opts: replace(_tiny_task(), tune_epochs=1))
+    )
+    try:
+        opts = ib.BenchOptions(seeds=2, out=str(tmp_path / "out"), work=str(tmp_path / "w"))
+        opts.variants = {}
+        res = ib.run_task(ib.TASKS[name], opts, log=lambda s: None)
+        assert (res["steps"], res["tune_steps"]) == (12, 4)
+        cache = tmp_path / "out" / f"inna_bench_{name}_runs.json"
+        stored = json.loads(cache.read_text())["runs"]
+        epochs = sorted({json.loads(k)["epochs"] for k in stored})
+        assert epochs == [1, 3]
+        n_final = sum(json.loads(k)["epochs"] == 3 for k in stored)
+        assert n_final == 2 * 3  # INNA, Adam, INNA tuned × 2 seeds; every other run is tuning
+        for o in res["optimizers"].values():
+            assert all(len(r["curves"]["train_loss"]) == 4 for r in o["runs"])
+        tuned = res["optimizers"][ib.TUNED]
+        assert len(stored) == sum(
+            len(o["grid"]) + len(o["runs"]) for k, o in res["optimizers"].items() if k != ib.TUNED
+        ) + len({(a, b, lr) for a, b, lr in _tuned_runs(tuned)}) + len(tuned["runs"])
+        # the work folder gone, the JSON alone resumes everything: no training at all
+        import shutil
+
+        shutil.rmtree(tmp_path / "w")
+        monkeypatch.setattr(ib, "Trainer", None)
+        monkeypatch.setattr(ib, "step_cost", lambda *a, **k: {})
+        again = ib.run_task(ib.TASKS[name], opts, log=lambda s: None)
+    finally:
+        del ib.TASKS[name]
+    for k in res["optimizers"]:
+        assert again["optimizers"][k]["runs"] == res["optimizers"][k]["runs"]
+        assert again["optimizers"][k]["grid"] == res["optimizers"][k]["grid"]
+    md = ib.report(
+        {
+            "command": "x",
+            "quick": False,
+            "seeds": 2,
+            "grid_seed": ib.GRID_SEED,
+            "torch": torch.__version__,
+            "machine": "test",
+            "wall_s": 1.0,
+            "toy": {},
+            "pending": {},
+            "tasks": {name: res},
+        },
+        "inna_bench",
+    )
+    assert "tuning runs 4 steps" in md and "after 4 steps" in md
+    assert " ± " in ib.table(res)
+
+
+def _tuned_runs(tuned):
+    """(α, β, γ₀) of every run the tuned INNA's screening and γ₀ search made."""
+    out = [
+        (v["alpha"], v["beta"], float(k)) for v in tuned["screen"].values() for k in v["train_loss"]
+    ]
+    return out + [(tuned["alpha"], tuned["beta"], float(k)) for k in tuned["grid"]]

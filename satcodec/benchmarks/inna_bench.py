@@ -14,11 +14,17 @@ Protocol (after Castera et al., JMLR 2021, Section 5):
   the decay γ_k = γ₀/√(k+1) with k the epoch; SGD with momentum (0.9), Adam and Adagrad keep
   their step constant (the adaptive methods' usual setting);
 - each optimizer's γ₀ is chosen by grid search (half-decade steps) on the *training* loss
-  at the end of the full budget, with a seed (``GRID_SEED``) that is not among the reported
-  seeds; the grid is widened while the best value sits at its edge, then refined to quarter
-  decades around the best value. Test data is never used to choose anything;
+  at the end of a tuning run (the full budget, or ``TaskSetup.tune_epochs`` epochs for every
+  optimizer of a task), with a seed (``GRID_SEED``) that is not among the reported seeds; the
+  grid is widened while the best value sits at its edge, then refined to quarter decades
+  around the best value. Test data is never used to choose anything;
 - the reported runs are the chosen γ₀ with seeds 0..n−1: curves of the training loss (log
   scale) and the test metric against epochs, mean with a min–max band, and a table.
+
+The codec task is reduced (:data:`CODEC_EPOCHS`: 4 epochs instead of 12 for every run of every
+optimizer) so that it fits about 20 core-minutes. Every finished run is kept in
+``<out>/inna_bench_<task>_runs.json`` (and in the work folder): an interrupted benchmark, or
+several processes sharing a task's runs, resume from it without retraining.
 
 INNA "wins" (or "loses") against another optimizer on a metric only when the min–max ranges
 over seeds do not overlap; otherwise it is a tie.
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -142,6 +149,41 @@ class TaskSetup:
     grids: dict[str, list[float]]  # label -> initial γ₀ grid
     clip_grad_norm: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # epochs of every tuning run (γ₀ grid searches, INNA's (α, β) screening), the same for all
+    # optimizers; None: the full budget. The reported seeds always train ``epochs``.
+    tune_epochs: int | None = None
+    runs_cache: RunCache | None = None  # finished runs, kept in a JSON file (see run_task)
+
+    def tuning(self) -> TaskSetup:
+        """The setup the tuning runs train with (shorter when ``tune_epochs`` is set)."""
+        return self if self.tune_epochs is None else replace(self, epochs=self.tune_epochs)
+
+
+class RunCache:
+    """Finished runs of one task in one JSON file, ``{run key: result}``, rewritten (atomically)
+    after every run, so an interrupted benchmark loses at most the run in progress."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.runs: dict[str, Any] = {}
+        if self.path.exists():
+            self.runs = json.loads(self.path.read_text()).get("runs", {})
+
+    @staticmethod
+    def _k(key: dict[str, Any]) -> str:
+        return json.dumps(key, sort_keys=True, default=str)
+
+    def get(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        return self.runs.get(self._k(key))
+
+    def put(self, key: dict[str, Any], result: dict[str, Any]) -> None:
+        self.runs[self._k(key)] = result
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():  # keep runs another process (same task, split work) added
+            self.runs = {**json.loads(self.path.read_text()).get("runs", {}), **self.runs}
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"runs": self.runs}, indent=0, default=float))
+        tmp.replace(self.path)
 
 
 @dataclass
@@ -165,6 +207,7 @@ class BenchOptions:
         default_factory=lambda: {"codec": ("INNA ψ₀ equilibrium",)}
     )
     tune_inna: bool = True  # also tune INNA's (α, β) ("INNA tuned"; off with --quick)
+    run_cache: bool = True  # keep finished runs in out/<tag>_<task>_runs.json (resumable)
 
     @property
     def n_seeds(self) -> int:
@@ -258,6 +301,16 @@ def build_digits(opts: BenchOptions) -> TaskSetup:
 
 
 # (a) rate–distortion training of the reduced codec --------------------------------------------
+# The full task trains 12 epochs of 50 steps; with every optimizer's γ₀ grid, the tuned INNA's
+# (α, β) screening and 3 seeds that is ~90 runs, ~50 core-minutes at 1 thread. The results in
+# bench/results use the reduced task: 4 epochs for every run (tuning and reported seeds alike).
+# CODEC_EPOCHS = 12 gives the full task; CODEC_TUNE_EPOCHS = 4 with it keeps the reported
+# seeds at 12 epochs but tunes every optimizer on 4-epoch runs.
+CODEC_FULL_EPOCHS = 12
+CODEC_EPOCHS = 4
+CODEC_TUNE_EPOCHS: int | None = None
+
+
 def build_codec(opts: BenchOptions) -> TaskSetup:
     from satcodec.codec.data import PatchSampler, load_scene_bands, scene_paths
     from satcodec.codec.models import ModelConfig, ReducedVAE
@@ -323,12 +376,16 @@ def build_codec(opts: BenchOptions) -> TaskSetup:
         }
 
     spe = 25 if opts.quick else 50
+    epochs = 3 if opts.quick else CODEC_EPOCHS
+    tune_epochs = None if opts.quick else CODEC_TUNE_EPOCHS
+    reduced = not opts.quick and epochs < CODEC_FULL_EPOCHS
     return TaskSetup(
         make_model=make_model,
         loss_fn=loss,
         make_batch_fn=make_batch_fn,
         steps_per_epoch=spe,  # a nominal epoch: crops are drawn afresh every step
-        epochs=3 if opts.quick else 12,
+        epochs=epochs,
+        tune_epochs=tune_epochs,
         evaluate=evaluate,
         test_metric="test_rd_loss",
         higher_is_better=False,
@@ -351,6 +408,24 @@ def build_codec(opts: BenchOptions) -> TaskSetup:
             "patch": patch,
             "steps_per_epoch": spe,
             "clip_grad_norm": 1.0,
+            **(
+                {
+                    "reduced": f"**yes**: every run (tuning and reported seeds, every optimizer "
+                    f"alike) trains {epochs} epochs = {epochs * spe} steps instead of the "
+                    f"{CODEC_FULL_EPOCHS * spe} of the full task, to fit the compute; numbers "
+                    "are not comparable with full-length codec results"
+                }
+                if reduced
+                else {}
+            ),
+            **(
+                {
+                    "tuning": f"tuning runs (γ₀ grids, INNA's (α, β) screening) train "
+                    f"{tune_epochs} epochs = {tune_epochs * spe} steps, every optimizer alike"
+                }
+                if tune_epochs is not None
+                else {}
+            ),
         },
     )
 
@@ -474,9 +549,15 @@ def train_run(
     """
     key = run_key(setup, spec, lr, seed)
     done = work / "run.json"
+    if reuse and setup.runs_cache is not None:
+        cached = setup.runs_cache.get(key)
+        if cached is not None:
+            return cached
     if reuse and done.exists():
         stored = json.loads(done.read_text())
         if stored.get("key") == key:
+            if setup.runs_cache is not None:
+                setup.runs_cache.put(key, stored["result"])
             return stored["result"]
     model = setup.make_model(seed)
     steps = setup.steps_per_epoch * setup.epochs
@@ -533,6 +614,8 @@ def train_run(
     }
     work.mkdir(parents=True, exist_ok=True)
     done.write_text(json.dumps({"key": key, "result": result}, default=float))
+    if setup.runs_cache is not None:
+        setup.runs_cache.put(key, result)
     return result
 
 
@@ -544,7 +627,8 @@ def grid_search(
     max_extend: int = 2,
     refine: bool = True,
 ) -> dict[str, Any]:
-    """γ₀ minimising the final training loss (seed GRID_SEED).
+    """γ₀ minimising the final training loss (seed GRID_SEED) of runs of ``setup`` (pass the
+    tuning setup, :meth:`TaskSetup.tuning`).
 
     Half-decade grid, widened while the best value sits at an edge (at most ``max_extend``
     times), then (``refine``) the two quarter-decade neighbours of the best value.
@@ -589,6 +673,9 @@ def grid_search(
 def run_task(task: Task, opts: BenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     assert task.build is not None
     setup = task.build(opts)
+    tag = "inna_bench_quick" if opts.quick else "inna_bench"
+    if opts.run_cache:
+        setup.runs_cache = RunCache(Path(opts.out) / f"{tag}_{task.name}_runs.json")
     work = Path(opts.work) / (task.name + ("_quick" if opts.quick else ""))
     out: dict[str, Any] = {
         "task": task.name,
@@ -596,6 +683,7 @@ def run_task(task: Task, opts: BenchOptions, log: Callable[[str], None] = print)
         "info": setup.info,
         "epochs": setup.epochs,
         "steps": setup.epochs * setup.steps_per_epoch,
+        "tune_steps": setup.tuning().epochs * setup.steps_per_epoch,
         "test_metric": setup.test_metric,
         "higher_is_better": setup.higher_is_better,
         "optimizers": {},
@@ -624,7 +712,7 @@ def run_task(task: Task, opts: BenchOptions, log: Callable[[str], None] = print)
         ),
         1,
     )
-    main = default_optimizers()
+    main = list(default_optimizers())  # a copy: the tuned row is appended
     if TUNED in out["optimizers"]:
         t = out["optimizers"][TUNED]
         main.append(OptimizerSpec(TUNED, "inna", t["kwargs"], True))
@@ -694,6 +782,7 @@ def tune_inna(
        INNA's chosen γ₀) × 0.5/α: the friction bound 2/α moves the largest stable step as 1/α,
        but the curvature bounds (see :mod:`satcodec.research.inna`) can put it decades lower,
        so the screening goes on down by half decades while its smallest step is its best
+       (or every step diverged)
        (at most SCREEN_EXTEND more; 8 pairs × 3–6 runs).
     2. γ₀ of the best (pair, γ₀): the same search as every other optimizer's
        (:func:`grid_search`), started from the half-decade neighbours of its screening γ₀
@@ -701,6 +790,7 @@ def tune_inna(
     3. Seeds 0..n−1 at the chosen (α, β, γ₀).
     """
     log(f"  [{name}] {TUNED}: (α, β) screening on the training loss")
+    tsetup = setup.tuning()
     screen: dict[str, dict[str, Any]] = {}
     walls = []
     candidates = []
@@ -714,7 +804,7 @@ def tune_inna(
         while todo:
             q = todo.pop(0)
             lr = float(f"{gamma_c * 10**q:.3g}")
-            r = train_run(setup, spec, lr, GRID_SEED, work / f"grid_{spec.slug}_{lr:g}")
+            r = train_run(tsetup, spec, lr, GRID_SEED, work / f"grid_{spec.slug}_{lr:g}")
             loss = r["curves"]["train_loss"][-1]
             losses[f"{lr:g}"] = loss
             by_q[q] = loss if math.isfinite(loss) else math.inf
@@ -722,10 +812,11 @@ def tune_inna(
             candidates.append((by_q[q], a, b, sc, gamma_c, q))
             log(f"    screen α={a:<6g} β={b:<6g} (scale {sc:g}) lr={lr:<8g} train loss {loss:.5g}")
             # the curvature bound can sit decades below γ_c: go on down while the smallest
-            # step is the best one (at most SCREEN_EXTEND more half decades)
+            # step is the best one, ties included (every step so far diverged), at most
+            # SCREEN_EXTEND more half decades
             if not todo and extended < SCREEN_EXTEND:
                 q_min = min(by_q)
-                if min(by_q, key=lambda k: by_q[k]) == q_min:
+                if by_q[q_min] <= min(by_q.values()):
                     todo.append(q_min - 0.5)
                     extended += 1
         screen[f"α={a:g} β={b:g}"] = {
@@ -738,7 +829,7 @@ def tune_inna(
     _, a, b, sc, gamma_c, q = min(candidates, key=lambda c: c[0])
     spec = inna_spec(a, b)
     sub = replace(
-        setup,
+        tsetup,
         grids={
             **setup.grids,
             "INNA": sorted({float(f"{gamma_c * 10 ** (q + d):.3g}") for d in (-0.5, 0, 0.5)}),
@@ -782,7 +873,7 @@ def _seed_runs(setup, spec, lr, opts, work, log) -> list[dict[str, Any]]:
 
 def _tune_and_run(setup, spec, opts, work, log, name) -> dict[str, Any]:
     log(f"  [{name}] {spec.label}: grid search on the training loss")
-    gs = grid_search(setup, spec, work, log)
+    gs = grid_search(setup.tuning(), spec, work, log)
     runs = _seed_runs(setup, spec, gs["best_lr"], opts, work, log)
     return {
         "registry_name": spec.name,
@@ -834,9 +925,10 @@ def _fmt(v: np.ndarray, pct: bool = False) -> str:
             if not np.any(np.isfinite(v))
             else f"{np.nanmean(np.where(np.isfinite(v), v, np.nan)):.4g} (some diverged)"
         )
+    sd = v.std(ddof=1) if len(v) > 1 else 0.0  # sample standard deviation over seeds
     if pct:
-        return f"{100 * v.mean():.2f}% [{100 * v.min():.2f}, {100 * v.max():.2f}]"
-    return f"{v.mean():.4g} [{v.min():.4g}, {v.max():.4g}]"
+        return f"{100 * v.mean():.2f}% ± {100 * sd:.2f} [{100 * v.min():.2f}, {100 * v.max():.2f}]"
+    return f"{v.mean():.4g} ± {sd:.2g} [{v.min():.4g}, {v.max():.4g}]"
 
 
 def table(result: dict[str, Any], group: str = "optimizers") -> str:
@@ -958,9 +1050,13 @@ def plot(result: dict[str, Any], path: Path, group: str = "optimizers") -> None:
     axes[2].set_xscale("log")
     axes[2].set_yscale("log")
     axes[2].set_xlabel("γ₀, initial step size (dimensionless), log scale")
-    axes[2].set_ylabel(f"final training loss, seed {GRID_SEED}\n(units as left), log scale")
+    tune_steps = result.get("tune_steps", result["steps"])
+    axes[2].set_ylabel(
+        f"training loss after {tune_steps} steps, seed {GRID_SEED}\n(units as left), log scale"
+    )
     axes[2].set_title(
-        f"grid: final training loss (seed {GRID_SEED}); ★ chosen, × diverged/capped", fontsize=10
+        f"grid ({tune_steps}-step runs, seed {GRID_SEED}): ★ chosen, × diverged/capped",
+        fontsize=10,
     )
     axes[2].grid(alpha=0.3)
     axes[2].legend(fontsize=8)
@@ -1141,17 +1237,18 @@ def report(summary: dict[str, Any], tag: str) -> str:
         "Protocol: same model initialisation, batches and step budget for every optimizer "
         f"(seeds 0–{summary['seeds'] - 1}); γ₀ of each optimizer chosen by grid search (half "
         "decades, widened at the edges, then quarter decades around the best) on the final "
-        f"*training* loss with seed {summary['grid_seed']}, "
-        "never on test data. Row `INNA`: the paper's default (α, β) = (0.5, 0.1), ψ₀ as in the "
-        "paper. Row `INNA tuned`: (α, β) chosen on the same training loss from the paper's "
-        "recommended grid {(0.1, 0.1), (0.5, 0.1), (0.5, 0.5), (0.5, 1.0)} taken at loss scales 1 "
+        f"*training* loss of a tuning run with seed {summary['grid_seed']}, "
+        "never on test data; a tuning run trains the full budget unless its task's `budget` "
+        "line says shorter (the same length for every optimizer of that task). Row `INNA`: the "
+        "paper's default (α, β) = (0.5, 0.1), ψ₀ as in the paper. Row `INNA tuned`: (α, β) "
+        "chosen on the same training loss from the paper's recommended grid {(0.1, 0.1), (0.5, 0.1), (0.5, 0.5), (0.5, 1.0)} taken at loss scales 1 "
         "and 10⁴ (a loss ×s is the pair (α/√s, β√s) with step γ√s, so the second four are "
         "{(0.001, 10), (0.005, 10), (0.005, 50), (0.005, 100)}): each pair trained at three steps "
         "γ₀ = γ_c·{1, 0.316, 0.1}, γ_c = the default row's γ₀ × 0.5/α (the friction bound 2/α; "
         "the curvature bounds can be far lower, so the screening goes on down by half decades, "
-        "at most three more, while its smallest step is its best), then γ₀ searched for the best pair "
-        "exactly as for the other optimizers, starting from the half decades around its best "
-        "screening γ₀. INNA tuned has three hyperparameters and gets about as many runs per "
+        "at most three more, while its smallest step is its best or all of them diverged), then "
+        "γ₀ searched for the best pair exactly as for the other optimizers, starting from the "
+        "half decades around its best screening γ₀. INNA tuned has three hyperparameters and gets about as many runs per "
         "hyperparameter as the others get for their one (γ₀): about three times their total; "
         "the counts are under each table. "
         "INNA and SGD use γ₀/√(epoch+1); SGD+momentum (0.9), Adam and Adagrad a constant step. "
@@ -1161,8 +1258,14 @@ def report(summary: dict[str, Any], tag: str) -> str:
     for name, res in summary["tasks"].items():
         lines += [f"## {res['title']}", "", f"![{name}]({tag}_{name}.png)", ""]
         lines += [f"- {k}: {v}" for k, v in res["info"].items()]
+        tune_steps = res.get("tune_steps", res["steps"])
         lines += [
-            f"- budget: {res['epochs']} epochs = {res['steps']} steps per run",
+            f"- budget: {res['epochs']} epochs = {res['steps']} steps per reported run; "
+            + (
+                f"**tuning runs {tune_steps} steps** (reduced, every optimizer alike)"
+                if tune_steps != res["steps"]
+                else "tuning runs the same"
+            ),
             f"- training time of all its runs (grids and seeds, as measured when each ran): "
             f"{res.get('train_time_s', math.nan) / 60:.0f} min",
             "",
@@ -1170,8 +1273,8 @@ def report(summary: dict[str, Any], tag: str) -> str:
         lines += [
             table(res),
             "",
-            "Final values: mean [min, max] over seeds. ms/step: one training step (forward, "
-            "backward, update) and, in brackets, `optimizer.step()` alone, measured back to back "
+            "Final values: mean ± sample sd [min, max] over seeds. ms/step: one training step "
+            "(forward, backward, update) and, in brackets, `optimizer.step()` alone, measured back to back "
             "on this machine in the invocation that wrote this file.",
             "",
         ]
@@ -1180,8 +1283,8 @@ def report(summary: dict[str, Any], tag: str) -> str:
             lines += [
                 f"{TUNED}: (α, β) screening at γ₀ = γ_c·{{1, 0.316, 0.1, …}}, γ_c = "
                 f"{res['optimizers']['INNA']['best_lr']:g} × 0.5/α (seed {summary['grid_seed']}, "
-                f"final training loss); then the γ₀ search for the chosen pair (its row's grid): "
-                f"{tuned['tuning_runs']} tuning runs in all, against "
+                f"final training loss after {tune_steps} steps); then the γ₀ search for the chosen "
+                f"pair (its row's grid): {tuned['tuning_runs']} tuning runs in all, against "
                 + ", ".join(
                     f"{k} {len(v['grid'])}"
                     for k, v in res["optimizers"].items()
