@@ -53,6 +53,24 @@ def _quadratic(seed: int = 0):
     return a, b, m_star, x0, m0
 
 
+def _summary(command: str, name: str, res: dict) -> dict:
+    """A benchmark summary holding one task's results, as run() writes it."""
+    from satcodec.benchmarks import inna_bench as ib
+
+    return {
+        "command": command,
+        "quick": False,
+        "seeds": 2,
+        "grid_seed": ib.GRID_SEED,
+        "torch": torch.__version__,
+        "machine": "test",
+        "wall_s": 1.0,
+        "toy": {},
+        "pending": {},
+        "tasks": {name: res},
+    }
+
+
 @pytest.mark.parametrize("psi_init", ["paper", "equilibrium"])
 @pytest.mark.parametrize(
     "wd,power,spe", [(0.0, 0.0, None), (0.01, 0.5, None), (0.0, 0.25, 3), (0.05, 1.0, 4)]
@@ -429,18 +447,7 @@ def test_benchmark_harness_end_to_end(tmp_path, monkeypatch):
     assert [v["against"] for v in ib.verdicts(res)] == ["Adam"]
     assert [v["against"] for v in ib.verdicts(res, ib.TUNED)] == ["Adam"]
     assert "| INNA tuned (α=" in ib.table(res)
-    summary = {
-        "command": "satcodec research inna-bench --tasks tiny",
-        "quick": False,
-        "seeds": 2,
-        "grid_seed": ib.GRID_SEED,
-        "torch": torch.__version__,
-        "machine": "test",
-        "wall_s": 1.0,
-        "toy": {},
-        "pending": {},
-        "tasks": {name: res},
-    }
+    summary = _summary("satcodec research inna-bench --tasks tiny", name, res)
     md = ib.report(summary, "inna_bench")
     assert "| 0.005 | 10 | ×10000 |" in md  # the screening table
     assert "INNA tuned against each optimizer" in md and "INNA against each optimizer" in md
@@ -517,18 +524,7 @@ def test_benchmark_short_tuning_runs_and_json_run_cache(tmp_path, monkeypatch):
         assert again["optimizers"][k]["runs"] == res["optimizers"][k]["runs"]
         assert again["optimizers"][k]["grid"] == res["optimizers"][k]["grid"]
     md = ib.report(
-        {
-            "command": "x",
-            "quick": False,
-            "seeds": 2,
-            "grid_seed": ib.GRID_SEED,
-            "torch": torch.__version__,
-            "machine": "test",
-            "wall_s": 1.0,
-            "toy": {},
-            "pending": {},
-            "tasks": {name: res},
-        },
+        _summary("x", name, res),
         "inna_bench",
     )
     assert "tuning runs 4 steps" in md and "after 4 steps" in md
