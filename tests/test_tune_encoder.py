@@ -42,7 +42,10 @@ def test_tune_encoder_trains_a_narrower_analysis_for_the_same_decoder(tmp_path, 
     assert complexity(after)["encoder_mac_per_pixel"] < complexity(before)["encoder_mac_per_pixel"]
     meta = json.loads((out / "model.json").read_text())
     assert meta["encoder_only"] and meta["distill_steps"] == 2
-    assert [h["kind"].split(" (")[0] for h in meta["history"]] == ["encoder distillation", "encoder"]
+    assert [h["kind"].split(" (")[0] for h in meta["history"]] == [
+        "encoder distillation",
+        "encoder",
+    ]
     assert meta["command"].startswith("satcodec tune-encoder --init")
     # both phases logged, for `satcodec ship codec`
     log = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
