@@ -5,7 +5,11 @@ Protocol (after Lueckmann et al., "Benchmarking simulation-based inference", AIS
 
 - tasks (default two_moons, slcp, gaussian_mixture; gaussian_linear available) with the
   simulators, priors, observations and reference posterior samples shipped in the ``sbibm``
-  wheel (optional dependency, imported lazily; none of its code or files is vendored);
+  wheel (optional dependency, imported lazily; none of its code or files is vendored), except
+  gaussian_linear, which is implemented here (:mod:`satcodec.research.abc.tasks`: sbibm's
+  definition, exact Gaussian posterior; sbibm's observations when its wheel is installed, our
+  own otherwise). ``--quick`` runs gaussian_linear, so it needs neither sbibm nor (with the
+  torch C2ST below) scikit-learn: CI runs it;
 - budgets of real simulations (default 10^4); every method's real simulator is a
   :class:`~satcodec.research.abc.Simulator` with that budget, and the number of real calls
   each posterior used is recorded;
@@ -37,8 +41,15 @@ are drawn from the prior, independent of the observation, so they are simulated 
 per task and budget and shared by the observations; each posterior still reports the full
 budget as the real simulations behind it, and how many of them were shared.
 
-:func:`merge` rebuilds the results files from several JSON files of runs on disjoint tasks
-(one process per task group, for wall-clock time).
+C2ST classifier: scikit-learn's MLPClassifier when importable (all published rows), else the
+same model, initialisation scheme, loss and L-BFGS written in torch (``c2st_backend``); every
+row records which scored it.
+
+Runs are resumable (``resume=True``: cells already in the output JSON with the same settings are
+kept, the rest run; the JSON is rewritten after every cell, the samples after every task and
+budget), and what is computed once per task and budget is seeded as an uninterrupted run seeds
+it. :func:`merge` rebuilds the results files from several runs' JSON files (any split of tasks,
+budgets, methods and observations; a cell is reported only with every requested observation).
 """
 
 from __future__ import annotations
@@ -68,6 +79,7 @@ from satcodec.research.abc import (
     rejection_abc,
     smc_abc,
 )
+from satcodec.research.abc.tasks import NATIVE_TASKS, get_native_task
 
 TASKS = ("two_moons", "gaussian_linear", "slcp", "gaussian_mixture")
 METHODS = (
@@ -97,6 +109,7 @@ DEFAULT_METHODS = (
     "surrogate_flow_ls",
     "npe",
 )
+QUICK_TASKS = ("gaussian_linear",)
 LEARNED_SUMMARY_TASKS = ("slcp",)
 # ABC-SMC as sbibm ran it (sbibm.algorithms.sbi.smcabc defaults, on sbi's SMCABC): population 100
 # up to 10^4 simulations, first round 5 x population, tolerance = the 0.2 quantile of the
@@ -126,6 +139,15 @@ class BenchOptions:
     # draws are ~50x cheaper (quick: 3·10^4 and 10^5)
     surrogate_simulations: int | None = None
     rounds: int = 2  # surrogate rounds; round 1 (prior) is shared by the observations
+    # C2ST classifier: "auto" (scikit-learn's MLP when importable, else the same MLP in torch),
+    # "sklearn" or "torch"; each row records the backend that scored it
+    c2st_backend: str = "auto"
+    # keep the rows of an earlier (stopped) run in the output JSON with the same settings and
+    # run only the missing (task, budget, method, observation) cells
+    resume: bool = False
+    # run only these of the observations 1..observations (chunks of one task in parallel
+    # processes, merged afterwards); None: all
+    only_observations: list[int] | None = None
     # also run sbibm's own slow C2ST (minibatch adam, up to 10^4 epochs) on observation 1 at
     # the largest budget for these tasks, to check ours against it (default two_moons; quick: none)
     exact_c2st_tasks: list[str] | None = None
@@ -137,7 +159,8 @@ class BenchOptions:
     def resolved(self) -> BenchOptions:
         q = self.quick
         o = BenchOptions(**{**asdict(self)})
-        o.tasks = self.tasks or (["two_moons"] if q else list(DEFAULT_TASKS))
+        # quick: gaussian_linear, implemented here with its exact posterior (runs without sbibm)
+        o.tasks = self.tasks or (list(QUICK_TASKS) if q else list(DEFAULT_TASKS))
         o.methods = self.methods or (
             [m for m in DEFAULT_METHODS if m != "surrogate_flow_ls"] if q else list(DEFAULT_METHODS)
         )
@@ -153,6 +176,7 @@ class BenchOptions:
         for m in o.methods:
             if m not in METHODS:
                 raise ConfigError(f"unknown method {m!r}; available: {', '.join(METHODS)}")
+        c2st_backend(o.c2st_backend)  # validates the name
         if not 1 <= o.observations <= 10:
             raise ConfigError(f"observations must be in 1..10 (sbibm has 10), got {o.observations}")
         if o.rounds < 1 or o.c2st_seeds < 1:
@@ -160,6 +184,22 @@ class BenchOptions:
         if any(b < 200 for b in o.budgets):
             raise ConfigError(f"budgets must be >= 200 real simulations, got {o.budgets}")
         return o
+
+
+_FIELDS = set(BenchOptions.__dataclass_fields__)
+
+
+def load_task(name: str) -> tuple[Any, str]:
+    """The task object and a description of where it comes from: our own implementation (with
+    an exact reference posterior) for the tasks in :data:`NATIVE_TASKS`, else sbibm's."""
+    if name in NATIVE_TASKS:
+        task = get_native_task(name)
+        return task, (
+            f"implemented here (satcodec.research.abc.tasks), exact Gaussian reference posterior, "
+            f"{task.observation_source} observations"
+        )
+    sbibm = _import_sbibm()
+    return sbibm.get_task(name), f"sbibm {sbibm.__version__} (simulator, observations, reference)"
 
 
 def _import_sbibm() -> Any:
@@ -173,8 +213,92 @@ def _import_sbibm() -> Any:
     return sbibm
 
 
+def c2st_backend(requested: str = "auto") -> str:
+    """``"sklearn"`` (the published tables: sbibm's own classifier, from scikit-learn) when
+    importable, else ``"torch"`` (the same classifier written in torch; CI has no sklearn)."""
+    if requested not in ("auto", "sklearn", "torch"):
+        raise ConfigError(f"c2st backend must be auto, sklearn or torch, got {requested!r}")
+    if requested != "auto":
+        return requested
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        return "torch"
+    return "sklearn"
+
+
+def _kfold(n: int, folds: int, seed: int) -> list[np.ndarray]:
+    """Test indices of ``sklearn.model_selection.KFold(folds, shuffle=True, random_state=seed)``."""
+    idx = np.arange(n)
+    np.random.RandomState(seed).shuffle(idx)
+    sizes = np.full(folds, n // folds)
+    sizes[: n % folds] += 1
+    return np.split(idx, np.cumsum(sizes)[:-1])
+
+
+def _mlp_fold_accuracy(
+    xtr: torch.Tensor, ytr: torch.Tensor, xte: torch.Tensor, yte: torch.Tensor, seed: int
+) -> float:
+    """One fold of :func:`_c2st_torch`: fit the MLP on (xtr, ytr), accuracy on (xte, yte)."""
+    dim = xtr.shape[1]
+    sizes = [dim, 10 * dim, 10 * dim, 1]
+    g = torch.Generator().manual_seed(seed)
+    params: list[torch.Tensor] = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        bound = float(np.sqrt(6.0 / (fan_in + fan_out)))  # sklearn's Glorot-uniform for relu
+        w = (torch.rand(fan_in, fan_out, generator=g, dtype=torch.float64) * 2 - 1) * bound
+        bias = (torch.rand(fan_out, generator=g, dtype=torch.float64) * 2 - 1) * bound
+        params += [w.requires_grad_(), bias.requires_grad_()]
+
+    def logits(x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for i in range(0, len(params) - 2, 2):
+            h = torch.relu(h @ params[i] + params[i + 1])
+        return (h @ params[-2] + params[-1]).squeeze(-1)
+
+    opt = torch.optim.LBFGS(
+        params, lr=1.0, max_iter=500, history_size=10, tolerance_grad=1e-4,
+        tolerance_change=1e-9, line_search_fn="strong_wolfe",
+    )  # fmt: skip
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits(xtr), ytr)
+        loss = loss + 1e-4 / (2 * len(xtr)) * sum((w * w).sum() for w in params[::2])
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return float(((logits(xte) > 0).double() == yte).double().mean())
+
+
+def _c2st_torch(a: np.ndarray, b: np.ndarray, seed: int, folds: int) -> float:
+    """sklearn's ``MLPClassifier(hidden=(10·dim, 10·dim), relu, solver="lbfgs", max_iter=500,
+    alpha=1e-4)`` in torch: Glorot-uniform initialisation, mean log-loss + α/2n·‖W‖², full-batch
+    L-BFGS (history 10, ≤ 500 iterations, gradient tolerance 1e-4, strong Wolfe line search),
+    scored by accuracy over shuffled ``folds``-fold splits (the same splits as sklearn's KFold)."""
+    data = torch.from_numpy(np.concatenate([a, b])).double()
+    target = torch.cat([torch.zeros(len(a)), torch.ones(len(b))]).double()
+    scores = []
+    for k, test in enumerate(_kfold(len(data), folds, seed)):
+        mask = torch.ones(len(data), dtype=torch.bool)
+        mask[torch.from_numpy(test)] = False
+        scores.append(
+            _mlp_fold_accuracy(
+                data[mask], target[mask], data[~mask], target[~mask], seed * 1000 + k
+            )
+        )
+    return float(np.mean(scores))
+
+
 def c2st(
-    x: torch.Tensor, ref: torch.Tensor, seed: int = 1, folds: int = 5, exact: bool = False
+    x: torch.Tensor,
+    ref: torch.Tensor,
+    seed: int = 1,
+    folds: int = 5,
+    exact: bool = False,
+    backend: str = "auto",
 ) -> float:
     """Classifier two-sample test accuracy (0.5: indistinguishable), as ``sbibm.metrics.c2st``:
     z-score with the reference's moments, an MLP with two hidden layers of 10·dim ReLU units,
@@ -185,10 +309,11 @@ def c2st(
     same classifier, converged in 2–8 s. On the samples where both were run, the two agree to a
     few hundredths (see the results file); an early-stopped classifier, tried first, did not
     (it missed the fine structure that sbibm's classifier sees, e.g. 0.54 instead of 0.80).
-    """
-    from sklearn.model_selection import KFold, cross_val_score
-    from sklearn.neural_network import MLPClassifier
 
+    ``backend``: ``"sklearn"`` (the results files), ``"torch"`` (the same MLP, initialisation
+    scheme, loss and L-BFGS in torch, for machines without scikit-learn, e.g. CI; not the same
+    random initialisation, so not bit-identical) or ``"auto"`` (sklearn when importable).
+    """
     x = x.detach().double().cpu()
     ref = ref.detach().double().cpu()
     mu, sd = ref.mean(0), ref.std(0)
@@ -196,6 +321,13 @@ def c2st(
     b = ((ref - mu) / sd).numpy()
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         return 1.0  # non-finite samples are trivially told apart
+    if c2st_backend(backend) == "torch":
+        if exact:
+            raise ConfigError("c2st: exact=True (sbibm's minibatch adam) needs scikit-learn")
+        return _c2st_torch(a, b, seed, folds)
+    from sklearn.model_selection import KFold, cross_val_score
+    from sklearn.neural_network import MLPClassifier
+
     dim = a.shape[1]
     solver = (
         {"solver": "adam", "max_iter": 10_000} if exact else {"solver": "lbfgs", "max_iter": 500}
@@ -284,7 +416,8 @@ def _npe_posterior(
 def run_benchmark(opts: BenchOptions) -> dict[str, Any]:
     """Run every (task, budget, method, observation) cell; write json, markdown and plot."""
     o = opts.resolved()
-    sbibm = _import_sbibm()
+    tasks = {name: load_task(name) for name in o.tasks or []}  # fails early without sbibm
+    backend = c2st_backend(o.c2st_backend)
     torch.set_num_threads(1)
     out = Path(o.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -307,19 +440,29 @@ def run_benchmark(opts: BenchOptions) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     timings: dict[str, float] = {}
     cell_samples: dict[str, np.ndarray] = {}  # kept so that C2ST can be recomputed later
-    t_start = time.time()
+    samples_path = out / f"{stem}_samples.npz"
+    seconds_before = 0.0
+    if o.resume and json_path.exists():
+        rows, timings, seconds_before = _resume_rows(json_path, o)
+        if samples_path.exists():
+            with np.load(samples_path) as z:
+                cell_samples = {k: z[k] for k in z.files}
+    done = {(r["task"], r["budget"], r["method"], r["observation"]) for r in rows}
+    t_start = time.time() - seconds_before
 
     def log(msg: str) -> None:
         if o.progress:
             print(f"[abc-bench {time.time() - t_start:7.1f}s] {msg}", flush=True)
 
     for task_name in o.tasks or []:
-        task = sbibm.get_task(task_name)
+        task, source = tasks[task_name]
         prior = task.get_prior_dist()
         distance, dist_name = task_distance(task_name)
         for budget in o.budgets or []:
             shared: dict[str, Any] = {}
             for obs in range(1, (o.observations or 1) + 1):
+                if o.only_observations and obs not in o.only_observations:
+                    continue
                 x_obs = task.get_observation(num_observation=obs)[0]
                 ref_all = task.get_reference_posterior_samples(num_observation=obs)
                 g = torch.Generator().manual_seed(1000 + obs)
@@ -328,7 +471,9 @@ def run_benchmark(opts: BenchOptions) -> dict[str, Any]:
                 for method in methods:
                     if method == "surrogate_flow_ls" and task_name not in LEARNED_SUMMARY_TASKS:
                         continue
-                    seed = o.seed * 100_003 + obs * 1009 + budget + METHODS.index(method)
+                    if (task_name, budget, method, obs) in done:
+                        continue
+                    seed = _cell_seed(o, obs, budget, method)
                     torch.manual_seed(seed)
                     sim = Simulator(task.get_simulator(), name=task_name)
                     t0 = time.time()
@@ -363,6 +508,7 @@ def run_benchmark(opts: BenchOptions) -> dict[str, Any]:
                         cfg = surrogate_config(kind, budget, o)
                         key = f"surrogate_{kind}"
                         if key not in shared:  # round 1: prior draws, same for every obs
+                            seeded = _seed_shared(o, budget, key)
                             tf = time.time()
                             first_sim = Simulator(sim, budget=budget, name=task_name)
                             shared[key] = SurrogateABC(first_sim, prior, distance, cfg).first_round(
@@ -372,10 +518,13 @@ def run_benchmark(opts: BenchOptions) -> dict[str, Any]:
                                 time.time() - tf, 1
                             )
                             sim.reset()
+                            if seeded != seed:
+                                torch.manual_seed(seed)
                         first = shared[key]
                         dist = distance
                         if method == "surrogate_flow_ls":
                             if "summary" not in shared:  # on round 1's pairs: no new simulation
+                                seeded = _seed_shared(o, budget, method)
                                 tf = time.time()
                                 shared["summary"] = fit_summary(
                                     first.theta, first.x,
@@ -384,6 +533,8 @@ def run_benchmark(opts: BenchOptions) -> dict[str, Any]:
                                 timings[f"{task_name}/{budget}/summary"] = round(
                                     time.time() - tf, 1
                                 )
+                                if seeded != seed:
+                                    torch.manual_seed(seed)
                             dist = SummaryDistance(shared["summary"])
                         n1 = first.theta.shape[0]
                         counted = Simulator(sim, budget=budget - n1, name=task_name)
@@ -411,6 +562,7 @@ def run_benchmark(opts: BenchOptions) -> dict[str, Any]:
                         }
                     else:  # npe, amortised: trained once per task and budget
                         if "npe" not in shared:
+                            seeded = _seed_shared(o, budget, "npe")
                             tf = time.time()
                             counted = Simulator(sim, budget=budget, name=task_name)
                             theta = prior.sample((budget,))
@@ -418,6 +570,8 @@ def run_benchmark(opts: BenchOptions) -> dict[str, Any]:
                             shared["npe"] = _npe_posterior(prior, theta, x, budget, o.quick)
                             timings[f"{task_name}/{budget}/npe/train"] = round(time.time() - tf, 1)
                             sim.reset()
+                            if seeded != seed:
+                                torch.manual_seed(seed)
                         posterior, epochs = shared["npe"]
                         samples = posterior.sample((n_c,), x=x_obs, show_progress_bars=False)
                         real, shared_n = budget, budget
@@ -428,7 +582,7 @@ def run_benchmark(opts: BenchOptions) -> dict[str, Any]:
                     )
                     t1 = time.time()
                     accs = [
-                        c2st(samples.reshape(n_c, -1), ref, seed=1 + k)
+                        c2st(samples.reshape(n_c, -1), ref, seed=1 + k, backend=backend)
                         for k in range(o.c2st_seeds or 1)
                     ]
                     acc = float(np.mean(accs))
@@ -450,6 +604,8 @@ def run_benchmark(opts: BenchOptions) -> dict[str, Any]:
                         "seconds": round(t_method, 2),
                         "c2st_seconds": round(time.time() - t1, 2),
                         "distance": dist_name,
+                        "c2st_backend": backend,
+                        "task_source": source,
                         **info,
                     }
                     rows.append(row)
@@ -459,7 +615,8 @@ def run_benchmark(opts: BenchOptions) -> dict[str, Any]:
                         f"({real} real sims, {t_method:.1f}s + C2ST {row['c2st_seconds']}s)"
                     )
                     _write_json(json_path, o, rows, skipped, timings, time.time() - t_start)
-    np.savez_compressed(out / f"{stem}_samples.npz", **cell_samples)
+            np.savez_compressed(samples_path, **cell_samples)  # per (task, budget)
+    np.savez_compressed(samples_path, **cell_samples)
     summary = summarize(rows)
     total = time.time() - t_start
     _write_json(json_path, o, rows, skipped, timings, total)
@@ -470,35 +627,76 @@ def run_benchmark(opts: BenchOptions) -> dict[str, Any]:
     return {"rows": rows, "summary": summary, "skipped": skipped, "seconds": total}
 
 
-def merge(json_paths: list[str], out: str = "bench/results", stem: str = "abc_bench") -> None:
-    """Write ``stem.{json,md,png}`` from the rows of several runs' JSON files (disjoint tasks,
-    same settings otherwise); the wall time is the sum of theirs."""
+def _cell_seed(o: BenchOptions, obs: int, budget: int, method: str) -> int:
+    return o.seed * 100_003 + obs * 1009 + budget + METHODS.index(method)
+
+
+def _seed_shared(o: BenchOptions, budget: int, method: str) -> int:
+    """Seed what is computed once per task and budget (round 1 of a surrogate, NPE, the learned
+    summary) with the seed of observation 1's cell of ``method``, where an uninterrupted run
+    computes it, so that a resumed run starting at a later observation recomputes the same
+    thing. Returns that seed; when it is not the current cell's seed, the caller reseeds with
+    the cell's seed afterwards, so the rest of the cell draws what an uninterrupted run would."""
+    seed = _cell_seed(o, 1, budget, method)
+    torch.manual_seed(seed)
+    return seed
+
+
+RESUME_KEYS = ("quick", "c2st_samples", "c2st_seeds", "surrogate_simulations", "rounds", "seed")
+
+
+def _resume_rows(
+    json_path: Path, o: BenchOptions
+) -> tuple[list[dict[str, Any]], dict[str, float], float]:
+    """The rows, shared timings and seconds of an earlier run written to ``json_path``; refuses
+    one whose settings differ (a cell is only skipped when it was measured the same way)."""
+    doc = json.loads(json_path.read_text())
+    old, new = doc["options"], asdict(o)
+    diff = [k for k in RESUME_KEYS if old.get(k) != new.get(k)]
+    backend = c2st_backend(o.c2st_backend)
+    if any(r.get("c2st_backend", "sklearn") != backend for r in doc["rows"]):
+        diff.append("c2st_backend")
+    if diff:
+        raise ConfigError(f"cannot resume {json_path}: settings differ ({', '.join(diff)})")
+    return doc["rows"], doc.get("shared_timings", {}), float(doc.get("seconds", 0.0))
+
+
+def merge(
+    json_paths: list[str],
+    out: str = "bench/results",
+    stem: str = "abc_bench",
+    not_run: list[str] | None = None,
+    commands: list[str] | None = None,
+) -> None:
+    """Write ``stem.{json,md,png}`` from the rows of several runs' JSON files (same settings,
+    any split of tasks, budgets, methods and observations between them; a cell measured twice
+    keeps the later file's row). A (task, budget, method) cell is reported only with all the
+    requested observations; the others are listed as unfinished. ``not_run``: lines for the
+    results file saying what was left out and why; ``commands``: the commands that produced the
+    runs, quoted in the results file. The wall time is the sum of the runs'."""
     docs = [json.loads(Path(p).read_text()) for p in json_paths]
-    rows, tasks, partial = [], [], []
-    for d in docs:  # a stopped run keeps the observations whose every cell finished
-        n_obs = d["options"]["observations"]
-        for t in d["options"]["tasks"]:
-            want = {
-                m
-                for m in d["options"]["methods"]
-                if m != "surrogate_flow_ls" or t in LEARNED_SUMMARY_TASKS
-            } - set(d["skipped"])
-            rs = [r for r in d["rows"] if r["task"] == t]
-            done = [
-                k
-                for k in range(1, n_obs + 1)
-                if {r["method"] for r in rs if r["observation"] == k} >= want
-                and len({r["budget"] for r in rs if r["observation"] == k})
-                == len(d["options"]["budgets"])
-            ]
-            if len(done) >= 2:
-                tasks.append(t)
-                rows += [r for r in rs if r["observation"] in done]
-            if len(done) < n_obs:
-                partial.append(f"{t} ({len(done)} of {n_obs} observations)")
-    o = BenchOptions(**{k: v for k, v in docs[0]["options"].items()})
-    o.tasks = tasks
-    o.methods = list(dict.fromkeys(m for d in docs for m in d["options"]["methods"]))
+    for d in docs[1:]:
+        diff = [k for k in RESUME_KEYS if d["options"].get(k) != docs[0]["options"].get(k)]
+        if diff:
+            raise ConfigError(f"merge: runs with different settings ({', '.join(diff)})")
+    n_obs = docs[0]["options"]["observations"]
+    cells: dict[tuple[str, int, str, int], dict[str, Any]] = {}
+    for d in docs:
+        for r in d["rows"]:
+            cells[(r["task"], r["budget"], r["method"], r["observation"])] = r
+    groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    for r in cells.values():
+        groups.setdefault((r["task"], r["budget"], r["method"]), []).append(r)
+    rows, partial = [], []
+    for (t, b, m), rs in groups.items():
+        if len({r["observation"] for r in rs}) >= n_obs:
+            rows += sorted(rs, key=lambda r: r["observation"])
+        else:
+            partial.append(f"{t} {b:,} {LABELS[m]} ({len(rs)} of {n_obs} observations)")
+    o = BenchOptions(**{k: v for k, v in docs[0]["options"].items() if k in _FIELDS})
+    o.tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
+    o.budgets = sorted({r["budget"] for r in rows})
+    o.methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
     skipped = {k: v for d in docs for k, v in d["skipped"].items()}
     timings = {k: v for d in docs for k, v in d["shared_timings"].items()}
     seconds = sum(d["seconds"] for d in docs)
@@ -506,20 +704,21 @@ def merge(json_paths: list[str], out: str = "bench/results", stem: str = "abc_be
     dest.mkdir(parents=True, exist_ok=True)
     _write_json(dest / f"{stem}.json", o, rows, skipped, timings, seconds)
     summary = summarize(rows)
-    md = render_markdown(o, summary, skipped, seconds, rows)
+    md = render_markdown(o, summary, skipped, seconds, rows, not_run=not_run)
     note = (
-        f"Run as {len(docs)} process{'es side by side' if len(docs) > 1 else ''} ("
-        + "; ".join(f"`--tasks {','.join(d['options']['tasks'])}`" for d in docs)
-        + "), merged with `abc_bench.merge`; the time above is their sum."
+        f"Merged from {len(docs)} run{'s' if len(docs) > 1 else ''} (processes side by side "
+        "and resumed chunks) with `abc_bench.merge`; the time above is their sum."
         + (
-            " Stopped before finishing, for the time limit: "
-            + ", ".join(partial)
-            + "; a task with fewer than 2 finished observations is not reported."
+            " Stopped before finishing, for the time limit, and therefore not reported: "
+            + "; ".join(sorted(partial))
+            + "."
             if partial
             else ""
         )
     )
     md = md.replace("\n\nC2ST accuracy", f"\n\n{note}\n\nC2ST accuracy", 1)
+    if commands:
+        md += "\n## Reproduce\n\n```sh\n" + "\n".join(commands) + "\n```\n"
     (dest / f"{stem}.md").write_text(md)
     plot(summary, o, dest / f"{stem}.png")
 
@@ -617,6 +816,8 @@ def paired_difference(
 
 
 COMPARISONS = (
+    ("smc_abc", "rej_abc"),
+    ("smc_abc_sbibm", "rej_abc"),
     ("surrogate_flow", "smc_abc"),
     ("surrogate_flow", "smc_abc_sbibm"),
     ("surrogate_flow_ls", "surrogate_flow"),
@@ -625,6 +826,7 @@ COMPARISONS = (
     ("smc_abc", "smc_abc_sbibm"),
     ("surrogate_flow", "npe"),
     ("surrogate_flow_ls", "npe"),
+    ("npe", "smc_abc_sbibm"),
 )
 
 
@@ -634,8 +836,13 @@ def render_markdown(
     skipped: dict[str, str],
     seconds: float,
     rows: list[dict[str, Any]] | None = None,
+    not_run: list[str] | None = None,
 ) -> str:
     rows = rows or []
+    backends = sorted({r.get("c2st_backend", "sklearn") for r in rows}) or [
+        c2st_backend(o.c2st_backend)
+    ]
+    sources = {r["task"]: r.get("task_source", "sbibm 1.1.0") for r in rows}
     by = {(s["task"], s["budget"], s["method"]): s for s in summary}
     ns = o.c2st_seeds
     lines = [
@@ -671,7 +878,7 @@ def render_markdown(
                 pub = PUBLISHED_1E4.get(task, {}).get(
                     "smc_abc" if method == "smc_abc_sbibm" else method
                 )
-                if method == "smc_abc":
+                if method == "smc_abc" or budget != 10_000:
                     pub = None  # sbibm's SMC-ABC is the row with sbibm's settings
                 lines.append(
                     f"| {task} | {LABELS[method]} | {s['mean']:.3f} ± {s['std']:.3f} | "
@@ -725,14 +932,18 @@ def render_markdown(
         "## Protocol and reductions",
         "",
         f"- Tasks {', '.join(o.tasks or [])}; budgets {', '.join(f'{b:,}' for b in o.budgets or [])} "
-        f"real simulations; observations 1..{o.observations} of sbibm's 10 requested (a run "
-        "stopped early reports the observations it finished: `n obs`). Rejection ABC, the cVAE "
-        "surrogate, gaussian_linear and the 10^3 budget are in the code (`--methods`, `--tasks`, "
-        "`--budgets`) but not in the default run, for CPU time.",
+        f"real simulations; observations 1..{o.observations} of sbibm's 10 requested (a "
+        "(task, budget, method) cell is reported only when every requested observation "
+        "finished: `n obs`).",
+        *[f"- Task {t}: {src}." for t, src in sources.items()],
+        *[f"- Not run: {line}" for line in not_run or []],
         f"- C2ST on {o.c2st_samples} method samples against as many reference samples drawn at "
-        "random from sbibm's 10,000 (sbibm: 10,000 each); sbibm's classifier (MLP 2 × 10·dim "
+        "random from the task's 10,000 (sbibm: 10,000 each); sbibm's classifier (MLP 2 × 10·dim "
         "ReLU, inputs z-scored with the reference's moments, 5-fold accuracy) trained with "
-        "full-batch L-BFGS (≤ 500 iterations) instead of minibatch adam (≤ 10,000 epochs). "
+        "full-batch L-BFGS (≤ 500 iterations) instead of minibatch adam (≤ 10,000 epochs), "
+        f"implemented by {' and '.join(backends)} "
+        "(scikit-learn's MLPClassifier; `torch`: the same model, initialisation scheme, loss "
+        "and L-BFGS written in torch, used where scikit-learn is absent, e.g. CI). "
         f"Averaged over {ns} classifier seeds per cell. An earlier run checked L-BFGS against "
         "sbibm's adam on five two_moons cells (agreement ±0.03).",
         "- ABC particles → samples: weighted Gaussian KDE (kernel h²·Σ_w, h by leave-one-out "
@@ -821,7 +1032,8 @@ def plot(summary: list[dict[str, Any]], o: BenchOptions, path: Path) -> None:
     fig.suptitle(
         "C2ST against sbibm's reference posterior: mean ± sd (thick) and min–max (thin) over "
         "observations\n(n per task in the results table), each observation the mean of "
-        f"{o.c2st_seeds} classifier seeds; ★ sbibm's published mean at 10^4",
+        f"{o.c2st_seeds} classifier seeds; ★ sbibm's published mean at 10^4; "
+        + "; ".join(f"{'■' if j == 0 else '●'} {b:,}" for j, b in enumerate(budgets)),
         fontsize=9,
     )
     fig.tight_layout()

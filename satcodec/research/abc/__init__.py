@@ -9,7 +9,10 @@
 - :mod:`.summaries`: learned summary statistics (regression of (θ, θ²) on x, DeepSets for
   i.i.d. points) and the distance between them;
 - :mod:`.surrogates`: conditional flow (zuko) and conditional VAE surrogates of p(X | θ) trained
-  with the shared trainer, and :class:`SurrogateABC`.
+  with the shared trainer, and :class:`SurrogateABC`;
+- :mod:`.tasks`: benchmark tasks implemented here with an exact reference posterior
+  (:class:`GaussianLinear`, sbibm's gaussian_linear), so the benchmark's quick mode needs no
+  sbibm.
 
 Research code: imports torch, :mod:`satcodec.train` and :mod:`satcodec.errors`, never the codec.
 ``zuko`` is imported only when a flow surrogate is built.
@@ -47,6 +50,7 @@ from satcodec.research.abc.surrogates import (
     surrogate_simulator,
     train_surrogate,
 )
+from satcodec.research.abc.tasks import GaussianLinear
 
 __all__ = [
     "ABCResult",
@@ -54,6 +58,7 @@ __all__ = [
     "Euclidean",
     "FirstRound",
     "FlowSurrogate",
+    "GaussianLinear",
     "LearnedSummary",
     "SlicedWasserstein",
     "SummaryDistance",
