@@ -1,13 +1,15 @@
 """NCACF, warm and cold start, against popularity, random, content-only, ``implicit`` ALS and
 LightFM, every method tuned with the same budget on validation:
-``satcodec research recsys-bench [--quick] [--data DIR] [--datasets lastfm,lastfm-dense]``.
+``satcodec research recsys-bench [--quick] [--data DIR] [--datasets lastfm,lastfm-dense,movielens-100k]``.
 
 Protocol (see :mod:`satcodec.research.recsys.data` for the splits and the leakage-free content,
 :mod:`satcodec.research.recsys.metrics` for the metric conventions):
 
-- data sets: the HetRec 2011 Last.fm tags (``lastfm``) and the derived ``lastfm-dense`` (other
-  listeners, dense content from disjoint taggers; :mod:`satcodec.research.recsys.datasets`),
-  or one folder of any user's data (``--data DIR`` in the generic format);
+- data sets: the HetRec 2011 Last.fm tags (``lastfm``), the derived ``lastfm-dense`` (other
+  listeners, dense content from disjoint taggers) and MovieLens 100k (``movielens-100k``, read
+  from the installed RecBole package: ratings >= 4 as positives, genres + decade + knowledge
+  graph as tags; :mod:`satcodec.research.recsys.datasets`), or one folder of any user's data
+  (``--data DIR`` in the generic format);
 - seeds 0..n−1 each draw their own warm split and cold split (70/10/20) and initialisation;
 - tuning, on seed 0's validation split only (per data set and protocol): every tuned method
   gets a coordinate-wise search over its hyperparameters (3 values per numeric axis to start);
@@ -38,7 +40,12 @@ import torch
 from satcodec.benchmarks.harness import load_average, n_seeds
 from satcodec.research.recsys import anchors
 from satcodec.research.recsys.data import RawData, Split, load_dataset, make_split, preprocess
-from satcodec.research.recsys.datasets import DENSE_NAME, lastfm_disjoint_taggers
+from satcodec.research.recsys.datasets import (
+    DENSE_NAME,
+    MOVIELENS_NAME,
+    lastfm_disjoint_taggers,
+    load_movielens_100k,
+)
 from satcodec.research.recsys.models import NCACFConfig, describe
 from satcodec.research.recsys.train import (
     FitConfig,
@@ -69,14 +76,24 @@ ANCHORS = {
     "popularity": "popularity (training listeners)",
     "random": "random ranking (chance level)",
 }
-DATASETS = ("lastfm", DENSE_NAME)
+DATASETS = ("lastfm", DENSE_NAME, MOVIELENS_NAME)
+LASTFM_DATASETS = ("lastfm", DENSE_NAME)  # built from the Last.fm folder (``--data``)
+SOURCES = {
+    MOVIELENS_NAME: "GroupLens MovieLens 100k (F. M. Harper and J. A. Konstan, ACM TiiS 5(4), "
+    "2015; research use under the GroupLens licence terms), redistributed inside the RecBole "
+    "1.2.1 wheel (MIT) at recbole/dataset_example/ml-100k in RecBole's atomic-file format; "
+    "read from the installed package, never imported and not copied into this repository. "
+    "Positives: rating >= 4 of 5 (count 1). Content: genres, release decade and the Freebase "
+    "knowledge-graph relations RecBole ships (actors, directors, writers, producers, genres, "
+    "language, country, companies, content rating, subjects) as tags of a catalogue user",
+}
 
 
 @dataclass
 class RecsysBenchOptions:
     quick: bool = False
     data: str | None = None  # a Last.fm folder (default ../shared/data/music) or a generic one
-    datasets: str | None = None  # comma-separated subset of lastfm,lastfm-dense (Last.fm data)
+    datasets: str | None = None  # comma-separated subset of lastfm,lastfm-dense,movielens-100k
     seeds: int | None = None  # default 3 (1 with quick)
     out: str = "bench/results"
     work: str = "runs/recsys_bench"
@@ -380,6 +397,7 @@ def run_dataset(
     return {
         "name": name,
         "source": str(raw.folder) if raw.folder is not None else "",
+        "about": SOURCES.get(name, ""),
         "stats": {"users": inter.n_users, "items": inter.n_items, "pairs": len(inter.users)},
         "content": "tag TF-IDF" if len(inter.tag_ids) else "dense features",
         "seeds": opts.n_seeds,
@@ -508,20 +526,36 @@ def _run_method(
 
 
 # --- the benchmark -------------------------------------------------------------------------------
-def build_datasets(opts: RecsysBenchOptions) -> list[tuple[str, RawData]]:
-    raw = load_dataset(opts.data)
-    if raw.name != "lastfm":  # a generic folder: that data set only
-        return [(raw.name, raw)]
+def build_datasets(
+    opts: RecsysBenchOptions, log: Callable[[str], None] = print
+) -> list[tuple[str, RawData]]:
+    """The data sets to run. ``movielens-100k`` comes from the installed RecBole package: asked
+    for by name without it, a clear error; in the default set without it, skipped with a note."""
+    from satcodec.errors import ConfigError, RecsysDataError
+
+    explicit = opts.datasets is not None
     wanted = [d.strip() for d in (opts.datasets or ",".join(DATASETS)).split(",") if d.strip()]
-    if opts.quick and opts.datasets is None:
+    if opts.quick and not explicit:
         wanted = ["lastfm"]
     bad = sorted(set(wanted) - set(DATASETS))
     if bad:
-        from satcodec.errors import ConfigError
-
         raise ConfigError(f"unknown data set(s) {bad}: choose from {', '.join(DATASETS)}")
+    raw: RawData | None = None
+    if any(d in LASTFM_DATASETS for d in wanted) or opts.data:
+        raw = load_dataset(opts.data)
+        if raw.name != "lastfm":  # a generic folder: that data set only
+            return [(raw.name, raw)]
     out = []
     for d in wanted:
+        if d == MOVIELENS_NAME:
+            try:
+                out.append((d, load_movielens_100k()))
+            except RecsysDataError as exc:
+                if explicit:
+                    raise
+                log(f"[{d}] skipped: {exc}")
+            continue
+        assert raw is not None
         out.append((d, raw if d == "lastfm" else lastfm_disjoint_taggers(raw)))
     return out
 
@@ -546,7 +580,7 @@ def run_benchmark(
         except (OSError, ValueError, AttributeError):
             previous = {}
     datasets: dict[str, Any] = {}
-    for name, raw in build_datasets(opts):
+    for name, raw in build_datasets(opts, log):
         datasets[name] = run_dataset(name, raw, opts, log)
     for name, d in previous.items():
         if name not in datasets and isinstance(d, dict) and "results" in d:
@@ -669,6 +703,16 @@ FINDINGS = [
 ]
 
 
+def _fmt_one(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _fmt_list(values: list[Any]) -> str:
+    """A grid as ``[0.01, 0.1, 1]``: floats to 4 significant digits (widening can leave
+    rounding noise such as 0.00010000000000000003), the rest as they are."""
+    return "[" + ", ".join(_fmt_one(v) if isinstance(v, float) else repr(v) for v in values) + "]"
+
+
 def _fmt_hp(hp: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:g}" if _is_numeric([v]) else f"{k}={v}" for k, v in hp.items())
 
@@ -743,11 +787,14 @@ def report(summary: dict[str, Any], tag: str) -> str:
         "- Last.fm tags come from Last.fm users, so a held-out (cold) artist still carries other "
         "listeners' tags (the held-out pairs' own tags are removed): cold start here is easier "
         "than from audio. `lastfm-dense` takes the content from a disjoint half of the users.",
-        "- No maintained package ships a user × item data set with item content inside its wheel "
-        "(checked: lightfm, lightfm-next, implicit, cornac, librecommender, lenskit, rectools, "
-        "cr-learn, recsets download at run time), so the second data set is derived from the "
-        "same Last.fm files (different listeners, different content); it is not independent "
-        "evidence.",
+        "- `lastfm-dense` is derived from the same Last.fm files (different listeners, different "
+        "content): it is not independent evidence. `movielens-100k` is: another domain (films), "
+        "explicit ratings turned into implicit positives (rating ≥ 4), and catalogue content "
+        "(genres, decade, knowledge-graph relations) that no rater wrote — shipped inside the "
+        "maintained RecBole wheel (found after the first run; lightfm, lightfm-next, implicit, "
+        "cornac, librecommender, lenskit, rectools, cr-learn and recsets download theirs at run "
+        "time). MovieLens items are films rated by at most 943 users, not artists, so its "
+        "values compare with Last.fm's only in direction.",
         "- The deep ψ had fewer epochs than the linear models (it starts from them); a longer "
         "deep ψ schedule might change its verdict. ψ depth 0 with w ⊙ h is the linear model.",
         "",
@@ -764,6 +811,13 @@ def _dataset_section(name: str, d: dict[str, Any], k: int, labels: dict[str, str
         f"filtering; content: {d['content']}; {d['seeds']} seed(s); "
         f"{d['wall_s'] / 60:.1f} min, finished {d['finished']}. Source: `{d['source']}`.",
         "",
+        *([f"**Source and licence.** {d['about']}.", ""] if d.get("about") else []),
+        *([f"**Run.** {d['note']}", ""] if d.get("note") else []),
+        *(
+            [f"**Diagnostic, outside the protocol.** {d['diagnostic']}", ""]
+            if d.get("diagnostic")
+            else []
+        ),
         f"| method | warm NDCG@{k} | warm recall@{k} | cold NDCG@{k} | cold recall@{k} | configs tried (warm / cold) |",
         "|---|---|---|---|---|---|",
     ]
@@ -790,13 +844,16 @@ def _dataset_section(name: str, d: dict[str, Any], k: int, labels: dict[str, str
         if word == "n/a":
             continue
         lines.append(f"- {text} ({proto}): **{word}** — {sentence}")
+    if d.get("verdict"):
+        lines += ["", f"**Verdict.** {d['verdict']}"]
     lines += ["", "**Chosen on validation (seed 0) and how interior each optimum is:**", ""]
     for proto in ("warm", "cold"):
         for key, t in d["tuning"][proto].items():
             if t.get("note"):
                 lines.append(f"- ({proto}, {labels[key]}: {t['note']})")
             axes = "; ".join(
-                f"{ax} {a['tried']} → {a['chosen']} ({a['status']})" for ax, a in t["axes"].items()
+                f"{ax} {_fmt_list(a['tried'])} → {_fmt_one(a['chosen'])} ({a['status']})"
+                for ax, a in t["axes"].items()
             )
             lines.append(
                 f"- {proto}, {labels[key]}: {_fmt_hp(t['chosen'])} — {t['n_configs']} configs; {axes}"

@@ -125,7 +125,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "or Last.fm HetRec 2011 (default: ../shared/data/music)",
     )
     rb.add_argument(
-        "--datasets", help="with Last.fm data: comma-separated subset of lastfm,lastfm-dense"
+        "--datasets",
+        help="comma-separated subset of lastfm,lastfm-dense (Last.fm data) and movielens-100k "
+        "(read from the RecBole wheel: pip install --no-deps recbole)",
     )
     rb.add_argument("--seeds", type=int, help="seeds (splits and initialisations; default 3)")
     rb.add_argument("--out", default="bench/results")

@@ -7,7 +7,8 @@ folder (:func:`load_dataset`); developed on the Last.fm HetRec 2011 listening da
 Research code: it never imports the codec.
 
 - :mod:`.data`: constructor and loaders, filtering, warm/cold splits, leakage-free content
-- :mod:`.datasets`: the derived second benchmark data set (``lastfm-dense``)
+- :mod:`.datasets`: the other benchmark data sets: ``lastfm-dense`` (derived from Last.fm) and
+  ``movielens-100k`` (:func:`load_movielens_100k`, read from the copy inside the RecBole wheel)
 - :mod:`.models`: NCACF (ψ linear/deep, φ none/deep, relaxed/strict) and its loss
 - :mod:`.train`: training with the shared trainer, evaluation, validation-based selection
 - :mod:`.metrics`: NDCG@k, recall@k
@@ -30,6 +31,7 @@ from satcodec.research.recsys.data import (
     save_folder,
     tfidf_content,
 )
+from satcodec.research.recsys.datasets import load_movielens_100k
 from satcodec.research.recsys.metrics import ndcg_from_ranking, rank_metrics, recall_from_ranking
 from satcodec.research.recsys.models import NCACF, NCACFConfig, ncacf_loss
 from satcodec.research.recsys.recommend import Recommendation, Recommender
@@ -53,6 +55,7 @@ __all__ = [
     "load_dataset",
     "load_folder",
     "load_lastfm",
+    "load_movielens_100k",
     "make_split",
     "ncacf_loss",
     "ndcg_from_ranking",
