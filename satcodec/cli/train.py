@@ -59,6 +59,13 @@ def _config(a: argparse.Namespace):
     )
 
 
+def _say_ship_hint(a: argparse.Namespace, meta: dict) -> None:
+    say(
+        a,
+        f"model id {meta['model_id']}; ship it with satcodec ship codec {a.out} --name NAME --data DATA",
+    )
+
+
 def cmd_tune_decoder(a: argparse.Namespace) -> int:
     from satcodec.codec.training import parse_step_range, tune_decoder
 
@@ -83,10 +90,7 @@ def cmd_tune_decoder(a: argparse.Namespace) -> int:
         command=command,
     )
     say(a, f"decoder of {a.init} tuned {a.steps} steps -> {Path(a.out) / 'model.safetensors'}")
-    say(
-        a,
-        f"model id {meta['model_id']}; ship it with satcodec ship codec {a.out} --name NAME --data DATA",
-    )
+    _say_ship_hint(a, meta)
     return 0
 
 
@@ -120,10 +124,7 @@ def cmd_tune_encoder(a: argparse.Namespace) -> int:
         f"encoder of {a.init} retrained at N={a.analysis_hidden} "
         f"({c['encoder_mac_per_pixel']:.0f} MAC/px) -> {Path(a.out) / 'model.safetensors'}",
     )
-    say(
-        a,
-        f"model id {meta['model_id']}; ship it with satcodec ship codec {a.out} --name NAME --data DATA",
-    )
+    _say_ship_hint(a, meta)
     return 0
 
 
