@@ -285,6 +285,10 @@ class Decoder:
         self.header = h = reader.header
         self.entropy_model: EntropyModel = entropy_model_for(h)
         self.model = model
+        if model.config.denoise_channels:
+            # the denoising stage runs in PyTorch: build it here, before tile threads start
+            # (once, and with PyTorch loaded so torch_threads can limit its threads)
+            torch_module(model)
         # the header's stride is one the stream supports, so equality covers the model too
         if model.config.downsampling != h.downsampling:
             raise BitstreamError(
