@@ -149,15 +149,18 @@ def fit_rd(
     ckpt_every: int = 250,
     progress: bool = True,
     device: str = "cpu",
+    scenes: list[Scene] | None = None,
 ) -> tuple[Trainer, dict[str, Any]]:
     """Rate–distortion training of any codec ``model`` (``forward`` -> ``x_hat``, ``bits``).
 
     One recipe for every codec family (scenes, held-out split, sampler, loss, trainer), so
     models compared against each other are trained the same way. Returns the trainer and the
-    training metadata (a model card's facts).
+    training metadata (a model card's facts). ``scenes``: the scenes of ``data`` already
+    loaded (with the default exclusions), so a caller that read them need not read them again.
     """
     val_names = DEFAULT_VAL if val_scenes is None else val_scenes
-    scenes = load_scenes(data, exclude=DEFAULT_EXCLUDE if exclude is None else exclude)
+    if scenes is None:
+        scenes = load_scenes(data, exclude=DEFAULT_EXCLUDE if exclude is None else exclude)
     train_scenes = [s for s in scenes if s.name not in val_names]
     val_split = [s for s in scenes if s.name in val_names]
     if not train_scenes:
@@ -494,6 +497,7 @@ def tune_encoder(
             ckpt_every=ckpt_every,
             progress=progress,
             device=device,
+            scenes=scenes,
         )
         history.append(
             {
