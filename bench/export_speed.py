@@ -42,11 +42,11 @@ from satcodec.benchmarks.harness import (  # noqa: E402
 from satcodec.codec.registry import load_model  # noqa: E402
 from satcodec.coding import (  # noqa: E402
     DECODE_HALO,
-    ENCODE_HALO,
     Encoder,
     array_window_reader,
     choose_model,
     decode_to_array,
+    encode_halo,
     open_decoder,
 )
 from satcodec.evaluation import bd_rate  # noqa: E402
@@ -161,7 +161,7 @@ def main() -> int:
     sample, bits = read_image(SAMPLE, 10_000)
     speed = []
     for tile in [] if a.rd_only else [int(t) for t in a.tiles.split(",")]:
-        n = tile + 2 * ENCODE_HALO
+        n = tile + 2 * encode_halo(net.config)
         reps = math.ceil(n / sample.shape[1])
         base = sample[0].astype(np.float32)
         big = np.tile(

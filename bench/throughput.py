@@ -5,7 +5,7 @@ first").
 Every stage is timed by calling the library's own pieces directly, in the order the coder
 runs them, never by patching timers into library code:
 
-* encode: reading the tile windows (``RasterReader.read_window``, widened by ``ENCODE_HALO``
+* encode: reading the tile windows (``RasterReader.read_window``, widened by ``encode_halo(config)``
   as :meth:`Encoder._analyse` does), the band offsets (one read pass), the analysis
   transform per tile (the runtime the API picks by default), rate control
   (:func:`~satcodec.coding.rate_control.step_for_bpp`: its table estimates), then per coding

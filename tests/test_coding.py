@@ -142,3 +142,38 @@ def test_coding_does_not_import_export() -> None:
                 assert not node.module.startswith("satcodec.export"), f
             if isinstance(node, ast.Import):
                 assert not any(a.name.startswith("satcodec.export") for a in node.names), f
+
+
+@pytest.mark.parametrize("stages, halo", [(3, 16), (4, 32)])
+def test_the_encode_halo_is_the_analysis_radius_in_whole_latents(stages, halo) -> None:
+    from satcodec.codec.config import ModelConfig, analysis_radius, encode_halo
+
+    config = ModelConfig(stages=stages)
+    assert encode_halo(config) == halo
+    assert analysis_radius(config) == 2 * (2**stages - 1) <= halo
+    assert halo % config.downsampling == 0
+
+
+def test_a_wider_encode_halo_gives_the_same_stream(sample, monkeypatch) -> None:
+    """The halo covers the analysis's receptive field: the default stride-8 model's 16 px give
+    the bytes that twice as much context gives (the former fixed 32 px), with less analysis."""
+    import satcodec.coding.encoder as encoder_module
+    from satcodec.codec.config import encode_halo
+
+    narrow = satcodec.encode(sample, quality=50, tile=128)
+    windows = []
+    wide_halo = lambda config: 2 * encode_halo(config)  # noqa: E731
+    real_windows = encoder_module.Encoder.tile_windows
+
+    def recording(self):
+        out = real_windows(self)
+        windows.append((encode_halo(self.model.config), out))
+        return out
+
+    monkeypatch.setattr(encoder_module.Encoder, "tile_windows", recording)
+    monkeypatch.setattr(encoder_module, "encode_halo", wide_halo)
+    wide = satcodec.encode(sample, quality=50, tile=128)
+    assert wide == narrow
+    halo, ws = windows[0]
+    inner = [w for w in ws if 0 < w.row < 3 and 0 < w.col < 3]
+    assert inner and all(w.height == w.width == 128 + 4 * halo for w in inner)

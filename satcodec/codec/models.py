@@ -255,11 +255,6 @@ def complexity(model: ReducedVAE, size: int = 256) -> dict[str, float]:
     }
 
 
-def receptive_halo_pixels() -> int:
-    """Pixels of context each side that the analysis needs (radius 2·(1+2+4+8)=30, rounded to 32)."""
-    return ENCODE_HALO
-
-
 def bits_per_pixel(bits: torch.Tensor, pixels: int) -> torch.Tensor:
     return bits / pixels
 

@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from satcodec.codec.config import DECODE_HALO, ENCODE_HALO, decode_halo
+from satcodec.codec.config import DECODE_HALO, ENCODE_HALO, decode_halo, encode_halo
 from satcodec.coding.decoder import (
     MAX_STRIP_BYTES,
     SYNTH_BLOCK,
@@ -64,6 +64,7 @@ __all__ = [
     "DEFAULT_ENTROPY_MODEL",
     "DEFAULT_TILE",
     "ENCODE_HALO",
+    "encode_halo",
     "MAX_STEP",
     "MAX_STRIP_BYTES",
     "MIN_STEP",

@@ -4,7 +4,7 @@
    injected ``analysis`` :class:`~satcodec.coding.transforms.Transform` (PyTorch by default)
    and the :class:`~satcodec.coding.entropy_models.EntropyModel`, compute each band's offset
    (:func:`band_offsets_of`);
-2. :meth:`Encoder._analyse`: per tile, read its window widened by ``ENCODE_HALO`` (stopping at
+2. :meth:`Encoder._analyse`: per tile, read its window widened by ``encode_halo(config)`` (stopping at
    the image border), replace nodata by the band offset and keep the tile's nodata mask,
    normalise, run the analysis once, keep the tile's latents (float, step 1);
 3. rate control (:mod:`satcodec.coding.rate_control`) picks the quantisation step from the
@@ -35,7 +35,7 @@ from satcodec.bitstream import (
     quant_step_to_q16,
     write_stream,
 )
-from satcodec.codec.config import DOWNSAMPLING, ENCODE_HALO, encoder_macs
+from satcodec.codec.config import DOWNSAMPLING, encode_halo, encoder_macs
 from satcodec.codec.registry import ModelInfo, ModelWeights, list_models, torch_module
 from satcodec.coding import rate_control
 from satcodec.coding.entropy_models import (
@@ -219,7 +219,7 @@ class Encoder:
         Reading replicated pixels beyond the border instead gave the synthesis border latents
         it was never trained on: an error floor at the image edges (up to ~350 DN on a 12-bit
         scene, capping PSNR near 54 dB on a 500x500 image whatever the rate)."""
-        T, halo, stride = self.tile, ENCODE_HALO, self.model.config.downsampling
+        T, halo, stride = self.tile, encode_halo(self.model.config), self.model.config.downsampling
         grid_h = math.ceil(self.height / stride) * stride
         grid_w = math.ceil(self.width / stride) * stride
         out = []

@@ -45,12 +45,11 @@ ROLES = ("board", "ground")
 BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
 
 
-def _encode_halo() -> int:
-    """The encoder's analysis halo each side (``satcodec.codec.models.ENCODE_HALO``; imported
-    lazily: this module loads without PyTorch)."""
-    from satcodec.codec.models import ENCODE_HALO
+def _encode_halo(model: Any) -> int:
+    """The encoder's analysis halo each side for ``model`` (``encode_halo`` of its config)."""
+    from satcodec.codec.config import encode_halo
 
-    return ENCODE_HALO
+    return encode_halo(model.config)
 
 
 # --------------------------------------------------------------------------------------------
@@ -414,7 +413,7 @@ def host_description() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs"
 
 
-def _tile_input(size: int) -> np.ndarray:
+def _tile_input(size: int, halo: int) -> np.ndarray:
     """A real-image analysis window of (size + 2·halo)² px: the shipped sample, mirrored."""
     from satcodec.export.calibration import SAMPLE
     from satcodec.raster import open_raster
@@ -423,7 +422,7 @@ def _tile_input(size: int) -> np.ndarray:
         band = r.read()[0].astype(np.float32)
         peak = float(2**r.meta.bit_depth - 1)
     band = (band - np.round(band.mean())) / peak
-    n = size + 2 * _encode_halo()
+    n = size + 2 * halo
     reps = (math.ceil(n / band.shape[0]), math.ceil(n / band.shape[1]))
     tiled = np.block(
         [
@@ -545,7 +544,7 @@ def profile_board(
         raise ConfigError(f"--size must be a multiple of 16 in 64..8192, got {size}")
     if repeat < 1:
         raise ConfigError(f"repeat must be >= 1, got {repeat}")
-    window = size + 2 * _encode_halo()
+    window = size + 2 * _encode_halo(model)
     analysis, _ = deploy_transforms(model)
     layers = layer_table(analysis, (1, model.config.bands, window, window))
     pixels = size * size
@@ -565,7 +564,9 @@ def profile_board(
             progress(1 + repeat, 1 + repeat)
     else:
         fn = analysis_callable(runtime, precision, model, info, threads)
-        times = time_function(fn, _tile_input(size), repeat=repeat, progress=progress)
+        times = time_function(
+            fn, _tile_input(size, _encode_halo(model)), repeat=repeat, progress=progress
+        )
         median, runs = statistics.median(times), len(times)
         if cache is not None:
             cache[key] = (median, runs)
@@ -621,9 +622,10 @@ def entropy_coder_seconds(model: Any, size: int, repeat: int = 5) -> float:
 
     from satcodec.coding.entropy_models import DEFAULT_ENTROPY_MODEL as em
 
-    halo = _encode_halo() // model.config.downsampling
+    pixels = _encode_halo(model)
+    halo = pixels // model.config.downsampling
     with torch.no_grad():
-        lat = model.analysis_transform(torch.from_numpy(_tile_input(size))).numpy()[0]
+        lat = model.analysis_transform(torch.from_numpy(_tile_input(size, pixels))).numpy()[0]
     lat = np.ascontiguousarray(lat[:, halo:-halo, halo:-halo]) if halo else lat[0]
 
     def code(y: np.ndarray) -> bytes:
