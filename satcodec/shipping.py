@@ -243,7 +243,13 @@ def ship_codec(
             f"({mc.stages} stages), N={mc.hidden}"
             + (f" (analysis N={mc.analysis_hidden})" if mc.analysis_hidden else "")
             + f", M={mc.latent}, activation "
-            f"{mc.activation}, input gain {mc.input_gain}",
+            f"{mc.activation}"
+            + (
+                f" (analysis {mc.analysis_activation})"
+                if mc.analysis_activation and mc.analysis_activation != mc.activation
+                else ""
+            )
+            + f", input gain {mc.input_gain}",
             f"- encoder: {c['encoder_mac_per_pixel']:.0f} MAC/pixel, {c['encoder_params']:,} "
             f"parameters; decoder: {c['decoder_mac_per_pixel']:.0f} MAC/pixel, "
             f"{c['decoder_params']:,} parameters",
@@ -270,7 +276,8 @@ def ship_codec(
             *(
                 [
                     "- last phases: encoder only (`satcodec tune-encoder`): a narrower analysis "
-                    f"(N={mc.analysis_hidden}) first matched the init's latents "
+                    f"(N={mc.analysis_hidden}, {mc.encoder_activation}) first matched the init's "
+                    "latents "
                     f"({run_meta.get('distill_steps')} steps), then trained on the rate–"
                     "distortion loss at the init's λ with the init's synthesis frozen: the "
                     "ground decoder is the init's, weight for weight"

@@ -101,6 +101,7 @@ def cmd_tune_encoder(a: argparse.Namespace) -> int:
     command = (
         f"satcodec tune-encoder --init {a.init} --data DATA --steps {a.steps} --out {a.out}"
         f" --analysis-hidden {a.analysis_hidden} --distill-steps {distill} --lr {a.lr}"
+        + (f" --analysis-activation {a.analysis_activation}" if a.analysis_activation else "")
     )
     meta = tune_encoder(
         a.init,
@@ -108,6 +109,7 @@ def cmd_tune_encoder(a: argparse.Namespace) -> int:
         a.steps,
         a.out,
         analysis_hidden=a.analysis_hidden,
+        analysis_activation=a.analysis_activation,
         distill_steps=distill,
         batch=a.batch,
         patch=a.patch,
@@ -226,6 +228,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     te.add_argument("--out", required=True)
     te.add_argument(
         "--analysis-hidden", type=int, default=32, help="filters of the new analysis (default 32)"
+    )
+    te.add_argument(
+        "--analysis-activation",
+        choices=("sgdn", "gdn", "relu"),
+        default="",
+        help="activation of the new analysis (default: the init's); relu: no division on "
+        "board, every layer in onnxruntime's fast layout and int8 end to end",
     )
     te.add_argument(
         "--distill-steps",

@@ -27,6 +27,10 @@ class ModelConfig:
     # N of the analysis (board side) alone; 0 = ``hidden``. A narrower analysis in front of the
     # same synthesis is the fast encoder of `satcodec tune-encoder` (bench/results/fast_encoder.md)
     analysis_hidden: int = 0
+    # activation of the analysis alone; "" = ``activation``. "relu" in front of a GDN synthesis
+    # is the ReLU fast encoder: no division on board, every layer in onnxruntime's NCHWc
+    # layout and int8 end to end (bench/results/analysis_ops.md, fast_encoder.md)
+    analysis_activation: str = ""
     latent: int = 192  # M
     activation: str = "sgdn"
     # satellite DN normalised by the sensor peak have a std of ~0.02-0.07; a fixed gain puts
@@ -52,6 +56,11 @@ class ModelConfig:
         return self.analysis_hidden or self.hidden
 
     @property
+    def encoder_activation(self) -> str:
+        """Activation of the analysis transform."""
+        return self.analysis_activation or self.activation
+
+    @property
     def downsampling(self) -> int:
         return 2**self.stages
 
@@ -64,6 +73,7 @@ class ModelConfig:
             bands=int(d["bands"]),
             hidden=int(d["hidden"]),
             analysis_hidden=int(d.get("analysis_hidden", 0)),
+            analysis_activation=str(d.get("analysis_activation", "")),
             latent=int(d["latent"]),
             activation=str(d["activation"]),
             input_gain=float(d.get("input_gain", 1.0)),
@@ -96,7 +106,7 @@ def encoder_macs(config: ModelConfig) -> float:
         last = i == config.stages - 1
         area = 4.0 ** (i + 1)  # output pixels per input pixel shrink 4x a stage
         total += 25 * (b if i == 0 else na) * (m if last else na) / area
-        if not last:
+        if not last and config.encoder_activation != "relu":
             total += na * na / area  # the GDN's 1x1 channel mixing
     return total
 

@@ -91,7 +91,7 @@ class ReducedVAE(nn.Module):
             down.append(conv_down(b if i == 0 else na, m if last else na))
             up.append(SubPixelUp(m if i == 0 else n, b if last else n))
             if not last:
-                down.append(activation(act, na, inverse=False))
+                down.append(activation(config.encoder_activation, na, inverse=False))
                 up.append(activation(act, n, inverse=True))
         self.analysis_transform = nn.Sequential(*down)
         if config.denoise_channels and config.bands != 1:

@@ -180,7 +180,11 @@ def _read_header(path: Path) -> tuple[ModelConfig, dict[str, Any], dict[str, tup
         math.isfinite(config.noise_a) and math.isfinite(config.noise_b)
     ):
         raise WeightsError(f"{path} declares a non-finite sensor noise {config}")
-    if config.stages not in (3, 4) or config.activation not in ("sgdn", "gdn", "relu"):
+    if config.stages not in (3, 4) or not {config.activation, config.encoder_activation} <= {
+        "sgdn",
+        "gdn",
+        "relu",
+    }:
         raise WeightsError(f"{path} declares an unknown architecture {config}")
     if config.denoise_channels and config.bands != 1:
         raise WeightsError(f"{path}: a denoising stage needs a single-band model, got {config}")

@@ -412,6 +412,7 @@ def tune_encoder(
     out: str | Path,
     *,
     analysis_hidden: int = 32,
+    analysis_activation: str = "",
     distill_steps: int | None = None,
     batch: int = 8,
     patch: int = 128,
@@ -441,10 +442,21 @@ def tune_encoder(
         raise ConfigError(f"--init {init}: its card records no λ to train the encoder at")
     if not 1 <= analysis_hidden <= 1024:
         raise ConfigError(f"analysis width must be 1..1024, got {analysis_hidden}")
+    if analysis_activation not in ("", "sgdn", "gdn", "relu"):
+        raise ConfigError(f"analysis activation {analysis_activation!r}: choose sgdn, gdn or relu")
     distill_steps = steps // 2 if distill_steps is None else distill_steps
     if not 0 <= distill_steps <= steps:
         raise ConfigError(f"distill steps must be 0..{steps}, got {distill_steps}")
-    config = ModelConfig(**{**info.config.to_dict(), "analysis_hidden": analysis_hidden})
+    config = ModelConfig(
+        **{
+            **info.config.to_dict(),
+            "analysis_hidden": analysis_hidden,
+            "analysis_activation": analysis_activation,
+        }
+    )
+    what = f"analysis N={analysis_hidden}" + (
+        f", {config.encoder_activation}" if analysis_activation else ""
+    )
     model = ReducedVAE(config)
     model.synthesis_transform.load_state_dict(teacher.synthesis_transform.state_dict())
     if model.denoising_stage is not None:
@@ -470,7 +482,7 @@ def tune_encoder(
         history.append(
             {
                 "model": info.name,
-                "kind": f"encoder distillation (analysis N={analysis_hidden})",
+                "kind": f"encoder distillation ({what})",
                 "lmbda": lmbda,
                 "steps": distill_steps,
                 "batch": f"{batch}x{patch}²",
@@ -502,7 +514,7 @@ def tune_encoder(
         history.append(
             {
                 "model": info.name,
-                "kind": f"encoder (analysis N={analysis_hidden}, synthesis frozen)",
+                "kind": f"encoder ({what}, synthesis frozen)",
                 "lmbda": lmbda,
                 "steps": rd_steps,
                 "batch": f"{batch}x{patch}²",
@@ -525,6 +537,7 @@ def tune_encoder(
         "encoder_only": True,
         "distill_steps": distill_steps,
         "analysis_hidden": analysis_hidden,
+        "analysis_activation": config.encoder_activation,
         "history": history,
         "complexity": complexity(model),
     }
