@@ -562,17 +562,19 @@ def remains(matrix: list[dict], cols_enc: list, cols_dec: list, mpix: float, w1:
     je = mpix / w1["j2k"]["encode_s"]
     jd = mpix / w1["j2k"]["decode_s"]
     fast = cols_enc[3][1] if len(cols_enc) > 3 else None
-    for th in sorted({r["threads"] for r in matrix}):
-        fr = [
-            r["fast_enc"] / r["j2k_enc"] for r in matrix if r["threads"] == th and "fast_enc" in r
-        ]
-        if fr:
-            out.append(
-                f"- {th} thread(s), fast encoder (`--max-encoder-macs 4000`): encode at "
-                f"{statistics.median(fr):.2f}x OpenJPEG (target 1: "
-                f"{'met' if statistics.median(fr) >= 1 else 'missed'}); its rate cost against "
-                "the full encoder: bench/results/fast_encoder.md."
-            )
+    relu = cols_enc[4] if len(cols_enc) > 4 else None
+    from throughput_compare import FAST_COLUMNS
+
+    for key, budget, label in FAST_COLUMNS:
+        for th in sorted({r["threads"] for r in matrix}):
+            fr = [r[key] / r["j2k_enc"] for r in matrix if r["threads"] == th and key in r]
+            if fr:
+                out.append(
+                    f"- {th} thread(s), {label} (`--max-encoder-macs {budget:g}`): encode at "
+                    f"{statistics.median(fr):.2f}x OpenJPEG (target 1: "
+                    f"{'met' if statistics.median(fr) >= 1 else 'missed'}); its rate cost "
+                    "against the full encoder: bench/results/fast_encoder.md."
+                )
     out.append(
         f"- The transforms are what is left: the full analysis alone runs at {mpix / an:.2f} "
         f"MPix/s per core ({100 * an / sum(enc.values()):.0f} % of the --bpp encode), the "
@@ -591,6 +593,15 @@ def remains(matrix: list[dict], cols_enc: list, cols_dec: list, mpix: float, w1:
             "an analysis near int8 speed (the QDQ graph dequantises around every GDN, so int8 "
             "buys ~1.5x here, far from VNNI's 4x: a GDN-free or fused int8 graph) and the rate "
             "search and context coder about twice as fast again."
+        )
+    if relu is not None:
+        name, d = relu
+        ra = d["analysis"]
+        out.append(
+            f"- The ReLU fast encoder ({name.split('`')[1]}, no GDN: every layer stays in "
+            "onnxruntime's NCHWc layout, bench/results/analysis_ops.md) runs its analysis at "
+            f"{mpix / ra:.2f} MPix/s fp32 ({100 * ra / sum(d.values()):.0f} % of its encode); "
+            "what it costs in rate: bench/results/fast_encoder.md."
         )
     out.append(
         f"- Decode: matching half OpenJPEG's decode ({jd / 2:.0f} MPix/s) needs the synthesis "
@@ -656,16 +667,16 @@ def main() -> None:
             prof["stages"].update(prof_q["stages"])
             prof["streams"].update(prof_q["streams"])
         del enc
-        # the same --bpp encode with the fast encoder (`--max-encoder-macs`), when shipped
-        fast = None
-        from throughput_compare import FAST_MACS, fast_models_shipped
+        # the same --bpp encode with the fast encoders (`--max-encoder-macs`), when shipped
+        fasts = []
+        from throughput_compare import fast_columns
 
-        if fast_models_shipped():
-            fast_model = choose_model(a.bpp, None, FAST_MACS)
+        for _, budget, flabel in fast_columns():
+            fast_model = choose_model(a.bpp, None, budget)
             enc_f, _ = make_encoder(src, fast_model)
             rc_f = rate_control_profile(enc_f, a.bpp)
             prof_f = profile_encode(src, enc_f, {"bpp": rc_f["step"]}, a.repeats, tmp)
-            fast = (fast_model, rc_f, prof_f["stages"][("bpp", "channel-context")])
+            fasts.append((flabel, fast_model, rc_f, prof_f["stages"][("bpp", "channel-context")]))
             del enc_f
         tiles = prof["tiles"]
         print(f"encode stages done ({time.perf_counter() - t_start:.0f} s)", flush=True)
@@ -697,14 +708,13 @@ def main() -> None:
             if key[1] == "channel-context":
                 d["rate control"] = rc["search_s"]
         cols_enc.append((label, d))
-    if fast is not None:
-        fast_model, rc_f, d = fast
+    for flabel, fast_model, rc_f, d in fasts:
         d = dict(d)
         for k in per_pass:
             if k in d:
                 d[k] *= rc_f["passes"]
         d["rate control"] = rc_f["search_s"]
-        cols_enc.append((f"--bpp {a.bpp:g}, fast encoder `{fast_model}`", d))
+        cols_enc.append((f"--bpp {a.bpp:g}, {flabel} `{fast_model}`", d))
     cols_dec = [
         (f"--bpp {a.bpp:g}, channel-context", decs[("bpp", "channel-context")]["stages"]),
         ("--quality 50, channel-context", decs[("q50", "channel-context")]["stages"]),
@@ -785,7 +795,7 @@ def main() -> None:
         "## Shares: what the next change would buy",
         "",
     ]
-    enc_cols = cols_enc[:2] + ([cols_enc[3]] if len(cols_enc) > 3 else [])
+    enc_cols = cols_enc[:2] + cols_enc[3:]
     for label, cols in (("encode", enc_cols), ("decode", cols_dec[:2])):
         for name, d in cols:
             tot = sum(d.values())

@@ -42,13 +42,26 @@ THREADS = (1, 2)
 # the encoder budget that selects the fast-encoder models (`satcodec tune-encoder`, analysis
 # N=32: 3.3k MAC/px) over the full ones (10.5k): `satcodec encode --max-encoder-macs 4000`
 FAST_MACS = 4000.0
+# the budget that leaves only the ReLU fast encoders (`--analysis-activation relu`: 3.0k MAC/px,
+# no GDN mixing): `satcodec encode --max-encoder-macs 3000`
+RELU_MACS = 3000.0
+# (row key, budget, label) of the fast-encoder columns
+FAST_COLUMNS = (
+    ("fast_enc", FAST_MACS, "fast encoder"),
+    ("relu_enc", RELU_MACS, "ReLU fast encoder"),
+)
 
 
-def fast_models_shipped() -> bool:
+def fast_models_shipped(budget: float = FAST_MACS) -> bool:
     from satcodec.codec.config import encoder_macs
     from satcodec.codec.registry import list_models
 
-    return any(encoder_macs(m.config) <= FAST_MACS for m in list_models())
+    return any(encoder_macs(m.config) <= budget for m in list_models())
+
+
+def fast_columns() -> list[tuple[str, float, str]]:
+    """The fast-encoder columns whose models are shipped."""
+    return [c for c in FAST_COLUMNS if fast_models_shipped(c[1])]
 
 
 # (revision, what it added): the baseline of the profile, then each step
@@ -56,9 +69,12 @@ LADDER_REVS = (
     ("e4021e1", "baseline: numpy context coder, rate control re-fitting every estimate"),
     ("7594d46", "+ compiled context-model kernels (numba)"),
 )
-# the last revision of the previous profile (its rows below, measured then, are options of it)
-PREVIOUS_HEAD = ("1483421", "previous profile's head: rate control from counts, onnxruntime fp32 "
-                 "default, tiles on every core (2 threads)")  # fmt: skip
+# the heads of the earlier profiles (the rows between them, measured then, are options of the
+# first); they run with this revision's defaults: every core
+PREVIOUS_HEAD = ("1483421", "profile head of 2026-12-06: rate control from counts, onnxruntime "
+                 "fp32 default, tiles on every core (2 threads)")  # fmt: skip
+LAST_HEAD = ("6eda7f9", "+ PyTorch not loaded on the onnxruntime path, fast encoders shipped "
+             "(previous profile's head, 2 threads)")  # fmt: skip
 
 
 def mirror_to(img: np.ndarray, size: int) -> np.ndarray:
@@ -151,18 +167,19 @@ def scene_matrix(data: Path, repeats: int, tmp: Path, size: int = 2048) -> list[
     import satcodec
 
     rows = []
-    fast = fast_models_shipped()
+    columns = fast_columns()
     for name in SCENES:
         src = tmp / f"m_{name}"
         img, bits = build_scene(data / name, size, src)
         for bpp in RATES:
             out, dec = tmp / "m.satc", tmp / "m.tif"
-            fast_rep = None
-            if fast:
-                fast_out = tmp / "m_fast.satc"
-                fast_rep = satcodec.encode_file(
-                    src, fast_out, bpp=bpp, threads=1, max_encoder_macs=FAST_MACS
+            fast_out = tmp / "m_fast.satc"
+            fast_reps = {
+                key: satcodec.encode_file(
+                    src, fast_out, bpp=bpp, threads=1, max_encoder_macs=budget
                 )
+                for key, budget, _ in columns
+            }
             rep = satcodec.encode_file(src, out, bpp=bpp, threads=1)
             level, j_bpp = openjpeg_level(img, bits, rep.bpp)
             j = imagecodecs.jpeg2k_encode(
@@ -183,18 +200,16 @@ def scene_matrix(data: Path, repeats: int, tmp: Path, size: int = 2048) -> list[
                     "j2k_enc": img.size / je / 1e6,
                     "j2k_dec": img.size / jd / 1e6,
                 }
-                if fast_rep is not None:
+                for key, budget, _ in columns:
                     fe = median_time(
-                        lambda src=src, out=fast_out, bpp=bpp, th=th: satcodec.encode_file(
-                            src, out, bpp=bpp, threads=th, max_encoder_macs=FAST_MACS
+                        lambda src=src, out=fast_out, bpp=bpp, th=th, b=budget: (
+                            satcodec.encode_file(src, out, bpp=bpp, threads=th, max_encoder_macs=b)
                         ),
                         repeats,
                     )
-                    row.update(
-                        fast_enc=img.size / fe / 1e6,
-                        fast_bpp=fast_rep.bpp,
-                        fast_model=fast_rep.model,
-                    )
+                    row[key] = img.size / fe / 1e6
+                    row[key.replace("_enc", "_bpp")] = fast_reps[key].bpp
+                    row[key.replace("_enc", "_model")] = fast_reps[key].model
                 rows.append(row)
                 print(f"matrix {json.dumps(row)}", flush=True)
     return rows
@@ -210,21 +225,23 @@ def matrix_lines(rows: list[dict], size: int) -> list[str]:
         "satcodec's real rate (its `level` bisected to within 1 %), in memory (no file I/O: "
         "this favours OpenJPEG). Ratio = satcodec / OpenJPEG throughput, same cell, same run. "
         f"Fast encoder: the same call with `max_encoder_macs={FAST_MACS:g}` (CLI "
-        f"`--max-encoder-macs {FAST_MACS:g}`), which picks the narrow-analysis models of "
+        f"`--max-encoder-macs {FAST_MACS:g}`), which picks the best narrow-analysis model of "
         "`satcodec tune-encoder` (3.3k MAC/px instead of 10.5k; the same ground decoder, so "
-        "its decode speed is the default's); OpenJPEG's rate is matched to the default "
-        "stream's, and the fast stream lands within the same ±3 %.",
+        "its decode speed is the default's); ReLU fast encoder: `max_encoder_macs="
+        f"{RELU_MACS:g}`, which leaves only the narrow ReLU analyses (3.0k MAC/px, no "
+        "division). OpenJPEG's rate is matched to the default stream's, and the fast streams "
+        "land within the same ±3 %.",
         "",
         "| scene | target bpp | threads | satcodec bpp | J2K bpp | encode MPix/s | "
         "OpenJPEG encode | **encode ratio** | fast encoder MPix/s | **fast encode ratio** | "
+        "ReLU fast encoder MPix/s | **ReLU fast encode ratio** | "
         "decode MPix/s | OpenJPEG decode | **decode ratio** |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        fast = (
-            f"{r['fast_enc']:.2f} | **{r['fast_enc'] / r['j2k_enc']:.2f}**"
-            if "fast_enc" in r
-            else "– | –"
+        fast = " | ".join(
+            f"{r[key]:.2f} | **{r[key] / r['j2k_enc']:.2f}**" if key in r else "– | –"
+            for key, _, _ in FAST_COLUMNS
         )
         lines.append(
             f"| {r['scene'].split('_', 1)[1].removesuffix('.tif')} | {r['bpp']:g} | "
@@ -238,13 +255,14 @@ def matrix_lines(rows: list[dict], size: int) -> list[str]:
             continue
         er = [r["enc"] / r["j2k_enc"] for r in sub]
         dr = [r["dec"] / r["j2k_dec"] for r in sub]
-        fr = [r["fast_enc"] / r["j2k_enc"] for r in sub if "fast_enc" in r]
-        fast = (
-            f"; fast-encoder ratio median {statistics.median(fr):.2f} (min {min(fr):.2f}, "
-            f"max {max(fr):.2f})"
-            if fr
-            else ""
-        )
+        fast = ""
+        for key, _, label in FAST_COLUMNS:
+            fr = [r[key] / r["j2k_enc"] for r in sub if key in r]
+            if fr:
+                fast += (
+                    f"; {label} ratio median {statistics.median(fr):.2f} (min {min(fr):.2f}, "
+                    f"max {max(fr):.2f})"
+                )
         lines.append("")
         lines.append(
             f"- {th} thread(s), {len(sub)} cells: encode ratio median {statistics.median(er):.2f} "
@@ -323,20 +341,36 @@ def change_ladder(scene: Path, bpp: float, repeats: int, tmp: Path) -> list[dict
         wt = _git_worktree(PREVIOUS_HEAD[0], tmp)
         worktrees.append(wt)
         steps.append((f"`{PREVIOUS_HEAD[0]}` {PREVIOUS_HEAD[1]}", wt, {"threads": 2}))
+        last = _git_worktree(LAST_HEAD[0], tmp)
+        worktrees.append(last)
+        steps.append((f"`{LAST_HEAD[0]}` {LAST_HEAD[1]}", last, {"threads": 2}))
+        fast = {"threads": 2, "max_encoder_macs": FAST_MACS}
+        if fast_models_shipped():
+            steps.append(
+                (
+                    f"(option) `{LAST_HEAD[0]}` fast encoder (`--max-encoder-macs "
+                    f"{FAST_MACS:g}`: analysis N=32), 2 threads",
+                    last,
+                    fast,
+                )
+            )
         steps.append(
             (
-                "+ PyTorch not loaded on the onnxruntime path (this revision, 2 threads)",
+                "+ analysis halo sized to the model: 16 px at stride 8, was 32 (this revision, "
+                "2 threads)",
                 None,
                 {"threads": 2},
             )
         )
         if fast_models_shipped():
+            steps.append(("+ fast encoder (this revision), 2 threads", None, fast))
+        if fast_models_shipped(RELU_MACS):
             steps.append(
                 (
-                    f"+ fast encoder (`--max-encoder-macs {FAST_MACS:g}`: analysis N=32), "
-                    "2 threads",
+                    f"(option) ReLU fast encoder (`--max-encoder-macs {RELU_MACS:g}`: analysis "
+                    "N=32 without GDN), 2 threads",
                     None,
-                    {"threads": 2, "max_encoder_macs": FAST_MACS},
+                    {"threads": 2, "max_encoder_macs": RELU_MACS},
                 )
             )
         rows = []
@@ -344,8 +378,8 @@ def change_ladder(scene: Path, bpp: float, repeats: int, tmp: Path) -> list[dict
             env = dict(os.environ)
             env["PYTHONPATH"] = str(wt) if wt else str(REPO)
             env.pop("SATCODEC_RUNTIME", None)
-            if wt is not None and wt.name.endswith(PREVIOUS_HEAD[0]):
-                pass  # the previous head's default: every core, as this revision's rows
+            if wt is not None and wt.name.endswith((PREVIOUS_HEAD[0], LAST_HEAD[0])):
+                pass  # the earlier heads' default: every core, as this revision's rows
             elif wt is not None or opts.get("threads", 2) == 1:
                 env["OMP_NUM_THREADS"] = "1"
             p = subprocess.run(
@@ -520,14 +554,14 @@ def large_scene(size: int, bpp: float, source: Path, tmp: Path) -> list[dict]:
         rows.append({"codec": "satcodec CLI", "threads": th, "bpp": real, "enc_s": we,
                      "enc_rss": re_, "dec_s": wd, "dec_rss": rd})  # fmt: skip
         print(f"large {rows[-1]}", flush=True)
-        if fast_models_shipped():
+        for _, budget, _ in fast_columns():
             fast_stream = tmp / "big_fast.satc"
             _, wf, rf = isolated(
                 [sys.executable, "-m", "satcodec", "encode", "-q", "--overwrite", "--bpp", bpp,
-                 "--threads", th, "--max-encoder-macs", FAST_MACS, "-o", fast_stream, src],
+                 "--threads", th, "--max-encoder-macs", budget, "-o", fast_stream, src],
                 env_t,
             )  # fmt: skip
-            rows.append({"codec": f"satcodec CLI, --max-encoder-macs {FAST_MACS:g}",
+            rows.append({"codec": f"satcodec CLI, --max-encoder-macs {budget:g}",
                          "threads": th, "bpp": 8 * fast_stream.stat().st_size / (size * size),
                          "enc_s": wf, "enc_rss": rf, "dec_s": None, "dec_rss": None})  # fmt: skip
             print(f"large {rows[-1]}", flush=True)
