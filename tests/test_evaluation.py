@@ -402,6 +402,14 @@ def test_an_encoder_budget_keeps_only_the_models_whose_analysis_fits():
         choose_model(1.0, [best, fast], max_encoder_macs=1000)
     with pytest.raises(ConfigError, match="must be positive"):
         choose_model(1.0, [best, fast], max_encoder_macs=0)
+    # fixed quality (no bpp) under a budget that leaves the default out: the best model at the
+    # default's native rate, not the first name in sort order
+    home = ModelInfo("home", Path("h.safetensors"), "3" * 32, wide,
+                     {"rd": rd, "default": True, "native_bpp": 0.8})  # fmt: skip
+    worse = ModelInfo("a-worse", Path("w.safetensors"), "4" * 32, narrow,
+                      {"rd": [[b, q - 1.0] for b, q in rd], "encoder_only": True})  # fmt: skip
+    assert choose_model(None, [home, worse, fast]) == "home"
+    assert choose_model(None, [home, worse, fast], max_encoder_macs=4000) == "fast"
 
 
 # --- cross-checks with the reference packages (skipped when they are not installed) ----------

@@ -409,9 +409,12 @@ def choose_model(
     chosen when none does. Falls back to the nearest native rate when cards lack curves.
     ``max_encoder_macs`` keeps only models whose analysis costs at most that many MAC per
     pixel (a board's compute budget); the narrow-analysis models of ``satcodec tune-encoder``
-    (card field ``encoder_only``) are candidates only under such a budget.
+    (card field ``encoder_only``) are candidates only under such a budget. Without ``bpp``
+    (fixed quality): the default model, or under a budget that leaves it out, the model
+    expected to do best at the default's native rate.
     """
     models = list_models() if models is None else list(models)
+    offered = models
     if max_encoder_macs is None:
         # the fast encoders (`satcodec tune-encoder`) trade a little rate for speed: chosen
         # only under a budget, so the default ladder stays the full encoders'
@@ -430,7 +433,15 @@ def choose_model(
     if not models:
         raise ConfigError("no shipped model found; pass --model PATH")
     if bpp is None:
-        return next((m.name for m in models if m.meta.get("default")), models[0].name)
+        default = next((m for m in models if m.meta.get("default")), None)
+        if default is not None:
+            return default.name
+        if max_encoder_macs is None:
+            return models[0].name
+        # under a budget that leaves the default out: the best model at the default's own
+        # operating point (not whichever name sorts first)
+        home = next((m for m in offered if m.meta.get("default")), None)
+        bpp = float(home.meta.get("native_bpp", 1.0)) if home is not None else 1.0
 
     def predicted(m: ModelInfo) -> tuple[int, float]:
         rd = m.meta.get("rd") or []
