@@ -65,9 +65,9 @@ PAPER: dict[str, tuple[float | None, float | None]] = {
 ROWS: dict[str, tuple[str, str, str, str | None]] = {
     # key: (label, ψ, φ, initialised from)
     "lin_none": ("NCACF linear ψ, no content", "linear", "none", None),
-    "lin_phi": ("NCACF linear ψ + deep φ", "linear", "deep", None),
+    "lin_phi": ("NCACF linear ψ + φ", "linear", "deep", None),
     "deep_none": ("NCACF deep ψ, no content", "deep", "none", "lin_none"),
-    "deep_phi": ("NCACF deep ψ + deep φ", "deep", "deep", "lin_phi"),
+    "deep_phi": ("NCACF deep ψ + φ", "deep", "deep", "lin_phi"),
 }
 ANCHORS = {
     "als": "implicit ALS (warm only)",
@@ -126,6 +126,8 @@ def settings(quick: bool) -> dict[str, Any]:
         "grid_phi": {
             "phi_width": [64] if quick else [128, 256, 512],
             "variant": ["relaxed"] if quick else ["relaxed", "strict"],
+            # hidden layers of φ (0: a linear map of the content; 2: the earlier fixed depth)
+            "phi_layers": [2] if quick else [0, 1, 2],
         },
         # deep ψ: the official 0–5 layer sweep for both inputs, from the tuned linear model
         "grid_deep": {
@@ -275,7 +277,7 @@ def _ncacf_config(key: str, hp: dict[str, Any]) -> NCACFConfig:
         variant=hp.get("variant", "relaxed") if phi != "none" else "relaxed",
         psi_layers=int(hp.get("psi_layers", 2)),
         psi_input=hp.get("psi_input", "product"),
-        phi_hidden=(int(hp.get("phi_width", 256)),) * 2,
+        phi_hidden=(int(hp.get("phi_width", 256)),) * int(hp.get("phi_layers", 2)),
         lambda_w=float(hp["reg"]),
         lambda_h=float(hp["reg"]),
     )
@@ -495,7 +497,13 @@ def _run_method(
             base = {**chosen[proto][init_key], "lr": s["lr_deep"]}
             grid = dict(s["grid_deep"])
         log(f"  tuning {key} ({proto})")
-        bounds = {"psi_layers": (0, 5), "lr": (1e-4, 0.3), "K": (4, 512), "reg": (1e-5, 1e3)}
+        bounds = {
+            "psi_layers": (0, 5),
+            "phi_layers": (0, 4),
+            "lr": (1e-4, 0.3),
+            "K": (4, 512),
+            "reg": (1e-5, 1e3),
+        }
         if psi == "deep":
             assert base is not None
             tuning[proto][key] = full_grid_search(grid, ev, base, bounds, log)
@@ -684,22 +692,22 @@ def compare(d: dict[str, Any], a: str, b: str, proto: str) -> tuple[str, str]:
 
 FINDINGS = [
     ("deep ψ vs linear ψ, no content", "deep_none", "lin_none", "warm"),
-    ("deep ψ vs linear ψ, with deep φ", "deep_phi", "lin_phi", "warm"),
-    ("deep ψ vs linear ψ, with deep φ", "deep_phi", "lin_phi", "cold"),
-    ("deep φ vs no content, linear ψ", "lin_phi", "lin_none", "warm"),
+    ("deep ψ vs linear ψ, with φ", "deep_phi", "lin_phi", "warm"),
+    ("deep ψ vs linear ψ, with φ", "deep_phi", "lin_phi", "cold"),
+    ("φ vs no content, linear ψ", "lin_phi", "lin_none", "warm"),
     ("linear ψ, no content vs tuned ALS", "lin_none", "als", "warm"),
     ("deep ψ, no content vs tuned ALS", "deep_none", "als", "warm"),
-    ("linear ψ + deep φ vs tuned ALS", "lin_phi", "als", "warm"),
-    ("deep ψ + deep φ vs tuned ALS", "deep_phi", "als", "warm"),
+    ("linear ψ + φ vs tuned ALS", "lin_phi", "als", "warm"),
+    ("deep ψ + φ vs tuned ALS", "deep_phi", "als", "warm"),
     ("linear ψ, no content vs LightFM", "lin_none", "lightfm", "warm"),
-    ("linear ψ + deep φ vs LightFM", "lin_phi", "lightfm", "warm"),
-    ("linear ψ + deep φ vs LightFM", "lin_phi", "lightfm", "cold"),
-    ("deep ψ + deep φ vs LightFM", "deep_phi", "lightfm", "cold"),
-    ("linear ψ + deep φ vs content-only cosine", "lin_phi", "content", "cold"),
-    ("deep ψ + deep φ vs content-only cosine", "deep_phi", "content", "cold"),
+    ("linear ψ + φ vs LightFM", "lin_phi", "lightfm", "warm"),
+    ("linear ψ + φ vs LightFM", "lin_phi", "lightfm", "cold"),
+    ("deep ψ + φ vs LightFM", "deep_phi", "lightfm", "cold"),
+    ("linear ψ + φ vs content-only cosine", "lin_phi", "content", "cold"),
+    ("deep ψ + φ vs content-only cosine", "deep_phi", "content", "cold"),
     ("LightFM vs content-only cosine", "lightfm", "content", "cold"),
     ("content-only cosine vs chance", "content", "random", "cold"),
-    ("linear ψ + deep φ vs popularity", "lin_phi", "popularity", "warm"),
+    ("linear ψ + φ vs popularity", "lin_phi", "popularity", "warm"),
 ]
 
 
@@ -754,8 +762,9 @@ def report(summary: dict[str, Any], tag: str) -> str:
         "The configurations chosen there are retrained on every seed; the test split is never "
         "used for choosing. Axes:",
         f"- NCACF linear ψ: lr {st['grid_linear']['lr']}, λ = λ_W = λ_H {st['grid_linear']['reg']}, "
-        f"K {st['grid_linear']['K']}; with φ also φ width {st['grid_phi']['phi_width']} (two "
-        f"hidden layers) and variant {st['grid_phi']['variant']}; Adam, {st['epochs_linear']} "
+        f"K {st['grid_linear']['K']}; with φ also φ width {st['grid_phi']['phi_width']}, φ "
+        f"hidden layers {st['grid_phi'].get('phi_layers', [2])} (0: φ is one linear map of the "
+        f"content) and variant {st['grid_phi']['variant']}; Adam, {st['epochs_linear']} "
         f"epochs, all users × {st['batch_items']} items per step, gradient-norm clip 1, best "
         "validation epoch kept;",
         f"- NCACF deep ψ: the official 0–5 layer sweep (widths 2^(L+2) … 8, output weights 1 for "
@@ -813,6 +822,7 @@ def _dataset_section(name: str, d: dict[str, Any], k: int, labels: dict[str, str
         "",
         *([f"**Source and licence.** {d['about']}.", ""] if d.get("about") else []),
         *([f"**Run.** {d['note']}", ""] if d.get("note") else []),
+        *([f"**Rerun of the φ rows.** {d['phi_rerun']}", ""] if d.get("phi_rerun") else []),
         *(
             [f"**Diagnostic, outside the protocol.** {d['diagnostic']}", ""]
             if d.get("diagnostic")
