@@ -46,6 +46,11 @@ from satcodec.codec.registry import load_weights, torch_module  # noqa: E402
 MODEL = "fast-s8-l1e-3"
 
 
+def _gamma_beta(gdn: GDN) -> tuple[torch.Tensor, torch.Tensor]:
+    """The GDN's γ as a 1x1 convolution weight, and β."""
+    return gdn.gamma().view(gdn.channels, gdn.channels, 1, 1), gdn.beta()
+
+
 class GDNAbsAsRelu(nn.Module):
     """The simplified GDN with |x| = 2 relu(x) - x: β + γ|x| = conv(relu(x), 2γ, β) + conv(x, -γ)."""
 
@@ -54,10 +59,8 @@ class GDNAbsAsRelu(nn.Module):
         self.gdn = gdn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = self.gdn.channels
-        gamma = self.gdn.gamma().view(c, c, 1, 1)
-        norm = F.conv2d(torch.relu(x), 2 * gamma, self.gdn.beta()) + F.conv2d(x, -gamma)
-        return x / norm
+        gamma, beta = _gamma_beta(self.gdn)
+        return x / (F.conv2d(torch.relu(x), 2 * gamma, beta) + F.conv2d(x, -gamma))
 
 
 class GDNReciprocal(nn.Module):
@@ -68,9 +71,8 @@ class GDNReciprocal(nn.Module):
         self.gdn = gdn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = self.gdn.channels
-        gamma = self.gdn.gamma().view(c, c, 1, 1)
-        return x * torch.reciprocal(F.conv2d(torch.abs(x), gamma, self.gdn.beta()))
+        gamma, beta = _gamma_beta(self.gdn)
+        return x * torch.reciprocal(F.conv2d(torch.abs(x), gamma, beta))
 
 
 VARIANTS = {

@@ -48,36 +48,18 @@ from satcodec.coding import (  # noqa: E402
     choose_model,
     entropy_model_for,
 )
-from satcodec.entropy.coder import escape_fields  # noqa: E402
 from satcodec.entropy.context import (  # noqa: E402
     _DELTA_LUT,
     MAG_CAP,
     RECIPROCAL_Q12,
     channel_order,
     context_symbol_bits,
+    rows_symbol_bits,
 )
-from satcodec.entropy.rate import _CLASS_BITS  # noqa: E402
-from satcodec.entropy.table import load_table  # noqa: E402
 from satcodec.evaluation import load_image  # noqa: E402
 
 WEIGHTS = (1, 2, 4)  # w: weight of the spatial neighbours against one decoded channel
 LUT = _DELTA_LUT.astype(np.int64)
-
-
-def table_bits(sym: np.ndarray, rows: np.ndarray) -> float:
-    """Exact code length of ``sym`` coded with table rows ``rows`` (escapes included)."""
-    table = load_table()
-    v = sym.ravel().astype(np.int64)
-    r = rows.ravel()
-    support = table.support[r].astype(np.int64)
-    j = v + support
-    esc = (j < 0) | (j > 2 * support)
-    j[esc] = 2 * support[esc] + 1
-    bits = float(table.code_lengths[table.offsets[r] + j].sum())
-    if esc.any():
-        cls, _ = escape_fields(v[esc], support[esc])
-        bits += float(_CLASS_BITS[cls].sum() + (cls >> 1).sum())
-    return bits
 
 
 def checkerboard_rows(sym: np.ndarray, base: np.ndarray, w: int) -> np.ndarray:
@@ -117,7 +99,7 @@ def measure(path: Path, bpp: float) -> dict:
         base = np.asarray(base)
         out["ctx"] += context_symbol_bits(sym, base)
         for w in WEIGHTS:
-            out[w] += table_bits(sym, checkerboard_rows(sym, base, w))
+            out[w] += rows_symbol_bits(sym, checkerboard_rows(sym, base, w))
     out["pixels"] = arr.shape[1] * arr.shape[2]
     return out
 

@@ -21,18 +21,24 @@ from satcodec.errors import WeightsError
 from tests.conftest import SAMPLE, tiny_stride8_model
 
 
-def test_tune_encoder_trains_a_narrower_analysis_for_the_same_decoder(tmp_path, sample_array):
-    net = tiny_stride8_model(12)
+def _tune_encoder(tmp_path, seed: int, *args: str):
+    """Run `satcodec tune-encoder` on a tiny stride-8 init and the sample; (init, out folder)."""
     init = tmp_path / "rung.safetensors"
-    save_model(init, net, {"lmbda": 0.001, "history": []})
+    save_model(init, tiny_stride8_model(seed), {"lmbda": 0.001, "history": []})
     data = tmp_path / "scenes"
     data.mkdir()
     shutil.copy(SAMPLE, data / "train.tif")
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "satcodec", "tune-encoder", "--init", str(init), "--data"]
-    cmd += [str(data), "--steps", "4", "--distill-steps", "2", "--analysis-hidden", "8"]
-    cmd += ["--batch", "2", "--patch", "64", "--out", str(out)]
+    cmd += [str(data), *args, "--batch", "2", "--patch", "64", "--out", str(out)]
     subprocess.run(cmd, check=True, capture_output=True)
+    return init, out
+
+
+def test_tune_encoder_trains_a_narrower_analysis_for_the_same_decoder(tmp_path, sample_array):
+    init, out = _tune_encoder(
+        tmp_path, 12, "--steps", "4", "--distill-steps", "2", "--analysis-hidden", "8"
+    )
     before, _ = load_model(init)
     after, info = load_model(out / "model.safetensors")
     assert info.config.analysis_hidden == 8 and info.config.hidden == 16
@@ -81,17 +87,9 @@ def test_the_analysis_width_leaves_older_weights_and_their_ids_alone():
 
 
 def test_a_relu_analysis_trains_in_front_of_the_gdn_synthesis(tmp_path, sample_array):
-    net = tiny_stride8_model(13)
-    init = tmp_path / "rung.safetensors"
-    save_model(init, net, {"lmbda": 0.001, "history": []})
-    data = tmp_path / "scenes"
-    data.mkdir()
-    shutil.copy(SAMPLE, data / "train.tif")
-    out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "satcodec", "tune-encoder", "--init", str(init), "--data"]
-    cmd += [str(data), "--steps", "2", "--analysis-hidden", "8", "--analysis-activation", "relu"]
-    cmd += ["--batch", "2", "--patch", "64", "--out", str(out)]
-    subprocess.run(cmd, check=True, capture_output=True)
+    _, out = _tune_encoder(
+        tmp_path, 13, "--steps", "2", "--analysis-hidden", "8", "--analysis-activation", "relu"
+    )
     after, info = load_model(out / "model.safetensors")
     assert info.config.analysis_activation == "relu" and info.config.activation == "sgdn"
     kinds = [type(m).__name__ for m in after.analysis_transform]

@@ -225,14 +225,20 @@ def context_symbol_bits(symbols: np.ndarray, base: np.ndarray) -> float:
     """
     sym = _check_symbols(symbols)
     idx = _check_indices(base, sym.shape[0])
-    rows = context_rows(sym, idx).ravel()
-    v = sym.ravel().astype(np.int64)
+    return rows_symbol_bits(sym, context_rows(sym, idx))
+
+
+def rows_symbol_bits(symbols: np.ndarray, rows: np.ndarray) -> float:
+    """Exact code length in bits of ``symbols`` coded each with its table row in ``rows`` (the
+    same shape), escapes included; any row assignment, e.g. a candidate context model's."""
+    r = np.asarray(rows).ravel()
+    v = np.asarray(symbols).ravel().astype(np.int64)
     table = load_table()
-    L = load_table().support[rows]
+    L = table.support[r].astype(np.int64)
     j = v + L
     esc = (j < 0) | (j > 2 * L)
     j[esc] = 2 * L[esc] + 1
-    bits = float(table.code_lengths[table.offsets[rows] + j].sum())
+    bits = float(table.code_lengths[table.offsets[r] + j].sum())
     if esc.any():
         cls, _ = escape_fields(v[esc], L[esc])
         bits += float(_CLASS_BITS[cls].sum() + (cls >> 1).sum())
