@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from satcodec.cli.options import add_command, add_group, progress, quiet, say
+from satcodec.codec.config import ACTIVATIONS
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -177,7 +178,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--latent", type=int, help="latent channels M (default 192; with --init: widen to M)"
     )
-    t.add_argument("--activation", default="sgdn", choices=["sgdn", "gdn", "relu"])
+    t.add_argument("--activation", default="sgdn", choices=ACTIVATIONS)
     t.add_argument(
         "--stride",
         type=int,
@@ -231,7 +232,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     te.add_argument(
         "--analysis-activation",
-        choices=("sgdn", "gdn", "relu"),
+        choices=ACTIVATIONS,
         default="",
         help="activation of the new analysis (default: the init's); relu: no division on "
         "board, every layer in onnxruntime's fast layout and int8 end to end",

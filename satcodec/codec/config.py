@@ -18,6 +18,9 @@ ENCODE_HALO = 2 * DOWNSAMPLING
 DECODE_HALO = 2  # latents; synthesis receptive radius ≈ 1 + ½ + ¼ + ⅛ latents
 
 
+ACTIVATIONS = ("sgdn", "gdn", "relu")  # what layers.activation builds
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture hyper-parameters; stored in every weights file."""
@@ -138,6 +141,7 @@ def decode_halo(config: ModelConfig) -> int:
 __all__ = [
     "DECODE_HALO",
     "DOWNSAMPLING",
+    "ACTIVATIONS",
     "ENCODE_HALO",
     "ModelConfig",
     "analysis_radius",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from safetensors import SafetensorError, safe_open
 
-from satcodec.codec.config import ModelConfig
+from satcodec.codec.config import ACTIVATIONS, ModelConfig
 from satcodec.errors import ConfigError, UnknownModelError, WeightsError
 from satcodec.fileutil import atomic_path
 
@@ -180,11 +180,9 @@ def _read_header(path: Path) -> tuple[ModelConfig, dict[str, Any], dict[str, tup
         math.isfinite(config.noise_a) and math.isfinite(config.noise_b)
     ):
         raise WeightsError(f"{path} declares a non-finite sensor noise {config}")
-    if config.stages not in (3, 4) or not {config.activation, config.encoder_activation} <= {
-        "sgdn",
-        "gdn",
-        "relu",
-    }:
+    if config.stages not in (3, 4) or not {config.activation, config.encoder_activation} <= set(
+        ACTIVATIONS
+    ):
         raise WeightsError(f"{path} declares an unknown architecture {config}")
     if config.denoise_channels and config.bands != 1:
         raise WeightsError(f"{path}: a denoising stage needs a single-band model, got {config}")

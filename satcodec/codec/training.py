@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from satcodec.codec.config import ACTIVATIONS
 from satcodec.codec.data import PatchSampler, Scene, band_samples, load_scenes
 from satcodec.codec.models import ModelConfig, ReducedVAE, complexity, widen_latent
 from satcodec.codec.registry import load_model, save_model
@@ -442,8 +443,10 @@ def tune_encoder(
         raise ConfigError(f"--init {init}: its card records no λ to train the encoder at")
     if not 1 <= analysis_hidden <= 1024:
         raise ConfigError(f"analysis width must be 1..1024, got {analysis_hidden}")
-    if analysis_activation not in ("", "sgdn", "gdn", "relu"):
-        raise ConfigError(f"analysis activation {analysis_activation!r}: choose sgdn, gdn or relu")
+    if analysis_activation not in ("", *ACTIVATIONS):
+        raise ConfigError(
+            f"analysis activation {analysis_activation!r}: choose {', '.join(ACTIVATIONS)}"
+        )
     distill_steps = steps // 2 if distill_steps is None else distill_steps
     if not 0 <= distill_steps <= steps:
         raise ConfigError(f"distill steps must be 0..{steps}, got {distill_steps}")

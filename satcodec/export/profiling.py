@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from satcodec.codec.config import encode_halo
 from satcodec.errors import ConfigError, ProfileError
 
 # The profiles ship as package data, satcodec/hw_profiles: in a checkout that is a symlink to
@@ -43,13 +44,6 @@ BOARD_RUNTIMES = ("torch", "onnxruntime", "tensorrt", "vitis-ai", "openvino")
 PRECISIONS = ("fp32", "fp16", "int8")
 ROLES = ("board", "ground")
 BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
-
-
-def _encode_halo(model: Any) -> int:
-    """The encoder's analysis halo each side for ``model`` (``encode_halo`` of its config)."""
-    from satcodec.codec.config import encode_halo
-
-    return encode_halo(model.config)
 
 
 # --------------------------------------------------------------------------------------------
@@ -544,7 +538,7 @@ def profile_board(
         raise ConfigError(f"--size must be a multiple of 16 in 64..8192, got {size}")
     if repeat < 1:
         raise ConfigError(f"repeat must be >= 1, got {repeat}")
-    window = size + 2 * _encode_halo(model)
+    window = size + 2 * encode_halo(model.config)
     analysis, _ = deploy_transforms(model)
     layers = layer_table(analysis, (1, model.config.bands, window, window))
     pixels = size * size
@@ -565,7 +559,7 @@ def profile_board(
     else:
         fn = analysis_callable(runtime, precision, model, info, threads)
         times = time_function(
-            fn, _tile_input(size, _encode_halo(model)), repeat=repeat, progress=progress
+            fn, _tile_input(size, encode_halo(model.config)), repeat=repeat, progress=progress
         )
         median, runs = statistics.median(times), len(times)
         if cache is not None:
@@ -622,7 +616,7 @@ def entropy_coder_seconds(model: Any, size: int, repeat: int = 5) -> float:
 
     from satcodec.coding.entropy_models import DEFAULT_ENTROPY_MODEL as em
 
-    pixels = _encode_halo(model)
+    pixels = encode_halo(model.config)
     halo = pixels // model.config.downsampling
     with torch.no_grad():
         lat = model.analysis_transform(torch.from_numpy(_tile_input(size, pixels))).numpy()[0]
