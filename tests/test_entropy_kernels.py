@@ -91,3 +91,21 @@ def real_latents() -> np.ndarray:
     model, _ = load_model("reduced-s8-l1e-3")
     x = (image[:128, :128] - float(image.mean())) / 4095.0
     return TorchTransform(model, "analysis")(x[None, None])[0]
+
+
+@pytest.mark.parametrize("step", [0.37, 1.0, 2.5])
+def test_quantise_and_fit_equals_numpy(step: float, real_latents: np.ndarray) -> None:
+    """The compiled quantiser gives numpy's rint(clip(latents / step)) bit for bit, and both
+    entropy models' fits from its statistics equal their fits of the symbols."""
+    from satcodec.coding.entropy_models import ENTROPY_MODELS
+    from satcodec.entropy import MAX_ABS_SYMBOL
+
+    lat = real_latents.astype(np.float32)
+    # values on rounding ties and beyond the clip, where another rounding would show
+    lat[0, 0, :4] = np.float32(step) * np.array([0.5, 1.5, -2.5, 2.0**25], np.float32)
+    expected = np.rint(np.clip(lat / step, -MAX_ABS_SYMBOL, MAX_ABS_SYMBOL)).astype(np.int32)
+    assert expected[0, 0, 3] == MAX_ABS_SYMBOL
+    for model in ENTROPY_MODELS.values():
+        symbols, indices = model.quantise_and_fit(lat, step)
+        np.testing.assert_array_equal(symbols, expected)
+        np.testing.assert_array_equal(indices, model.fit(expected))

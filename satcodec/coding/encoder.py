@@ -47,7 +47,6 @@ from satcodec.coding.framing import pack_payload
 from satcodec.coding.parallel import ordered_map, resolve_workers, torch_threads
 from satcodec.coding.rate_control import MAX_STEP, MIN_STEP
 from satcodec.coding.transforms import TorchTransform, Transform
-from satcodec.entropy import MAX_ABS_SYMBOL as MAX_SYMBOL
 from satcodec.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -297,10 +296,7 @@ class Encoder:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Symbols and the side indices sent with them, fitted by ``model`` (default: the
         entropy model this encoder codes with)."""
-        scaled = lat / step
-        # clip before the cast: beyond ±2^24 the entropy coder refuses, int32 would wrap
-        symbols = np.rint(np.clip(scaled, -MAX_SYMBOL, MAX_SYMBOL)).astype(np.int32)
-        return symbols, (model or self.entropy_model).fit(symbols)
+        return (model or self.entropy_model).quantise_and_fit(lat, step)
 
     def estimated_bits(
         self, step: float, sample: int = 1, model: EntropyModel | bool | None = None

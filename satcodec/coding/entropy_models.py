@@ -4,7 +4,8 @@ coding tables (as CompressAI's ``EntropyModel`` and constriction's model/coder s
 Contract (:class:`EntropyModel`), for the symbols of one tile, int32 (C, h, w):
 
 - ``fit(symbols) -> indices``: the uint8 side information sent with the tile (per-channel
-  scale indices, or the context model's base rows);
+  scale indices, or the context model's base rows); ``quantise_and_fit(latents, step)``
+  quantises and fits in one compiled pass (what the encoder calls);
 - ``estimate_bits(symbols, indices) -> float``: the payload's size from the integer tables,
   without coding (within about ±64 bits of ``8 * len(encode(...))``);
 - ``estimate_bits_at_step(latents, step) -> float``: rate control's estimate straight from a
@@ -35,6 +36,8 @@ from satcodec.entropy.context import (
     estimated_bits_at_step,
     fit_context_bases,
 )
+from satcodec.entropy.quantiser import QuantisedTile, quantise_with_stats
+from satcodec.entropy.scales import scale_indices_from_stats
 
 if TYPE_CHECKING:  # training only: the coder itself runs without PyTorch
     import torch
@@ -52,6 +55,16 @@ class EntropyModel:
 
     def fit(self, symbols: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def fit_quantised(self, q: QuantisedTile) -> np.ndarray:
+        """:meth:`fit` of ``q.symbols``, from the statistics the quantiser gathered."""
+        return self.fit(q.symbols)
+
+    def quantise_and_fit(self, latents: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+        """(symbols, side indices) of float latents (C, h, w) at ``step``: what the encoder
+        codes, the same as ``fit(rint(clip(latents / step)))`` in one compiled pass."""
+        q = quantise_with_stats(latents, step)
+        return q.symbols, self.fit_quantised(q)
 
     def estimate_bits(self, symbols: np.ndarray, indices: np.ndarray) -> float:
         raise NotImplementedError
@@ -100,6 +113,9 @@ class PerChannelLaplace(EntropyModel):
     def fit(self, symbols: np.ndarray) -> np.ndarray:
         return fit_scale_indices(symbols)
 
+    def fit_quantised(self, q: QuantisedTile) -> np.ndarray:
+        return scale_indices_from_stats(q.stats)
+
     def estimate_bits(self, symbols: np.ndarray, indices: np.ndarray) -> float:
         return symbol_bits(symbols, indices)
 
@@ -125,6 +141,9 @@ class ChannelContextLaplace(EntropyModel):
 
     def fit(self, symbols: np.ndarray) -> np.ndarray:
         return fit_context_bases(symbols, fit_scale_indices(symbols))
+
+    def fit_quantised(self, q: QuantisedTile) -> np.ndarray:
+        return fit_context_bases(q.symbols, scale_indices_from_stats(q.stats))
 
     def estimate_bits(self, symbols: np.ndarray, indices: np.ndarray) -> float:
         return context_symbol_bits(symbols, indices)

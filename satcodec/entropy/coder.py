@@ -168,6 +168,27 @@ def encode_ops(ops: list[CoderOp]) -> bytes:
     return coder.get_compressed().astype("<u4", copy=False).tobytes()
 
 
+def encode_op_table(
+    js: np.ndarray,
+    ops: np.ndarray,
+    classes: np.ndarray,
+    mantissas: np.ndarray,
+    sizes: np.ndarray,
+) -> bytes:
+    """:func:`encode_ops` for an operation table (``kernels.encode_tile``'s): rows
+    ``(kind, start, end)`` in decoding order; kind ``t >= 0`` is ``js[start:end]`` with table
+    row ``t``, ``-1`` escape classes, ``-2`` mantissas of ``sizes``."""
+    coder = _AnsCoder()
+    for kind, s, e in reversed(ops.tolist()):  # ANS is a stack: push in reverse order
+        if kind >= 0:
+            coder.encode_reverse(js[s:e], _model(kind))
+        elif kind == -1:
+            coder.encode_reverse(classes[s:e], _CLASS_MODEL)
+        else:
+            coder.encode_reverse(mantissas[s:e], _MANTISSA_FAMILY, sizes[s:e])
+    return coder.get_compressed().astype("<u4", copy=False).tobytes()
+
+
 def _check_shape(shape: tuple[int, int, int]) -> tuple[int, int, int]:
     try:
         dims = tuple(int(d) for d in shape)

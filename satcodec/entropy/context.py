@@ -41,15 +41,13 @@ import numpy as np
 from satcodec.entropy import kernels
 from satcodec.entropy.coder import (
     MAX_ABS_SYMBOL,
-    CoderOp,
     _check_indices,
     _check_shape,
     _check_symbols,
     _model,
     decode_escapes,
-    encode_ops,
+    encode_op_table,
     escape_fields,
-    escape_ops,
     guarded_decode,
     open_payload,
 )
@@ -94,6 +92,9 @@ DELTA_LEVELS, DELTA_THRESHOLDS_Q12 = _delta_thresholds()
 _DELTA_LUT = DELTA_LEVELS[
     np.searchsorted(DELTA_THRESHOLDS_Q12, np.arange(DELTA_THRESHOLDS_Q12[-1] + 1), side="right")
 ].astype(np.int16)
+# the same map to context levels (the encoder's base fit and rate estimate count per level)
+_LEVEL_LUT = ((_DELTA_LUT.astype(np.int64) + MAX_DELTA) // DELTA_STEP).astype(np.uint8)
+_ZERO_LEVEL = MAX_DELTA // DELTA_STEP  # the level of delta 0
 
 
 _SUPPORT = load_table().support.astype(np.int64)
@@ -133,7 +134,8 @@ def fit_context_bases(symbols: np.ndarray, plain: np.ndarray) -> np.ndarray:
     """
     sym = np.asarray(symbols)
     C = sym.shape[0]
-    flat = np.ascontiguousarray(np.abs(sym.reshape(C, sym.shape[1] * sym.shape[2])), np.int64)
+    flat = np.ascontiguousarray(sym.reshape(C, sym.shape[1] * sym.shape[2]))  # signed: the
+    # kernel takes |k| as it goes
     plain = np.asarray(plain, np.int64)
     base = kernels.fit_bases(
         flat,
@@ -142,11 +144,10 @@ def fit_context_bases(symbols: np.ndarray, plain: np.ndarray) -> np.ndarray:
         _WINDOW,
         DELTA_LEVELS,
         _BITS_PER_ROW,
-        _DELTA_LUT,
+        _LEVEL_LUT,
+        _ZERO_LEVEL,
         RECIPROCAL_Q12,
         MAG_CAP,
-        MAX_DELTA,
-        DELTA_STEP,
     )
     return base.astype(np.uint8)
 
@@ -154,26 +155,25 @@ def fit_context_bases(symbols: np.ndarray, plain: np.ndarray) -> np.ndarray:
 # -- coding ----------------------------------------------------------------------------------
 def encode_symbols_context(symbols: np.ndarray, base: np.ndarray) -> bytes:
     """Entropy-code one tile with the context model; ``base`` (C,) is sent as side information."""
-    sym = _check_symbols(symbols)
+    sym = np.asarray(symbols)
+    # int32 symbols go straight to the kernel, which checks their range in its own pass
+    sym = sym if sym.dtype == np.int32 and sym.ndim == 3 else _check_symbols(sym)
     idx = _check_indices(base, sym.shape[0])
     C = sym.shape[0]
     flat = np.ascontiguousarray(sym.reshape(C, sym.shape[1] * sym.shape[2]))
-    support = _SUPPORT
-    acc = np.zeros(flat.shape[1], np.int64)
-    ops: list[CoderOp] = []  # in decoding order
-    for i, c in enumerate(channel_order(idx)):
-        b = int(idx[c])
-        js, counts, esc_v, esc_l = kernels.encode_channel(
-            flat[c], acc, i, b, _DELTA_LUT, support, RECIPROCAL_Q12[b], MAG_CAP
-        )
-        s = 0
-        for t in np.flatnonzero(counts):
-            e = s + int(counts[t])
-            ops.append((js[s:e], _model(int(t)), None))
-            s = e
-        if esc_v.size:
-            ops += escape_ops(esc_v, esc_l)
-    return encode_ops(ops)
+    ok, js, ops, classes, mantissas, sizes = kernels.encode_tile(
+        flat,
+        idx.astype(np.int64),
+        channel_order(idx),
+        _DELTA_LUT,
+        _SUPPORT,
+        RECIPROCAL_Q12,
+        MAG_CAP,
+        MAX_ABS_SYMBOL,
+    )
+    if not ok:
+        raise EntropyCodingError(f"a symbol exceeds |k| <= {MAX_ABS_SYMBOL}")
+    return encode_op_table(js, ops, classes, mantissas, sizes)
 
 
 def _decode(payload: bytes, base: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
@@ -264,13 +264,12 @@ def estimated_bits_at_step(latents: np.ndarray, step: float, context: bool = Tru
             float(step),
             bool(context),
             _BITS_PER_ROW,
-            _DELTA_LUT,
+            _LEVEL_LUT,
+            _ZERO_LEVEL,
             DELTA_LEVELS,
             RECIPROCAL_Q12,
             _WINDOW,
             MAX_ABS_SYMBOL,
             MAG_CAP,
-            MAX_DELTA,
-            DELTA_STEP,
         )
     )

@@ -93,29 +93,50 @@ def encode_channel(
     cap: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One channel of the context coder: (row symbols ``j`` in stream order, count per row,
-    escaped values, their rows' supports), then ``acc`` updated with this channel."""
-    order, counts = channel_groups(acc, decoded, base, lut)
+    escaped values, their rows' supports), then ``acc`` updated with this channel.
+
+    Two passes: the rows and their counts, then each symbol written straight to its place in
+    the stream (and the activity updated); escapes, rare, are put in stream order after."""
     n = values.size
-    js = np.empty(n, np.int32)
-    esc_v = np.empty(n, np.int64)
-    esc_l = np.empty(n, np.int64)
-    nesc = 0
+    rows = channel_rows(acc, decoded, base, lut)
+    counts = np.zeros(256, np.int64)
+    for p in range(n):
+        counts[rows[p]] += 1
+    fill = np.zeros(256, np.int64)
     s = 0
     for t in range(256):
-        e = s + counts[t]
-        L = support[t]
-        for q in range(s, e):
-            v = np.int64(values[order[q]])
-            j = v + L
-            if j < 0 or j > 2 * L:
-                esc_v[nesc] = v
-                esc_l[nesc] = L
-                nesc += 1
-                j = 2 * L + 1
-            js[q] = j
-        s = e
-    accumulate(acc, values, reciprocal, cap)
-    return js, counts, esc_v[:nesc], esc_l[:nesc]
+        fill[t] = s
+        s += counts[t]
+    js = np.empty(n, np.int32)
+    nesc = 0
+    for p in range(n):
+        r = rows[p]
+        L = support[r]
+        v = np.int64(values[p])
+        j = v + L
+        if j < 0 or j > 2 * L:
+            j = 2 * L + 1
+            nesc += 1
+        js[fill[r]] = j
+        fill[r] += 1
+        m = v if v >= 0 else -v
+        if m > cap:
+            m = cap
+        acc[p] += m * reciprocal
+    esc_v = np.empty(nesc, np.int64)
+    esc_l = np.empty(nesc, np.int64)
+    if nesc:
+        esc_r = np.empty(nesc, np.int64)
+        e = 0
+        for p in range(n):  # raster order ...
+            L = support[rows[p]]
+            v = np.int64(values[p])
+            if v + L < 0 or v + L > 2 * L:
+                esc_v[e], esc_l[e], esc_r[e] = v, L, rows[p]
+                e += 1
+        by_row = np.argsort(esc_r, kind="mergesort")  # ... to stream order: by row, stable
+        esc_v, esc_l = esc_v[by_row], esc_l[by_row]
+    return js, counts, esc_v, esc_l
 
 
 @njit(cache=True, nogil=True)
@@ -123,23 +144,38 @@ def level_stats(
     magnitudes: np.ndarray,
     acc: np.ndarray,
     decoded: int,
-    lut: np.ndarray,
-    max_delta: int,
-    delta_step: int,
+    level_lut: np.ndarray,
+    zero_level: int,
     levels: int,
 ) -> np.ndarray:
     """(3, levels) float64: zeros, non-zeros and sum of ``|k| - 1/2`` per context level.
 
-    Counts and half-integer sums are exact in float64, so the same as numpy's ``bincount``."""
-    stats = np.zeros((3, levels), np.float64)
+    ``level_lut`` maps an activity to its level (the delta LUT as level indices, uint8: a
+    quarter of its cache footprint, and no division by the level step); ``zero_level`` is the
+    level of delta 0, every position's before any channel is decoded. ``magnitudes`` may be
+    the signed symbols. Counted in integers, in four interleaved histograms (consecutive
+    positions often share a level: one histogram would wait on its own last store), and
+    converted at the end: exact, so the same floats as numpy's ``bincount``."""
+    z = np.zeros((4, levels), np.int64)
+    nz = np.zeros((4, levels), np.int64)
+    sm = np.zeros((4, levels), np.int64)
+    top = level_lut.size - 1
     for p in range(acc.size):
-        lv = (_delta_of(acc[p], decoded, lut) + max_delta) // delta_step
-        a = magnitudes[p]
-        if a == 0:
-            stats[0, lv] += 1.0
+        if decoded == 0:
+            lv = zero_level
         else:
-            stats[1, lv] += 1.0
-            stats[2, lv] += a - 0.5
+            lv = level_lut[min(acc[p] // decoded, top)]
+        a = abs(np.int64(magnitudes[p]))
+        k = p & 3
+        z[k, lv] += a == 0
+        nz[k, lv] += a != 0
+        sm[k, lv] += a
+    stats = np.empty((3, levels), np.float64)
+    for lv in range(levels):
+        nn = nz[0, lv] + nz[1, lv] + nz[2, lv] + nz[3, lv]
+        stats[0, lv] = float(z[0, lv] + z[1, lv] + z[2, lv] + z[3, lv])
+        stats[1, lv] = float(nn)
+        stats[2, lv] = float(sm[0, lv] + sm[1, lv] + sm[2, lv] + sm[3, lv]) - 0.5 * float(nn)
     return stats
 
 
@@ -192,11 +228,10 @@ def fit_bases(
     window: np.ndarray,
     levels_arr: np.ndarray,
     bits_per_row: np.ndarray,
-    lut: np.ndarray,
+    level_lut: np.ndarray,
+    zero_level: int,
     reciprocal: np.ndarray,
     cap: int,
-    max_delta: int,
-    delta_step: int,
 ) -> np.ndarray:
     """The context model's bases, channel by channel in ``order`` (see
     :func:`satcodec.entropy.context.fit_context_bases`)."""
@@ -204,7 +239,7 @@ def fit_bases(
     acc = np.zeros(magnitudes.shape[1], np.int64)
     for i in range(order.size):
         c = order[i]
-        stats = level_stats(magnitudes[c], acc, i, lut, max_delta, delta_step, levels_arr.size)
+        stats = level_stats(magnitudes[c], acc, i, level_lut, zero_level, levels_arr.size)
         base[c] = _best_base(stats, plain[c], window, levels_arr, bits_per_row)[0]
         accumulate(acc, magnitudes[c], reciprocal[base[c]], cap)
     return base
@@ -216,14 +251,13 @@ def estimate_bits_at_step(
     step: float,
     context: bool,
     bits_per_row: np.ndarray,
-    lut: np.ndarray,
+    level_lut: np.ndarray,
+    zero_level: int,
     levels_arr: np.ndarray,
     reciprocal: np.ndarray,
     window: np.ndarray,
     max_symbol: int,
     cap: int,
-    max_delta: int,
-    delta_step: int,
 ) -> float:
     """Rate control's estimate of one tile's payload bits at ``step``, from counts.
 
@@ -235,26 +269,23 @@ def estimate_bits_at_step(
     C, n = latents.shape
     nl = levels_arr.size
     inv = np.float32(step)
-    mags = np.empty((C, n), np.int64)
+    lim = np.float32(max_symbol)
+    mags = np.empty((C, n), np.int32)
     plain = np.empty(C, np.int64)
     bits = 0.0
     for c in range(C):
-        n0 = 0.0
-        nnz = 0.0
-        exc = 0.0
+        row = latents[c]
+        out = mags[c]
+        nz = 0
+        total = 0
         for p in range(n):
-            x = latents[c, p] / inv
-            if x > max_symbol:
-                x = max_symbol
-            elif x < -max_symbol:
-                x = -max_symbol
-            a = abs(np.int64(np.rint(x)))
-            mags[c, p] = a
-            if a == 0:
-                n0 += 1.0
-            else:
-                nnz += 1.0
-                exc += a - 0.5
+            a = abs(np.int32(np.rint(min(max(row[p] / inv, -lim), lim))))
+            out[p] = a
+            nz += a != 0
+            total += a
+        n0 = float(n - nz)
+        nnz = float(nz)
+        exc = float(total) - 0.5 * nnz
         best, arg = np.inf, 0
         for r in range(256):
             cost = n0 * bits_per_row[0, r] + nnz * bits_per_row[1, r] + exc * bits_per_row[2, r]
@@ -269,11 +300,128 @@ def estimate_bits_at_step(
     acc = np.zeros(n, np.int64)
     for i in range(C):
         c = order[i]
-        stats = level_stats(mags[c], acc, i, lut, max_delta, delta_step, nl)
+        stats = level_stats(mags[c], acc, i, level_lut, zero_level, nl)
         arg, best = _best_base(stats, plain[c], window, levels_arr, bits_per_row)
         bits += best
         accumulate(acc, mags[c], reciprocal[arg], cap)
     return bits
+
+
+@njit(cache=True, nogil=True)
+def quantise_stats(
+    latents: np.ndarray, step: np.floating, max_symbol: np.floating
+) -> tuple[np.ndarray, np.ndarray]:
+    """(symbols int32 (C, n), stats float64 (C, 3)) of one tile.
+
+    The symbols are numpy's ``rint(clip(latents / step, -max, max))``, bit for bit (the
+    division in the latents' precision: ``step`` and ``max_symbol`` come typed as the
+    latents are; round half to even); ``stats`` are each channel's zeros, non-zeros and sum
+    of ``|k| - 1/2``: the per-channel fit's sufficient statistics, exact in float64 (integer
+    and half-integer sums), so the fit made from them equals the numpy one."""
+    C, n = latents.shape
+    symbols = np.empty((C, n), np.int32)
+    stats = np.zeros((C, 3), np.float64)
+    for c in range(C):
+        row = latents[c]
+        out = symbols[c]
+        nnz = 0
+        total = 0
+        for p in range(n):
+            x = min(max(row[p] / step, -max_symbol), max_symbol)
+            k = np.int32(np.rint(x))
+            out[p] = k
+            a = abs(k)
+            nnz += a != 0
+            total += a
+        stats[c, 0] = float(n - nnz)
+        stats[c, 1] = float(nnz)
+        stats[c, 2] = float(total) - 0.5 * float(nnz)
+    return symbols, stats
+
+
+@njit(cache=True, nogil=True)
+def _escape_class(v: np.int64, support: np.int64) -> tuple[int, int, int]:
+    """(class ``2n + sign``, mantissa, mantissa size ``2^n``) of an escaped symbol ``v``."""
+    m = (v if v >= 0 else -v) - support  # >= 1
+    n = 0
+    while (m >> (n + 1)) > 0:
+        n += 1
+    return 2 * n + (1 if v < 0 else 0), m - (np.int64(1) << n), np.int64(1) << n
+
+
+@njit(cache=True, nogil=True)
+def encode_tile(
+    flat: np.ndarray,
+    base: np.ndarray,
+    order: np.ndarray,
+    lut: np.ndarray,
+    support: np.ndarray,
+    reciprocal: np.ndarray,
+    cap: int,
+    max_symbol: int,
+) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every coder operation of one context-model tile, in decoding order, in one call.
+
+    Returns ``(ok, js, ops, classes, mantissas, sizes)``: ``ok`` False (and nothing else
+    filled) when a symbol lies beyond ``±max_symbol``; ``ops`` (m, 3) int64 rows
+    ``(kind, start, end)``: kind ``t >= 0`` codes ``js[start:end]`` with table row ``t``,
+    ``-1`` escape ``classes[start:end]``, ``-2`` ``mantissas[start:end]`` of sizes
+    ``sizes[start:end]``. The same operations, symbols and order as the per-channel
+    :func:`encode_channel` loop with ``coder.escape_ops``, without a Python call per
+    channel."""
+    C, n = flat.shape
+    for c in range(C):
+        for p in range(n):
+            v = flat[c, p]
+            if v > max_symbol or v < -max_symbol:
+                e32 = np.empty(0, np.int32)
+                return False, e32, np.empty((0, 3), np.int64), e32, e32, e32
+    js = np.empty(C * n, np.int32)
+    ops = np.empty((C * 258, 3), np.int64)
+    classes = np.empty(C * n, np.int32)
+    mantissas = np.empty(C * n, np.int32)
+    sizes = np.empty(C * n, np.int32)
+    acc = np.zeros(n, np.int64)
+    m = 0
+    nc = 0
+    nm = 0
+    for i in range(C):
+        c = order[i]
+        b = base[c]
+        j_c, counts, esc_v, esc_l = encode_channel(
+            flat[c], acc, i, b, lut, support, reciprocal[b], cap
+        )
+        off = i * n
+        js[off : off + n] = j_c
+        s = 0
+        for t in range(256):
+            if counts[t]:
+                ops[m, 0] = t
+                ops[m, 1] = off + s
+                ops[m, 2] = off + s + counts[t]
+                m += 1
+                s += counts[t]
+        if esc_v.size:
+            c0 = nc
+            m0 = nm
+            for q in range(esc_v.size):
+                cls, mant, size = _escape_class(esc_v[q], esc_l[q])
+                classes[nc] = cls
+                nc += 1
+                if size > 1:
+                    mantissas[nm] = mant
+                    sizes[nm] = size
+                    nm += 1
+            ops[m, 0] = -1
+            ops[m, 1] = c0
+            ops[m, 2] = nc
+            m += 1
+            if nm > m0:
+                ops[m, 0] = -2
+                ops[m, 1] = m0
+                ops[m, 2] = nm
+                m += 1
+    return True, js, ops[:m], classes[:nc], mantissas[:nm], sizes[:nm]
 
 
 __all__ = [
@@ -281,7 +429,9 @@ __all__ = [
     "channel_groups",
     "channel_rows",
     "encode_channel",
+    "encode_tile",
     "fit_bases",
     "estimate_bits_at_step",
     "level_stats",
+    "quantise_stats",
 ]

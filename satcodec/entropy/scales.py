@@ -76,8 +76,14 @@ def fit_scale_indices(symbols: np.ndarray) -> np.ndarray:
     n_nz = np.count_nonzero(a, axis=1).astype(np.float64)
     n_zero = a.shape[1] - n_nz
     excess = a.sum(axis=1) - 0.5 * n_nz  # sum of (|k| - 1/2) over the non-zero symbols
-    stats = np.stack([n_zero, n_nz, excess], axis=1)  # (C, 3)
-    return np.argmin(stats @ LAPLACE_BITS_PER_ROW, axis=1).astype(np.uint8)
+    return scale_indices_from_stats(np.stack([n_zero, n_nz, excess], axis=1))
+
+
+def scale_indices_from_stats(stats: np.ndarray) -> np.ndarray:
+    """:func:`fit_scale_indices` from each channel's sufficient statistics (C, 3): zeros,
+    non-zeros and sum of ``|k| - 1/2``, exact in float64 (as
+    :func:`~satcodec.entropy.quantiser.quantise_with_stats` gives them). uint8 (C,)."""
+    return np.argmin(np.asarray(stats, np.float64) @ LAPLACE_BITS_PER_ROW, axis=1).astype(np.uint8)
 
 
 # code length of the discretised Laplacian per table scale s (see rate.ideal_bits), (3, 256):

@@ -1,0 +1,41 @@
+"""Quantisation of a tile's latents, with the statistics the entropy models fit from.
+
+The encoder quantises every tile once per coding pass and then fits the side information
+(:mod:`.scales`, :mod:`.context`) from the same symbols. One compiled pass gives the symbols
+and each channel's sufficient statistics together, where numpy took a
+division, a clip, a rounding, a cast, an absolute value and three reductions. The symbols
+are numpy's ``rint(clip(latents / step, -MAX_ABS_SYMBOL, MAX_ABS_SYMBOL))`` bit for bit, so
+the streams do not change (``tests/test_entropy_kernels.py``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from satcodec.entropy import kernels
+from satcodec.entropy.coder import MAX_ABS_SYMBOL
+from satcodec.errors import EntropyCodingError
+
+
+class QuantisedTile(NamedTuple):
+    symbols: np.ndarray  # int32 (C, h, w)
+    stats: np.ndarray  # float64 (C, 3): zeros, non-zeros, sum of |k| - 1/2 per channel
+
+
+def quantise_with_stats(latents: np.ndarray, step: float) -> QuantisedTile:
+    """Quantise float latents (C, h, w) at ``step`` (clipped to ±``MAX_ABS_SYMBOL``: beyond
+    it the coder refuses, and int32 would wrap), with each channel's statistics."""
+    lat = np.asarray(latents)
+    if lat.ndim != 3 or lat.dtype.kind != "f":
+        raise EntropyCodingError(f"latents must be float (C, h, w), got {lat.dtype} {lat.shape}")
+    C, h, w = lat.shape
+    flat = np.ascontiguousarray(lat.reshape(C, h * w))
+    # divide in the latents' precision, as numpy does with a Python float step
+    kind = lat.dtype.type
+    symbols, stats = kernels.quantise_stats(flat, kind(step), kind(MAX_ABS_SYMBOL))
+    return QuantisedTile(symbols.reshape(C, h, w), stats)
+
+
+__all__ = ["QuantisedTile", "quantise_with_stats"]
