@@ -179,7 +179,10 @@ def encode_op_table(
     ``(kind, start, end)`` in decoding order; kind ``t >= 0`` is ``js[start:end]`` with table
     row ``t``, ``-1`` escape classes, ``-2`` mantissas of ``sizes``."""
     coder = _AnsCoder()
-    for kind, s, e in reversed(ops.tolist()):  # ANS is a stack: push in reverse order
+    # three flat lists of ints, not a list of rows: thousands of small lists per tile set
+    # off the garbage collector, which then walks every object of the process
+    kinds, starts, ends = (col[::-1].tolist() for col in np.asarray(ops, np.int64).T)
+    for kind, s, e in zip(kinds, starts, ends, strict=True):  # ANS is a stack: push reversed
         if kind >= 0:
             coder.encode_reverse(js[s:e], _model(kind))
         elif kind == -1:
