@@ -76,8 +76,8 @@ ENC_STAGES = [
     ("band offsets", "band_offsets_of: one read pass over the band"),
     ("analysis", "analysis transform per tile (normalise + net)"),
     ("rate control", "step_for_bpp: compiled estimates from counts (quantise + fit + count)"),
-    ("quantise", "clip + rint to int32 symbols"),
-    ("fit", "entropy model fit (scale indices; context bases)"),
+    ("quantise", "quantise_with_stats: clip + rint to int32 symbols, per-channel statistics"),
+    ("fit", "entropy model fit from them (scale indices; context bases)"),
     ("context rows", "context_rows (channel-context only)"),
     ("entropy coding", "encode minus rows: grouping by row + ANS (constriction)"),
     ("framing", "pack_payload (length + nodata mask)"),
@@ -209,8 +209,9 @@ def stage_table(
 
 
 # --- encode stages ------------------------------------------------------------------------------
-def make_encoder(src: Path, model_name: str) -> tuple[Any, float]:
-    """The Encoder ``encode_file`` builds (reading + band offsets + analysis), and its time."""
+def make_encoder(src: Path, model_name: str, precision: str | None = None) -> tuple[Any, float]:
+    """The Encoder ``encode_file`` builds (reading + band offsets + analysis), and its time
+    (``precision``: the analysis's, None for the default runtime's fp32)."""
     from satcodec.codec.registry import load_weights
     from satcodec.coding import Encoder
     from satcodec.export.runtime import make_transform
@@ -232,7 +233,7 @@ def make_encoder(src: Path, model_name: str) -> tuple[Any, float]:
             bit_depth=m.bit_depth,
             nodata=m.nodata,
             metadata=m.to_json_dict(),
-            analysis=make_transform("analysis", None, net, info, threads=1),
+            analysis=make_transform("analysis", None, net, info, precision, threads=1),
             workers=1,
         )
         return enc, time.perf_counter() - t
@@ -250,8 +251,8 @@ def profile_encode(src: Path, enc: Any, steps: dict[str, float], repeats: int, t
         band_offsets_of,
         pack_payload,
     )
-    from satcodec.entropy import MAX_ABS_SYMBOL
     from satcodec.entropy.context import context_rows
+    from satcodec.entropy.quantiser import quantise_with_stats
     from satcodec.fileutil import atomic_write_bytes
     from satcodec.raster import open_raster
 
@@ -297,13 +298,9 @@ def profile_encode(src: Path, enc: Any, steps: dict[str, float], repeats: int, t
                     ck = clocks[(lab, name)]
                     records = []
                     for (rr, cc, *_), lat in zip(wins, lats, strict=True):
-                        sym = ck.add(
-                            "quantise",
-                            lambda lat=lat, st=st: np.rint(
-                                np.clip(lat / st, -MAX_ABS_SYMBOL, MAX_ABS_SYMBOL)
-                            ).astype(np.int32),
-                        )
-                        idx = ck.add("fit", lambda sym=sym, em=em: em.fit(sym))
+                        q = ck.add("quantise", lambda lat=lat, st=st: quantise_with_stats(lat, st))
+                        sym = q.symbols
+                        idx = ck.add("fit", lambda q=q, em=em: em.fit_quantised(q))
                         if em.channel_context:
                             ck.add("context rows", lambda s=sym, i=idx: context_rows(s, i))
                         payload = ck.add(
@@ -565,12 +562,12 @@ def remains(matrix: list[dict], cols_enc: list, cols_dec: list, mpix: float, w1:
     relu = cols_enc[4] if len(cols_enc) > 4 else None
     from throughput_compare import FAST_COLUMNS
 
-    for key, budget, label in FAST_COLUMNS:
+    for c in FAST_COLUMNS:
         for th in sorted({r["threads"] for r in matrix}):
-            fr = [r[key] / r["j2k_enc"] for r in matrix if r["threads"] == th and key in r]
+            fr = [r[c.key] / r["j2k_enc"] for r in matrix if r["threads"] == th and c.key in r]
             if fr:
                 out.append(
-                    f"- {th} thread(s), {label} (`--max-encoder-macs {budget:g}`): encode at "
+                    f"- {th} thread(s), {c.label} (`{c.cli()}`): encode at "
                     f"{statistics.median(fr):.2f}x OpenJPEG (target 1: "
                     f"{'met' if statistics.median(fr) >= 1 else 'missed'}); its rate cost "
                     "against the full encoder: bench/results/fast_encoder.md."
@@ -671,9 +668,10 @@ def main() -> None:
         fasts = []
         from throughput_compare import fast_columns
 
-        for _, budget, flabel in fast_columns():
-            fast_model = choose_model(a.bpp, None, budget)
-            enc_f, _ = make_encoder(src, fast_model)
+        for c in fast_columns():
+            flabel = c.label
+            fast_model = choose_model(a.bpp, None, c.budget)
+            enc_f, _ = make_encoder(src, fast_model, c.precision)
             rc_f = rate_control_profile(enc_f, a.bpp)
             prof_f = profile_encode(src, enc_f, {"bpp": rc_f["step"]}, a.repeats, tmp)
             fasts.append((flabel, fast_model, rc_f, prof_f["stages"][("bpp", "channel-context")]))

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -45,10 +45,36 @@ FAST_MACS = 4000.0
 # the budget that leaves only the ReLU fast encoders (`--analysis-activation relu`: 3.0k MAC/px,
 # no GDN mixing): `satcodec encode --max-encoder-macs 3000`
 RELU_MACS = 3000.0
-# (row key, budget, label) of the fast-encoder columns
+
+
+class FastColumn(NamedTuple):
+    """A fast-encoder column: the row key, the encoder budget that picks its models, the
+    analysis precision (None: the default runtime's fp32) and its label."""
+
+    key: str
+    budget: float
+    precision: str | None
+    label: str
+
+    def options(self) -> dict[str, Any]:
+        """``encode_file`` keyword arguments of this column."""
+        opts: dict[str, Any] = {"max_encoder_macs": self.budget}
+        if self.precision:
+            opts["precision"] = self.precision
+        return opts
+
+    def cli(self) -> str:
+        return f"--max-encoder-macs {self.budget:g}" + (
+            f" --precision {self.precision}" if self.precision else ""
+        )
+
+
 FAST_COLUMNS = (
-    ("fast_enc", FAST_MACS, "fast encoder"),
-    ("relu_enc", RELU_MACS, "ReLU fast encoder"),
+    FastColumn("fast_enc", FAST_MACS, None, "fast encoder"),
+    FastColumn("relu_enc", RELU_MACS, None, "ReLU fast encoder"),
+    # the board runs the analysis in int8 (bench/results/export_speed.md): the same models
+    # at that precision, what a payload would fly
+    FastColumn("relu8_enc", RELU_MACS, "int8", "ReLU fast encoder, int8"),
 )
 
 
@@ -59,9 +85,9 @@ def fast_models_shipped(budget: float = FAST_MACS) -> bool:
     return any(encoder_macs(m.config) <= budget for m in list_models())
 
 
-def fast_columns() -> list[tuple[str, float, str]]:
+def fast_columns() -> list[FastColumn]:
     """The fast-encoder columns whose models are shipped."""
-    return [c for c in FAST_COLUMNS if fast_models_shipped(c[1])]
+    return [c for c in FAST_COLUMNS if fast_models_shipped(c.budget)]
 
 
 # (revision, what it added): the baseline of the profile, then each step
@@ -74,7 +100,9 @@ LADDER_REVS = (
 PREVIOUS_HEAD = ("1483421", "profile head of 2026-12-06: rate control from counts, onnxruntime "
                  "fp32 default, tiles on every core (2 threads)")  # fmt: skip
 LAST_HEAD = ("6eda7f9", "+ PyTorch not loaded on the onnxruntime path, fast encoders shipped "
-             "(previous profile's head, 2 threads)")  # fmt: skip
+             "(2 threads)")  # fmt: skip
+HALO_HEAD = ("952ed7f", "+ analysis halo sized to the model: 16 px at stride 8, was 32; ReLU "
+             "fast encoders shipped (previous profile's head, 2 threads)")  # fmt: skip
 
 
 def mirror_to(img: np.ndarray, size: int) -> np.ndarray:
@@ -175,10 +203,8 @@ def scene_matrix(data: Path, repeats: int, tmp: Path, size: int = 2048) -> list[
             out, dec = tmp / "m.satc", tmp / "m.tif"
             fast_out = tmp / "m_fast.satc"
             fast_reps = {
-                key: satcodec.encode_file(
-                    src, fast_out, bpp=bpp, threads=1, max_encoder_macs=budget
-                )
-                for key, budget, _ in columns
+                c.key: satcodec.encode_file(src, fast_out, bpp=bpp, threads=1, **c.options())
+                for c in columns
             }
             rep = satcodec.encode_file(src, out, bpp=bpp, threads=1)
             level, j_bpp = openjpeg_level(img, bits, rep.bpp)
@@ -200,16 +226,17 @@ def scene_matrix(data: Path, repeats: int, tmp: Path, size: int = 2048) -> list[
                     "j2k_enc": img.size / je / 1e6,
                     "j2k_dec": img.size / jd / 1e6,
                 }
-                for key, budget, _ in columns:
+                for c in columns:
+                    opts = c.options()
                     fe = median_time(
-                        lambda src=src, out=fast_out, bpp=bpp, th=th, b=budget: (
-                            satcodec.encode_file(src, out, bpp=bpp, threads=th, max_encoder_macs=b)
+                        lambda src=src, out=fast_out, bpp=bpp, th=th, o=opts: satcodec.encode_file(
+                            src, out, bpp=bpp, threads=th, **o
                         ),
                         repeats,
                     )
-                    row[key] = img.size / fe / 1e6
-                    row[key.replace("_enc", "_bpp")] = fast_reps[key].bpp
-                    row[key.replace("_enc", "_model")] = fast_reps[key].model
+                    row[c.key] = img.size / fe / 1e6
+                    row[c.key.replace("_enc", "_bpp")] = fast_reps[c.key].bpp
+                    row[c.key.replace("_enc", "_model")] = fast_reps[c.key].model
                 rows.append(row)
                 print(f"matrix {json.dumps(row)}", flush=True)
     return rows
@@ -229,19 +256,23 @@ def matrix_lines(rows: list[dict], size: int) -> list[str]:
         "`satcodec tune-encoder` (3.3k MAC/px instead of 10.5k; the same ground decoder, so "
         "its decode speed is the default's); ReLU fast encoder: `max_encoder_macs="
         f"{RELU_MACS:g}`, which leaves only the narrow ReLU analyses (3.0k MAC/px, no "
-        "division). OpenJPEG's rate is matched to the default stream's, and the fast streams "
-        "land within the same ±3 %.",
+        'division); ReLU fast encoder, int8: the same with `precision="int8"` (CLI '
+        "`--precision int8`), the analysis at the board's precision (onnxruntime QDQ; its "
+        "rate cost: bench/results/export_speed_relu.md). OpenJPEG's rate is matched to the "
+        "default stream's, and the fast streams land within the same ±3 %.",
         "",
         "| scene | target bpp | threads | satcodec bpp | J2K bpp | encode MPix/s | "
-        "OpenJPEG encode | **encode ratio** | fast encoder MPix/s | **fast encode ratio** | "
-        "ReLU fast encoder MPix/s | **ReLU fast encode ratio** | "
-        "decode MPix/s | OpenJPEG decode | **decode ratio** |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "OpenJPEG encode | **encode ratio** | "
+        + "".join(f"{c.label} MPix/s | **{c.label} ratio** | " for c in FAST_COLUMNS)
+        + "decode MPix/s | OpenJPEG decode | **decode ratio** |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|"
+        + "---:|---:|" * len(FAST_COLUMNS)
+        + "---:|---:|---:|",
     ]
     for r in rows:
         fast = " | ".join(
-            f"{r[key]:.2f} | **{r[key] / r['j2k_enc']:.2f}**" if key in r else "– | –"
-            for key, _, _ in FAST_COLUMNS
+            f"{r[c.key]:.2f} | **{r[c.key] / r['j2k_enc']:.2f}**" if c.key in r else "– | –"
+            for c in FAST_COLUMNS
         )
         lines.append(
             f"| {r['scene'].split('_', 1)[1].removesuffix('.tif')} | {r['bpp']:g} | "
@@ -256,11 +287,11 @@ def matrix_lines(rows: list[dict], size: int) -> list[str]:
         er = [r["enc"] / r["j2k_enc"] for r in sub]
         dr = [r["dec"] / r["j2k_dec"] for r in sub]
         fast = ""
-        for key, _, label in FAST_COLUMNS:
-            fr = [r[key] / r["j2k_enc"] for r in sub if key in r]
+        for c in FAST_COLUMNS:
+            fr = [r[c.key] / r["j2k_enc"] for r in sub if c.key in r]
             if fr:
                 fast += (
-                    f"; {label} ratio median {statistics.median(fr):.2f} (min {min(fr):.2f}, "
+                    f"; {c.label} ratio median {statistics.median(fr):.2f} (min {min(fr):.2f}, "
                     f"max {max(fr):.2f})"
                 )
         lines.append("")
@@ -354,23 +385,41 @@ def change_ladder(scene: Path, bpp: float, repeats: int, tmp: Path) -> list[dict
                     fast,
                 )
             )
+        halo = _git_worktree(HALO_HEAD[0], tmp)
+        worktrees.append(halo)
+        steps.append((f"`{HALO_HEAD[0]}` {HALO_HEAD[1]}", halo, {"threads": 2}))
+        relu = {"threads": 2, "max_encoder_macs": RELU_MACS}
+        relu1 = {"threads": 1, "max_encoder_macs": RELU_MACS}
+        shipped_relu = fast_models_shipped(RELU_MACS)
+        if shipped_relu:
+            steps.append(
+                (
+                    f"(option) `{HALO_HEAD[0]}` ReLU fast encoder (`--max-encoder-macs "
+                    f"{RELU_MACS:g}`: analysis N=32 without GDN), 2 threads",
+                    halo,
+                    relu,
+                )
+            )
+            steps.append((f"(option) `{HALO_HEAD[0]}` ReLU fast encoder, 1 thread", halo, relu1))
         steps.append(
             (
-                "+ analysis halo sized to the model: 16 px at stride 8, was 32 (this revision, "
+                "+ coding pass in fewer compiled passes: one kernel per tile for the coder's "
+                "operations, quantise + statistics in one pass, level LUT (this revision, "
                 "2 threads)",
                 None,
                 {"threads": 2},
             )
         )
         if fast_models_shipped():
-            steps.append(("+ fast encoder (this revision), 2 threads", None, fast))
-        if fast_models_shipped(RELU_MACS):
+            steps.append(("(option) fast encoder (this revision), 2 threads", None, fast))
+        if shipped_relu:
+            steps.append(("+ ReLU fast encoder (this revision), 2 threads", None, relu))
+            steps.append(("+ ReLU fast encoder (this revision), 1 thread", None, relu1))
             steps.append(
                 (
-                    f"(option) ReLU fast encoder (`--max-encoder-macs {RELU_MACS:g}`: analysis "
-                    "N=32 without GDN), 2 threads",
+                    "(option) ReLU fast encoder, int8 analysis (board precision), 1 thread",
                     None,
-                    {"threads": 2, "max_encoder_macs": RELU_MACS},
+                    dict(relu1, precision="int8"),
                 )
             )
         rows = []
@@ -378,7 +427,8 @@ def change_ladder(scene: Path, bpp: float, repeats: int, tmp: Path) -> list[dict
             env = dict(os.environ)
             env["PYTHONPATH"] = str(wt) if wt else str(REPO)
             env.pop("SATCODEC_RUNTIME", None)
-            if wt is not None and wt.name.endswith((PREVIOUS_HEAD[0], LAST_HEAD[0])):
+            heads = (PREVIOUS_HEAD[0], LAST_HEAD[0], HALO_HEAD[0])
+            if wt is not None and wt.name.endswith(heads) and opts.get("threads", 2) != 1:
                 pass  # the earlier heads' default: every core, as this revision's rows
             elif wt is not None or opts.get("threads", 2) == 1:
                 env["OMP_NUM_THREADS"] = "1"
@@ -403,6 +453,8 @@ def change_ladder(scene: Path, bpp: float, repeats: int, tmp: Path) -> list[dict
                 raise SystemExit(p.stderr[-3000:])
             d = json.loads(p.stdout.strip().splitlines()[-1])
             d["label"] = label
+            d["opts"] = opts
+            d["rev"] = wt.name.removeprefix("rev-") if wt is not None else "this revision"
             rows.append(d)
             print(f"ladder {json.dumps(d)}", flush=True)
         return rows
@@ -440,6 +492,23 @@ def ladder_lines(rows: list[dict], mpix: float, scene: str, bpp: float) -> list[
         )
         if not r["label"].startswith("(option)"):
             prev = (e, d)
+    # the same options on the previous profile's head and on this revision, side by side
+    pairs = [
+        (a, b)
+        for a in rows
+        if a.get("rev") == HALO_HEAD[0]
+        for b in rows
+        if b.get("rev") == "this revision" and b.get("opts") == a.get("opts")
+    ]
+    if pairs:
+        lines += ["", f"Same options, `{HALO_HEAD[0]}` (previous profile's head) → this revision:"]
+        for a, b in pairs:
+            lines.append(
+                f"- `{json.dumps(a['opts'])}`: encode {mpix / a['encode_s']:.2f} → "
+                f"{mpix / b['encode_s']:.2f} MPix/s (x{a['encode_s'] / b['encode_s']:.2f}), "
+                f"decode x{a['decode_s'] / b['decode_s']:.2f}; `--quality 50` stream "
+                f"{'identical' if a['q50_sha'] == b['q50_sha'] else 'DIFFERENT'}."
+            )
     base = rows[0]
     same = sum(r["q50_sha"] == base["q50_sha"] for r in rows[1:])
     lines += [
@@ -554,14 +623,14 @@ def large_scene(size: int, bpp: float, source: Path, tmp: Path) -> list[dict]:
         rows.append({"codec": "satcodec CLI", "threads": th, "bpp": real, "enc_s": we,
                      "enc_rss": re_, "dec_s": wd, "dec_rss": rd})  # fmt: skip
         print(f"large {rows[-1]}", flush=True)
-        for _, budget, _ in fast_columns():
+        for c in fast_columns():
             fast_stream = tmp / "big_fast.satc"
             _, wf, rf = isolated(
                 [sys.executable, "-m", "satcodec", "encode", "-q", "--overwrite", "--bpp", bpp,
-                 "--threads", th, "--max-encoder-macs", budget, "-o", fast_stream, src],
+                 "--threads", th, *c.cli().split(), "-o", fast_stream, src],
                 env_t,
             )  # fmt: skip
-            rows.append({"codec": f"satcodec CLI, --max-encoder-macs {budget:g}",
+            rows.append({"codec": f"satcodec CLI, {c.cli()}",
                          "threads": th, "bpp": 8 * fast_stream.stat().st_size / (size * size),
                          "enc_s": wf, "enc_rss": rf, "dec_s": None, "dec_rss": None})  # fmt: skip
             print(f"large {rows[-1]}", flush=True)
