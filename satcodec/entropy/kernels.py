@@ -180,17 +180,36 @@ def level_stats(
 
 
 @njit(cache=True, nogil=True)
+def padded_bits(bits_per_row: np.ndarray, margin: int) -> np.ndarray:
+    """``bits_per_row`` (3, 256) widened by ``margin`` rows each side, the end rows repeated:
+    ``out[k, r + margin] = bits_per_row[k, clip(r, 0, 255)]``, so a base plus a level offset
+    indexes it without a clip."""
+    out = np.empty((3, 256 + 2 * margin), np.float64)
+    for k in range(3):
+        for i in range(256 + 2 * margin):
+            r = min(max(i - margin, 0), 255)
+            out[k, i] = bits_per_row[k, r]
+    return out
+
+
+@njit(cache=True, nogil=True)
 def _best_base(
     stats: np.ndarray,
     centre: int,
     window: np.ndarray,
     levels_arr: np.ndarray,
-    bits_per_row: np.ndarray,
+    bits_pad: np.ndarray,
+    margin: int,
 ) -> tuple[int, float]:
-    """The candidate base (``centre + window``, clipped) of least code length, and that length.
+    """The candidate base (``centre + window``, clipped to the table) of least code length,
+    and that length; ``window`` is a contiguous ascending range, ``bits_pad`` the
+    :func:`padded_bits` of the rows (``margin`` >= the largest level offset).
 
-    Ties go to the first candidate, as ``np.argmin``: candidates whose rows are all the same
-    (clipped at the table's ends) cost bit-identical sums here, summed in the same order."""
+    The same argmin and the same floats as scoring each candidate in turn: every candidate's
+    cost is summed in the same order (channel statistic k, then level), one level at a time
+    across all candidates (a loop the compiler vectorises). Clipped candidates repeat the end
+    rows' costs exactly, so scanning the distinct bases in ascending order with a strict ``<``
+    picks what ``np.argmin`` over the window picks."""
     # only the populated levels: an empty one adds exact zeros, so skipping it changes nothing
     used = np.empty(levels_arr.size, np.int64)
     nu = 0
@@ -198,25 +217,22 @@ def _best_base(
         if stats[0, lv] != 0.0 or stats[1, lv] != 0.0:
             used[nu] = lv
             nu += 1
+    lo = min(max(centre + window[0], 0), 255)
+    hi = min(max(centre + window[window.size - 1], 0), 255)
+    n = hi - lo + 1
+    costs = np.zeros(n, np.float64)
+    for k in range(3):
+        for u in range(nu):
+            lv = used[u]
+            st = stats[k, lv]
+            off = lo + levels_arr[lv] + margin
+            row = bits_pad[k, off : off + n]
+            for j in range(n):
+                costs[j] += row[j] * st
     best, arg = np.inf, 0
-    for w in range(window.size):
-        cand = centre + window[w]
-        if cand < 0:
-            cand = 0
-        elif cand > 255:
-            cand = 255
-        cost = 0.0
-        for k in range(3):
-            for u in range(nu):
-                lv = used[u]
-                r = cand + levels_arr[lv]
-                if r < 0:
-                    r = 0
-                elif r > 255:
-                    r = 255
-                cost += bits_per_row[k, r] * stats[k, lv]
-        if cost < best:
-            best, arg = cost, cand
+    for j in range(n):
+        if costs[j] < best:
+            best, arg = costs[j], lo + j
     return arg, best
 
 
@@ -237,10 +253,12 @@ def fit_bases(
     :func:`satcodec.entropy.context.fit_context_bases`)."""
     base = plain.copy()
     acc = np.zeros(magnitudes.shape[1], np.int64)
+    margin = max(abs(levels_arr[0]), abs(levels_arr[levels_arr.size - 1]))
+    bits_pad = padded_bits(bits_per_row, margin)
     for i in range(order.size):
         c = order[i]
         stats = level_stats(magnitudes[c], acc, i, level_lut, zero_level, levels_arr.size)
-        base[c] = _best_base(stats, plain[c], window, levels_arr, bits_per_row)[0]
+        base[c] = _best_base(stats, plain[c], window, levels_arr, bits_pad, margin)[0]
         accumulate(acc, magnitudes[c], reciprocal[base[c]], cap)
     return base
 
@@ -298,10 +316,12 @@ def estimate_bits_at_step(
         return bits
     order = np.argsort(-plain, kind="mergesort")
     acc = np.zeros(n, np.int64)
+    margin = max(abs(levels_arr[0]), abs(levels_arr[nl - 1]))
+    bits_pad = padded_bits(bits_per_row, margin)
     for i in range(C):
         c = order[i]
         stats = level_stats(mags[c], acc, i, level_lut, zero_level, nl)
-        arg, best = _best_base(stats, plain[c], window, levels_arr, bits_per_row)
+        arg, best = _best_base(stats, plain[c], window, levels_arr, bits_pad, margin)
         bits += best
         accumulate(acc, mags[c], reciprocal[arg], cap)
     return bits
