@@ -33,17 +33,35 @@ def step_for_quality(quality: float) -> float:
     return 2 ** ((QUALITY_NATIVE - quality) / QUALITY_PER_OCTAVE)
 
 
-def step_for_bpp(enc: Encoder, bpp: float) -> float:
-    """The quantisation step whose estimated rate is ``bpp`` (within 0.4 % below it).
+def log_rate_slope(bits_per_latent: float) -> float:
+    """d log2(rate) / d log2(step) of a learned codec's latents at this many bits per latent:
+    about -1 near half a bit, flatter at high rates (-0.47 at 2.2 bits), steeper at low ones
+    (-1.5 at 0.1 bit), measured on real scenes with the shipped models. Only the search's
+    first step uses it; the secant takes over from the second estimate."""
+    b = max(bits_per_latent, 1e-6)
+    if b >= 0.5:
+        return max(-1.0 + 0.24 * math.log2(b / 0.5), -1.0) if b < 8 else -0.3
+    return max(-1.0 - 0.2 * math.log2(0.5 / b), -3.0)
 
-    Log rate is smooth and nearly linear in log step (slope about -1 near 1 bit per latent),
-    so a secant search from step 1, bisecting whenever it leaves the bracket found so far,
-    converges in 3-4 estimates. Each estimate is :meth:`Encoder.estimated_bits`: one compiled
-    pass over the sampled tiles' latents (no re-analysis, no coding)."""
+
+def step_for_bpp(enc: Encoder, bpp: float, tolerance: float = 0.01, below: bool = False) -> float:
+    """The quantisation step whose estimated rate is ``bpp`` within ``tolerance`` (relative;
+    ``below``: in ``(1 - tolerance) bpp, bpp]``).
+
+    Log rate is smooth in log step, so a secant search from step 1, bisecting whenever it
+    leaves the bracket found so far, converges fast; its first step follows
+    :func:`log_rate_slope` (averaged between the rate at step 1 and the target), which puts
+    most searches within 1 % after 2 estimates. Each estimate is
+    :meth:`Encoder.estimated_bits`: one compiled pass over the sampled tiles' latents (no
+    re-analysis, no coding)."""
     target = bpp * enc.pixels
     sample = enc.sample
     x_min, x_max = math.log2(MIN_STEP), math.log2(MAX_STEP)
-    aim = -0.002  # aim inside the accepted band (-0.004, 0]: a secant landing on it stops
+    band_lo = math.log2(1 - tolerance)
+    band_hi = 0.0 if below else math.log2(1 + tolerance)
+    aim = 0.5 * (band_lo + band_hi)  # a secant landing on the band's middle stops
+    cfg = enc.model.config
+    latents = enc.pixels * cfg.latent / cfg.downsampling**2
 
     def excess(x: float) -> float:  # > 0: too many bits at step 2^x
         return math.log2(max(enc.estimated_bits(2**x, sample), 1.0) / target)
@@ -54,7 +72,7 @@ def step_for_bpp(enc: Encoder, bpp: float) -> float:
     x = 0.0
     for _ in range(24):
         f = excess(x)
-        if -0.004 < f <= 0:
+        if band_lo < f <= band_hi:
             return 2**x
         if f > 0:
             if x >= x_max:
@@ -64,7 +82,8 @@ def step_for_bpp(enc: Encoder, bpp: float) -> float:
             if x <= x_min:
                 return 2**x  # even the smallest step stays within the budget
             hi = (x, f) if hi is None or x < hi[0] else hi
-        slope = -1.0
+        now = target * 2**f / latents  # bits per latent at this step
+        slope = 0.5 * (log_rate_slope(now) + log_rate_slope(target / latents))
         if prev is not None and prev[0] != x:
             slope = min(max((f - prev[1]) / (x - prev[0]), -4.0), -0.1)
         prev = (x, f)
@@ -84,7 +103,9 @@ def encode_at_bpp(
     if not bpp > 0:
         raise RateControlError(f"target rate must be positive, got {bpp} bpp")
     budget = bpp * enc.pixels / 8
-    step = step_for_bpp(enc, bpp)
+    # the estimate within 1 % (below the target where it must not be exceeded): the real size
+    # then lands within ``tolerance`` without a second coding pass
+    step = step_for_bpp(enc, bpp, 0.01, below=never_exceed)
     data = enc.encode(step)
     best = data
     # refine on the real file size: the table estimate ignores the coder's termination
@@ -121,6 +142,7 @@ __all__ = [
     "QUALITY_NATIVE",
     "QUALITY_PER_OCTAVE",
     "encode_at_bpp",
+    "log_rate_slope",
     "step_for_bpp",
     "sample_stride",
     "step_for_quality",
