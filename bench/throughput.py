@@ -582,24 +582,32 @@ def remains(matrix: list[dict], cols_enc: list, cols_dec: list, mpix: float, w1:
         fa = fast["analysis"]
         rest = sum(fast.values()) - fa
         out.append(
-            f"- With the fast encoder the analysis runs at {mpix / fa:.2f} MPix/s "
+            f"- With the GDN fast encoder the analysis runs at {mpix / fa:.2f} MPix/s "
             f"({100 * fa / sum(fast.values()):.0f} % of its encode) and everything else "
             f"(reading, band offsets, rate control, coding, writing) at {mpix / rest:.2f} "
-            f"MPix/s: even a free analysis would leave satcodec at "
-            f"{mpix / rest / je:.2f}x OpenJPEG's encode on one core. Reaching 1x needs both: "
-            "an analysis near int8 speed (the QDQ graph dequantises around every GDN, so int8 "
-            "buys ~1.5x here, far from VNNI's 4x: a GDN-free or fused int8 graph) and the rate "
-            "search and context coder about twice as fast again."
+            f"MPix/s ({mpix / rest / je:.2f}x OpenJPEG's whole encode on one core)."
         )
     if relu is not None:
         name, d = relu
         ra = d["analysis"]
+        rest = sum(d.values()) - ra
         out.append(
             f"- The ReLU fast encoder ({name.split('`')[1]}, no GDN: every layer stays in "
             "onnxruntime's NCHWc layout, bench/results/analysis_ops.md) runs its analysis at "
-            f"{mpix / ra:.2f} MPix/s fp32 ({100 * ra / sum(d.values()):.0f} % of its encode); "
-            "what it costs in rate: bench/results/fast_encoder.md."
+            f"{mpix / ra:.2f} MPix/s fp32 ({100 * ra / sum(d.values()):.0f} % of its encode), "
+            f"the rest at {mpix / rest:.2f} MPix/s. What it costs in rate: "
+            "bench/results/fast_encoder.md; at int8, +5.0 % more "
+            "(bench/results/export_speed_relu.md: post-training quantisation of its ReLU "
+            "activations; quantisation-aware training would be the fix)."
         )
+    out.append(
+        "- Two cores: OpenJPEG scales ~1.9x, satcodec ~1.6x. The analysis, the rate search "
+        "and the compiled coder kernels run tiles in parallel (they release the GIL), but "
+        "constriction holds the GIL while it codes (~3 ms of ANS calls per 512² tile), so two "
+        "tiles' coder calls run one after the other, and a thread waiting to enter its next "
+        "kernel waits for them. A coder that releases the GIL (the issue pins constriction) "
+        "or one coding process per core would close most of the gap."
+    )
     out.append(
         f"- Decode: matching half OpenJPEG's decode ({jd / 2:.0f} MPix/s) needs the synthesis "
         f"{jd / 2 * sy / mpix:.0f}x faster. The synthesis is the ground's (14.5k MAC/px, not "

@@ -493,13 +493,13 @@ def ladder_lines(rows: list[dict], mpix: float, scene: str, bpp: float) -> list[
         if not r["label"].startswith("(option)"):
             prev = (e, d)
     # the same options on the previous profile's head and on this revision, side by side
-    pairs = [
-        (a, b)
-        for a in rows
-        if a.get("rev") == HALO_HEAD[0]
-        for b in rows
-        if b.get("rev") == "this revision" and b.get("opts") == a.get("opts")
-    ]
+    pairs = []
+    for a in rows:
+        same = [
+            b for b in rows if b.get("rev") == "this revision" and b.get("opts") == a.get("opts")
+        ]
+        if a.get("rev") == HALO_HEAD[0] and same:
+            pairs.append((a, same[-1]))  # the last such row: this revision's own step
     if pairs:
         lines += ["", f"Same options, `{HALO_HEAD[0]}` (previous profile's head) → this revision:"]
         for a, b in pairs:
