@@ -461,3 +461,41 @@ def test_tiled_codec_equals_the_model_on_the_whole_image_borders_included(tile, 
         [err[:8].ravel(), err[-8:].ravel(), err[:, :8].ravel(), err[:, -8:].ravel()]
     )
     assert edge.mean() < 0.1
+
+
+@requires_shipped_model
+@pytest.mark.parametrize("target", [0.5, 1.0, 2.0])
+def test_rate_search_lands_within_its_band(target, sample_array):
+    """step_for_bpp's estimate is within 1 % of the target (and below it when it must not be
+    exceeded), found in at most 4 estimates: the first step follows the measured slope."""
+    from satcodec.coding.rate_control import log_rate_slope, step_for_bpp
+
+    net, info = load_model("reduced-s8-l1e-3")
+    enc = Encoder(
+        net,
+        info,
+        array_window_reader(sample_array),
+        height=500,
+        width=500,
+        bands=1,
+        dtype="uint16",
+        bit_depth=12,
+        nodata=None,
+    )
+    calls = []
+    estimate = enc.estimated_bits
+
+    def counted(step: float, sample: int = 1, model=None) -> float:
+        calls.append(step)
+        return estimate(step, sample, model)
+
+    enc.estimated_bits = counted  # type: ignore[method-assign]
+    for below in (False, True):
+        calls.clear()
+        step = step_for_bpp(enc, target, 0.01, below=below)
+        got = estimate(step) / enc.pixels / target
+        assert (0.99 < got <= 1.0) if below else (0.99 < got <= 1.01)
+        assert len(calls) <= 4
+    # the slope model: about -1 at half a bit per latent, flatter above, steeper below
+    assert log_rate_slope(0.5) == pytest.approx(-1.0)
+    assert -1.0 < log_rate_slope(2.0) < -0.3 and -3.0 < log_rate_slope(0.1) < -1.0
