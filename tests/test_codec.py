@@ -37,12 +37,9 @@ def run_cli(*args: str, env_model_path: Path | None = None) -> subprocess.Comple
     )
 
 
-@pytest.mark.parametrize("channel_context", [True, False])
-def test_entropy_decoding_returns_the_encoded_latents_on_every_tile(
-    tiny_model, sample_array, channel_context
-):
-    net, info = load_model(tiny_model)
-    enc = Encoder(
+def _sample_encoder(net, info, sample_array: np.ndarray, **options) -> Encoder:
+    """An Encoder over the 500x500 12-bit Pleiades sample (one band)."""
+    return Encoder(
         net,
         info,
         array_window_reader(sample_array),
@@ -52,9 +49,16 @@ def test_entropy_decoding_returns_the_encoded_latents_on_every_tile(
         dtype="uint16",
         bit_depth=12,
         nodata=None,
-        tile=128,
-        channel_context=channel_context,
+        **options,
     )
+
+
+@pytest.mark.parametrize("channel_context", [True, False])
+def test_entropy_decoding_returns_the_encoded_latents_on_every_tile(
+    tiny_model, sample_array, channel_context
+):
+    net, info = load_model(tiny_model)
+    enc = _sample_encoder(net, info, sample_array, tile=128, channel_context=channel_context)
     step = 0.37
     data = enc.encode(step)
     reader = StreamReader(data)
@@ -471,17 +475,7 @@ def test_rate_search_lands_within_its_band(target, sample_array):
     from satcodec.coding.rate_control import log_rate_slope, step_for_bpp
 
     net, info = load_model("reduced-s8-l1e-3")
-    enc = Encoder(
-        net,
-        info,
-        array_window_reader(sample_array),
-        height=500,
-        width=500,
-        bands=1,
-        dtype="uint16",
-        bit_depth=12,
-        nodata=None,
-    )
+    enc = _sample_encoder(net, info, sample_array)
     calls = []
     estimate = enc.estimated_bits
 

@@ -264,70 +264,6 @@ def fit_bases(
 
 
 @njit(cache=True, nogil=True)
-def estimate_bits_at_step(
-    latents: np.ndarray,
-    step: float,
-    context: bool,
-    bits_per_row: np.ndarray,
-    level_lut: np.ndarray,
-    zero_level: int,
-    levels_arr: np.ndarray,
-    reciprocal: np.ndarray,
-    window: np.ndarray,
-    max_symbol: int,
-    cap: int,
-) -> float:
-    """Rate control's estimate of one tile's payload bits at ``step``, from counts.
-
-    Quantises as the encoder does, fits the per-channel rows from three sufficient statistics
-    (zeros, non-zeros, sum of ``|k| - 1/2``) and, for the context model, each channel's base
-    from the same statistics per context level; the bits are the discretised-Laplace code
-    length those statistics give (the table's rows are this code to within ~0.1 %). One pass
-    over the latents per channel, no coding and no per-symbol table lookups."""
-    C, n = latents.shape
-    nl = levels_arr.size
-    inv = np.float32(step)
-    lim = np.float32(max_symbol)
-    mags = np.empty((C, n), np.int32)
-    plain = np.empty(C, np.int64)
-    bits = 0.0
-    for c in range(C):
-        row = latents[c]
-        out = mags[c]
-        nz = 0
-        total = 0
-        for p in range(n):
-            a = abs(np.int32(np.rint(min(max(row[p] / inv, -lim), lim))))
-            out[p] = a
-            nz += a != 0
-            total += a
-        n0 = float(n - nz)
-        nnz = float(nz)
-        exc = float(total) - 0.5 * nnz
-        best, arg = np.inf, 0
-        for r in range(256):
-            cost = n0 * bits_per_row[0, r] + nnz * bits_per_row[1, r] + exc * bits_per_row[2, r]
-            if cost < best:
-                best, arg = cost, r
-        plain[c] = arg
-        if not context:
-            bits += best
-    if not context:
-        return bits
-    order = np.argsort(-plain, kind="mergesort")
-    acc = np.zeros(n, np.int64)
-    margin = max(abs(levels_arr[0]), abs(levels_arr[nl - 1]))
-    bits_pad = padded_bits(bits_per_row, margin)
-    for i in range(C):
-        c = order[i]
-        stats = level_stats(mags[c], acc, i, level_lut, zero_level, nl)
-        arg, best = _best_base(stats, plain[c], window, levels_arr, bits_pad, margin)
-        bits += best
-        accumulate(acc, mags[c], reciprocal[arg], cap)
-    return bits
-
-
-@njit(cache=True, nogil=True)
 def quantise_stats(
     latents: np.ndarray, step: np.floating, max_symbol: np.floating
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -357,6 +293,58 @@ def quantise_stats(
         stats[c, 1] = float(nnz)
         stats[c, 2] = float(total) - 0.5 * float(nnz)
     return symbols, stats
+
+
+@njit(cache=True, nogil=True)
+def estimate_bits_at_step(
+    latents: np.ndarray,
+    step: float,
+    context: bool,
+    bits_per_row: np.ndarray,
+    level_lut: np.ndarray,
+    zero_level: int,
+    levels_arr: np.ndarray,
+    reciprocal: np.ndarray,
+    window: np.ndarray,
+    max_symbol: int,
+    cap: int,
+) -> float:
+    """Rate control's estimate of one tile's payload bits at ``step``, from counts.
+
+    Quantises as the encoder does, fits the per-channel rows from three sufficient statistics
+    (zeros, non-zeros, sum of ``|k| - 1/2``) and, for the context model, each channel's base
+    from the same statistics per context level; the bits are the discretised-Laplace code
+    length those statistics give (the table's rows are this code to within ~0.1 %). One pass
+    over the latents per channel, no coding and no per-symbol table lookups."""
+    C, n = latents.shape
+    nl = levels_arr.size
+    # the encoder's own quantiser (signed symbols: the level counts take |k| as they go)
+    symbols, st = quantise_stats(latents, np.float32(step), np.float32(max_symbol))
+    plain = np.empty(C, np.int64)
+    bits = 0.0
+    for c in range(C):
+        n0, nnz, exc = st[c, 0], st[c, 1], st[c, 2]
+        best, arg = np.inf, 0
+        for r in range(256):
+            cost = n0 * bits_per_row[0, r] + nnz * bits_per_row[1, r] + exc * bits_per_row[2, r]
+            if cost < best:
+                best, arg = cost, r
+        plain[c] = arg
+        if not context:
+            bits += best
+    if not context:
+        return bits
+    order = np.argsort(-plain, kind="mergesort")
+    acc = np.zeros(n, np.int64)
+    margin = max(abs(levels_arr[0]), abs(levels_arr[nl - 1]))
+    bits_pad = padded_bits(bits_per_row, margin)
+    for i in range(C):
+        c = order[i]
+        stats = level_stats(symbols[c], acc, i, level_lut, zero_level, nl)
+        arg, best = _best_base(stats, plain[c], window, levels_arr, bits_pad, margin)
+        bits += best
+        accumulate(acc, symbols[c], reciprocal[arg], cap)
+    return bits
 
 
 @njit(cache=True, nogil=True)
