@@ -413,8 +413,8 @@ def change_ladder(scene: Path, bpp: float, repeats: int, tmp: Path) -> list[dict
         if fast_models_shipped():
             steps.append(("(option) fast encoder (this revision), 2 threads", None, fast))
         if shipped_relu:
-            steps.append(("+ ReLU fast encoder (this revision), 2 threads", None, relu))
-            steps.append(("+ ReLU fast encoder (this revision), 1 thread", None, relu1))
+            steps.append(("(option) ReLU fast encoder (this revision), 2 threads", None, relu))
+            steps.append(("(option) ReLU fast encoder (this revision), 1 thread", None, relu1))
             steps.append(
                 (
                     "(option) ReLU fast encoder, int8 analysis (board precision), 1 thread",
