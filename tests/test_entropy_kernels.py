@@ -109,3 +109,15 @@ def test_quantise_and_fit_equals_numpy(step: float, real_latents: np.ndarray) ->
         symbols, indices = model.quantise_and_fit(lat, step)
         np.testing.assert_array_equal(symbols, expected)
         np.testing.assert_array_equal(indices, model.fit(expected))
+
+
+def test_quantiser_refuses_nan_latents() -> None:
+    from satcodec.entropy.quantiser import quantise_with_stats
+    from satcodec.errors import EntropyCodingError
+
+    lat = np.zeros((3, 4, 5), np.float32)
+    lat[1, 2, 3] = np.nan
+    with pytest.raises(EntropyCodingError, match="NaN"):
+        quantise_with_stats(lat, 0.5)
+    lat[1, 2, 3] = np.inf  # infinities clip to the largest symbol, as numpy's clip does
+    assert quantise_with_stats(lat, 0.5).symbols[1, 2, 3] == (1 << 24) - 1

@@ -273,7 +273,8 @@ def quantise_stats(
     division in the latents' precision: ``step`` and ``max_symbol`` come typed as the
     latents are; round half to even); ``stats`` are each channel's zeros, non-zeros and sum
     of ``|k| - 1/2``: the per-channel fit's sufficient statistics, exact in float64 (integer
-    and half-integer sums), so the fit made from them equals the numpy one."""
+    and half-integer sums), so the fit made from them equals the numpy one. A NaN latent
+    leaves NaN in its channel's zero count."""
     C, n = latents.shape
     symbols = np.empty((C, n), np.int32)
     stats = np.zeros((C, 3), np.float64)
@@ -284,12 +285,16 @@ def quantise_stats(
         total = 0
         for p in range(n):
             x = min(max(row[p] / step, -max_symbol), max_symbol)
+            if x != x:  # NaN: no integer stands for it (the caller refuses the tile)
+                stats[c, 0] = np.nan
+                x = 0.0
             k = np.int32(np.rint(x))
             out[p] = k
             a = abs(k)
             nnz += a != 0
             total += a
-        stats[c, 0] = float(n - nnz)
+        if stats[c, 0] == stats[c, 0]:
+            stats[c, 0] = float(n - nnz)
         stats[c, 1] = float(nnz)
         stats[c, 2] = float(total) - 0.5 * float(nnz)
     return symbols, stats

@@ -30,11 +30,15 @@ def quantise_with_stats(latents: np.ndarray, step: float) -> QuantisedTile:
     lat = np.asarray(latents)
     if lat.ndim != 3 or lat.dtype.kind != "f":
         raise EntropyCodingError(f"latents must be float (C, h, w), got {lat.dtype} {lat.shape}")
+    if lat.dtype != np.float64:
+        lat = lat.astype(np.float32, copy=False)  # float16 cannot even hold the clip bound
     C, h, w = lat.shape
     flat = np.ascontiguousarray(lat.reshape(C, h * w))
     # divide in the latents' precision, as numpy does with a Python float step
     kind = lat.dtype.type
     symbols, stats = kernels.quantise_stats(flat, kind(step), kind(MAX_ABS_SYMBOL))
+    if np.isnan(stats[:, 0]).any():
+        raise EntropyCodingError("latents contain NaN: the analysis output is not a number")
     return QuantisedTile(symbols.reshape(C, h, w), stats)
 
 
