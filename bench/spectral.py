@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from satcodec.metrics import psnr  # MSE over every band and pixel, peak 2^bits - 1
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -87,11 +88,6 @@ def side_bytes(b: int) -> int:
     return 4 * (b * b + 2 * b)
 
 
-def psnr_all(ref: np.ndarray, test: np.ndarray, bits: int) -> float:
-    mse = float(np.mean((ref.astype(np.float64) - test.astype(np.float64)) ** 2))
-    return 10 * math.log10((2**bits - 1) ** 2 / max(mse, 1e-12))
-
-
 def satcodec_point(x: np.ndarray, bits: int, bpp: float) -> tuple[bytes, np.ndarray]:
     import satcodec
 
@@ -122,7 +118,7 @@ def j2k_point(
         if abs(rate / bpp - 1) <= 0.01:
             break
         lo, hi = (mid, hi) if rate < bpp else (lo, mid)
-    rate, d = best
+    d = best[1]
     dec = np.moveaxis(imagecodecs.jpeg2k_decode(d), -1, 0)
     return len(d), dec
 
@@ -140,15 +136,15 @@ def curves(x: np.ndarray, bits: int, rates: list[float]) -> dict[str, list[tuple
     }
     for r in rates:
         data, dec = satcodec_point(x, bits, r)
-        out["satcodec per band"].append((8 * len(data) / x.size, psnr_all(x, dec, bits)))
+        out["satcodec per band"].append((8 * len(data) / x.size, psnr(x, dec, bits)))
         data, dec = satcodec_point(comps, cbits, r - 8 * extra / x.size)
         xr = from_components(dec, v, mean, off, bits, scale)
-        out["satcodec + KLT"].append((8 * (len(data) + extra) / x.size, psnr_all(x, xr, bits)))
+        out["satcodec + KLT"].append((8 * (len(data) + extra) / x.size, psnr(x, xr, bits)))
         n, dec = j2k_point(x, bits, r)
-        out["jpeg2000 per band"].append((8 * n / x.size, psnr_all(x, dec, bits)))
+        out["jpeg2000 per band"].append((8 * n / x.size, psnr(x, dec, bits)))
         n, dec = j2k_point(comps, cbits, r, extra, mct=False)
         xr = from_components(dec, v, mean, off, bits, scale)
-        out["jpeg2000 + KLT"].append((8 * (n + extra) / x.size, psnr_all(x, xr, bits)))
+        out["jpeg2000 + KLT"].append((8 * (n + extra) / x.size, psnr(x, xr, bits)))
         print(
             f"  {r:g} bpp: "
             + ", ".join(f"{k} {c[-1][0]:.3f}/{c[-1][1]:.2f}" for k, c in out.items()),

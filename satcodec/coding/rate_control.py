@@ -39,8 +39,8 @@ def log_rate_slope(bits_per_latent: float) -> float:
     (-1.5 at 0.1 bit), measured on real scenes with the shipped models. Only the search's
     first step uses it; the secant takes over from the second estimate."""
     b = max(bits_per_latent, 1e-6)
-    if b >= 0.5:
-        return max(-1.0 + 0.24 * math.log2(b / 0.5), -1.0) if b < 8 else -0.3
+    if b >= 0.5:  # flattening with the rate, never flatter than -0.3
+        return min(-1.0 + 0.24 * math.log2(b / 0.5), -0.3)
     return max(-1.0 - 0.2 * math.log2(0.5 / b), -3.0)
 
 
