@@ -66,7 +66,13 @@ DOWNSAMPLING = 16  # the default latent stride
 SUPPORTED_DOWNSAMPLING = (8, 16)
 # header flags (docs/bitstream.md, "Flags"): a reader refuses any flag it does not know
 FLAG_CHANNEL_CONTEXT = 0x0001  # tile payloads use the cross-channel context model
-KNOWN_FLAGS = FLAG_CHANNEL_CONTEXT
+FLAG_SPECTRAL_TRANSFORM = 0x0002  # the bands are components of a transform in the metadata
+KNOWN_FLAGS = FLAG_CHANNEL_CONTEXT | FLAG_SPECTRAL_TRANSFORM
+# the metadata key that carries the spectral transform (flag 0x0002; docs/bitstream.md)
+SPECTRAL_KEY = "spectral_transform"
+SPECTRAL_MATRIX_BITS = 14
+MAX_SPECTRAL_BANDS = 256
+MAX_COMPONENT_BITS = 31
 _U32_MAX = 0xFFFFFFFF
 
 # dtype code -> (name, bits, min, max)
@@ -213,11 +219,47 @@ def _field_problem(h: StreamHeader) -> tuple[str, str] | None:
     for b, off in enumerate(h.band_offsets):
         if not _is_int(off) or not -(1 << 31) <= off < (1 << 31):
             return "invalid", f"band offset {off!r} of band {b} does not fit an i32"
+    if h.spectral_transform is not None:
+        problem = _spectral_problem(h.spectral_transform, h.bands)
+        if problem is not None:
+            return "invalid", f"spectral transform: {problem}"
     if h.tile_count > MAX_TILES:
         return "limit", (
             f"header declares {h.height}x{h.width} pixels in {h.tile_count} tiles, "
             f"over the limit of {MAX_TILES} tiles"
         )
+    return None
+
+
+def _spectral_problem(t: object, bands: int) -> str | None:
+    """What is wrong with a ``spectral_transform`` object for ``bands`` bands, or None."""
+    if not isinstance(t, dict):
+        return f"is a {type(t).__name__}, not an object"
+    keys = {"kind", "matrix", "means", "component_bits"}
+    if set(t) != keys:
+        return f"has keys {sorted(t)}, expected {sorted(keys)}"
+    if t["kind"] != "klt":
+        return f"kind {t['kind']!r} is not 'klt'"
+    if not 2 <= bands <= MAX_SPECTRAL_BANDS:
+        return f"needs 2..{MAX_SPECTRAL_BANDS} bands, the stream has {bands}"
+    m = t["matrix"]
+    lim = 1 << 15
+    if (
+        not isinstance(m, (list, tuple))
+        or len(m) != bands
+        or not all(isinstance(r, (list, tuple)) and len(r) == bands for r in m)
+    ):
+        return f"matrix is not {bands}x{bands}"
+    if not all(_is_int(v) and -lim <= v < lim for r in m for v in r):
+        return "matrix entries are not all integers in the int16 range"
+    means = t["means"]
+    if not isinstance(means, (list, tuple)) or len(means) != bands:
+        return f"means is not a list of {bands} integers"
+    if not all(_is_int(v) and -(1 << 31) <= v < (1 << 31) for v in means):
+        return "means are not all integers in the int32 range"
+    cb = t["component_bits"]
+    if not _is_int(cb) or not 1 <= cb <= MAX_COMPONENT_BITS:
+        return f"component_bits {cb!r} is outside 1..{MAX_COMPONENT_BITS}"
     return None
 
 
@@ -261,6 +303,9 @@ class StreamHeader:
     # tile payloads coded with satcodec.entropy.context (flag 0x0001) instead of the
     # per-channel model of satcodec.entropy.coder
     channel_context: bool = False
+    # flag 0x0002: the coded bands are components of this transform (the JSON object of
+    # docs/bitstream.md, "Spectral transform"; satcodec.coding.spectral applies it)
+    spectral_transform: dict | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise through the back door
@@ -286,6 +331,12 @@ class StreamHeader:
             raise ConfigError(problem[1])
         if not isinstance(self.metadata, dict):
             raise ConfigError(f"metadata is a {type(self.metadata).__name__}, not a dict")
+        if self.spectral_transform is not None:
+            if SPECTRAL_KEY in self.metadata:
+                raise ConfigError(
+                    f"metadata key {SPECTRAL_KEY!r} is reserved for the spectral transform"
+                )
+            set_(self, "spectral_transform", json.loads(_encode_metadata(self.spectral_transform)))
         try:
             # first pass turns non-str keys into str so that the sorted second pass can't fail
             plain = json.loads(json.dumps(self.metadata, ensure_ascii=False, allow_nan=False))
@@ -442,7 +493,10 @@ def _collect_tiles(header: StreamHeader, tiles: Iterable[TileRecord]) -> list[Ti
 
 def _encode_header(header: StreamHeader, record_lengths: list[int]) -> bytes:
     """Fixed header + band offsets + metadata + tile table + header CRC."""
-    meta = _encode_metadata(header.metadata)
+    meta_obj = header.metadata
+    if header.spectral_transform is not None:
+        meta_obj = {**meta_obj, SPECTRAL_KEY: header.spectral_transform}
+    meta = _encode_metadata(meta_obj)
     n = header.tile_count
     data_start = FIXED_HEADER_SIZE + 4 * header.bands + len(meta) + _TABLE_ENTRY.size * n + 4
     stream_length = data_start + sum(record_lengths)
@@ -451,7 +505,8 @@ def _encode_header(header: StreamHeader, record_lengths: list[int]) -> bytes:
         _FIXED.pack(
             MAGIC,
             FORMAT_VERSION,
-            FLAG_CHANNEL_CONTEXT if header.channel_context else 0,
+            (FLAG_CHANNEL_CONTEXT if header.channel_context else 0)
+            | (FLAG_SPECTRAL_TRANSFORM if header.spectral_transform is not None else 0),
             stream_length,
             header.height,
             header.width,
@@ -719,6 +774,13 @@ class StreamReader:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise HeaderCorruptedError(f"metadata is not a valid JSON object: {msg}") from None
         band_offsets = struct.unpack_from(f"<{bands}i", d, FIXED_HEADER_SIZE)
+        spectral = None
+        if flags & FLAG_SPECTRAL_TRANSFORM:
+            if SPECTRAL_KEY not in metadata:
+                raise HeaderCorruptedError(
+                    f"flag 0x0002 is set but the metadata has no {SPECTRAL_KEY!r} object"
+                )
+            spectral = metadata.pop(SPECTRAL_KEY)
         try:
             header = StreamHeader.__new__(StreamHeader)  # validate first, then normalise
             for k, v in dict(
@@ -736,6 +798,7 @@ class StreamReader:
                 metadata=metadata,
                 downsampling=downsampling,
                 channel_context=bool(flags & FLAG_CHANNEL_CONTEXT),
+                spectral_transform=spectral,
             ).items():
                 object.__setattr__(header, k, v)
             problem = _field_problem(header)

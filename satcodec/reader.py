@@ -439,6 +439,8 @@ class SatcDataset:
         if px is not None:
             return px
         h, dec = self.header, self._decoder
+        if dec.spectral is not None:
+            return self._spectral_tile(band, row, col)
         _, _, ph, pw = h.tile_pixel_window(row, col)
         sym, packed = self._symbols(band, row, col)  # TileCorruptedError unless allow_damaged
         if sym is None:
@@ -458,6 +460,37 @@ class SatcDataset:
         px.setflags(write=False)
         self._tiles.put(key, px, px.nbytes)
         return px
+
+    def _spectral_tile(self, band: int, row: int, col: int) -> np.ndarray:
+        """Flag 0x0002: every component's tile, the inverse transform, every band's tile
+        cached (a tile damaged in any component reads as fill in every band)."""
+        h, dec = self.header, self._decoder
+        assert dec.spectral is not None
+        _, _, ph, pw = h.tile_pixel_window(row, col)
+        comps, mask, lost = [], None, False
+        for k in range(h.bands):
+            sym, packed = self._symbols(k, row, col)  # TileCorruptedError unless allow_damaged
+            if sym is None:
+                lost = True
+                break
+            comps.append(dec._tile_pixels(self._fetch(k), k, row, col, dec.synth_block))
+            if packed is not None:
+                bits, shape = packed
+                mask = np.unpackbits(bits, count=shape[0] * shape[1]).reshape(shape).view(bool)
+        if lost:
+            tiles = [np.full((ph, pw), self._fill, h.dtype) for _ in range(h.bands)]
+        else:
+            x = dec.spectral.inverse(np.stack(comps))
+            tiles = []
+            for b in range(h.bands):
+                px = to_dtype(np.nan_to_num(x[b], nan=0.0), h.dtype, h.bit_depth)
+                if mask is not None:
+                    px[mask] = h.nodata
+                tiles.append(px)
+        for b, px in enumerate(tiles):
+            px.setflags(write=False)
+            self._tiles.put((b, row, col), px, px.nbytes)
+        return tiles[band]
 
 
 def open_dataset(

@@ -777,3 +777,71 @@ def test_failed_write_leaves_the_old_file(tmp_path, small, monkeypatch) -> None:
     monkeypatch.setattr(bs, "_encode_record", real)
     write_stream_file(path, h, tiles)
     assert path.read_bytes() == data
+
+
+# --- flag 0x0002: the spectral transform --------------------------------------------------------
+SPECTRAL = {
+    "kind": "klt",
+    "matrix": [[11585, -11585], [11585, 11585]],
+    "means": [900, -2],
+    "component_bits": 13,
+}
+
+
+def test_spectral_transform_round_trip() -> None:
+    h = make_header(spectral_transform=SPECTRAL, channel_context=True)
+    data = write_stream(h, make_tiles(h))
+    assert (
+        struct.unpack_from("<H", data, 6)[0] == bs.FLAG_CHANNEL_CONTEXT | bs.FLAG_SPECTRAL_TRANSFORM
+    )
+    r = StreamReader(data)
+    assert r.header == h and r.header.spectral_transform == SPECTRAL
+    assert r.header.metadata == GEO  # the transform is not user metadata
+    # carried in the metadata object, under the header CRC
+    _f, _o, meta, _t, _r = split_stream(data)
+    assert json.loads(meta)["spectral_transform"] == SPECTRAL
+
+
+def test_spectral_key_is_reserved_beside_a_transform() -> None:
+    with pytest.raises(ConfigError, match="'spectral_transform' is reserved"):
+        make_header(spectral_transform=SPECTRAL, metadata={"spectral_transform": 1})
+    # without the flag it is opaque metadata like any other key
+    h = make_header(metadata={"spectral_transform": 1})
+    assert StreamReader(write_stream(h, make_tiles(h))).header.spectral_transform is None
+
+
+def _with_spectral(small, obj: object, *, flags: int = bs.FLAG_SPECTRAL_TRANSFORM) -> bytes:
+    f, offsets, _meta, _t, records = split_stream(small[2])
+    f.pop("meta_len"), f.pop("stream_length")
+    f["flags"] = flags
+    meta = json.dumps({"a": 1} if obj is None else {"spectral_transform": obj}).encode()
+    return build_raw(f, offsets, meta, records)
+
+
+@pytest.mark.parametrize(
+    ("obj", "match"),
+    [
+        (None, "flag 0x0002 is set but the metadata has no 'spectral_transform' object"),
+        ([1, 2], "spectral transform: is a list, not an object"),
+        ({**SPECTRAL, "extra": 1}, "has keys"),
+        ({**SPECTRAL, "kind": "pca"}, "kind 'pca' is not 'klt'"),
+        ({**SPECTRAL, "matrix": [[1, 2]]}, "matrix is not 2x2"),
+        ({**SPECTRAL, "matrix": [[1, 2], [3]]}, "matrix is not 2x2"),
+        ({**SPECTRAL, "matrix": [[1, 2], [3, 40000]]}, "int16 range"),
+        ({**SPECTRAL, "matrix": [[1, 2], [3, 0.5]]}, "int16 range"),
+        ({**SPECTRAL, "matrix": [[1, 2], [3, True]]}, "int16 range"),
+        ({**SPECTRAL, "means": [1]}, "means is not a list of 2 integers"),
+        ({**SPECTRAL, "means": [1, 2**40]}, "int32 range"),
+        ({**SPECTRAL, "component_bits": 0}, "component_bits 0 is outside 1..31"),
+        ({**SPECTRAL, "component_bits": "12"}, "component_bits '12'"),
+    ],
+)
+def test_bad_spectral_transform_with_valid_crc(small, obj: object, match: str) -> None:
+    with pytest.raises(HeaderCorruptedError, match=match) as e:
+        StreamReader(_with_spectral(small, obj))
+    one_line(e)
+
+
+def test_spectral_transform_needs_two_bands() -> None:
+    with pytest.raises(ConfigError, match="needs 2..256 bands, the stream has 1"):
+        make_header(bands=1, band_offsets=(0,), spectral_transform=SPECTRAL)

@@ -39,6 +39,7 @@ def cmd_encode(a: argparse.Namespace) -> int:
             channel_context=not a.per_channel_entropy,
             overwrite=a.overwrite,
             max_encoder_macs=a.max_encoder_macs,
+            spectral=a.spectral,
         )
     name = "<stdout>" if a.output == STDIO else r.path
     say(
@@ -150,6 +151,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="code each latent channel with one scale (no cross-channel context): 0.5-15%% more "
         "bits, for readers that predate bitstream flag 0x0001",
+    )
+    e.add_argument(
+        "--spectral",
+        choices=["klt"],
+        help="multispectral scenes: code a Karhunen-Loeve transform of the bands instead of "
+        "the bands (bitstream flag 0x0002; bench/results/spectral.md)",
     )
     add_runtime_options(e)
 

@@ -31,6 +31,7 @@ from satcodec.codec.registry import (
 from satcodec.coding.entropy_models import EntropyModel, entropy_model_for
 from satcodec.coding.framing import unpack_payload
 from satcodec.coding.parallel import ordered_map, resolve_workers, torch_threads
+from satcodec.coding.spectral import SpectralTransform
 from satcodec.coding.transforms import TorchTransform, Transform
 from satcodec.errors import (
     BitstreamError,
@@ -302,7 +303,14 @@ class Decoder:
         self.allow_damaged = allow_damaged
         self.damaged: list[tuple[int, int, int]] = []  # sorted (band, row, col)
         self.step = h.quant_step
-        self.peak = float(2**h.bit_depth - 1)
+        # flag 0x0002: the coded bands are components, normalised by their own peak
+        self.spectral = (
+            None
+            if h.spectral_transform is None
+            else SpectralTransform.from_json(h.spectral_transform)
+        )
+        bits = h.bit_depth if self.spectral is None else self.spectral.component_bits
+        self.peak = float(2**bits - 1)
         self.synth_block = SYNTH_BLOCK
         self.window_budget = WINDOW_BUDGET
         self.max_strip_bytes = MAX_STRIP_BYTES
@@ -530,6 +538,15 @@ class Decoder:
         # the tile being assembled (float32 with as_float), and its mask
         itemsize = 4 if as_float else np.dtype(h.dtype).itemsize
         pixels = itemsize * tile_px + (tile_px if h.nodata is not None else 0)
+        if self.spectral is not None:
+            # every component's latent window at once, its float tile, the inverse's output
+            # (float32 and, converted, the stream's dtype)
+            return (
+                entropy
+                + h.bands * (window + 4 * tile_px)
+                + synthesis
+                + h.bands * (4 * tile_px + pixels)
+            )
         return entropy + window + synthesis + pixels
 
     def iter_tiles(
@@ -569,9 +586,14 @@ class Decoder:
             )
         if fill is None:
             fill = 0 if h.nodata is None else h.nodata
+        bands = list(bands)
         for b in bands:
             if not 0 <= b < h.bands:
                 raise ConfigError(f"band {b} is outside 0..{h.bands - 1}")
+        if self.spectral is not None:
+            yield from self._iter_spectral(bands, as_float, fill)
+            return
+        for b in bands:
             window = _LatentWindow(self, b, self.window_budget)
             try:
                 yield from self._iter_band(window, b, as_float, fill)
@@ -583,6 +605,63 @@ class Decoder:
             finally:
                 self.tile_decodes += window.decodes
                 window.pieces.clear()
+
+    def _iter_spectral(
+        self, bands: list[int], as_float: bool, fill: float
+    ) -> Iterator[DecodedTile]:
+        """Flag 0x0002: every component decoded tile by tile in step (one latent window
+        each), each tile's bands by the inverse transform; yields tile by tile, the
+        requested bands of each. A tile damaged in any component is damaged in every band."""
+        h, t = self.header, self.spectral
+        assert t is not None
+        windows = [_LatentWindow(self, k, self.window_budget) for k in range(h.bands)]
+        # an outer limit: the components' generators enter and leave theirs interleaved
+        with torch_threads(1 if self.workers > 1 else None):
+            gens = [self._iter_band(w, k, True, np.nan) for k, w in enumerate(windows)]
+            try:
+                for r in range(h.tiles_y):
+                    for c in range(h.tiles_x):
+                        tiles = [next(g) for g in gens]
+                        assert all((x.row, x.col) == (r, c) for x in tiles)
+                        yield from self._spectral_tile(tiles, bands, as_float, fill)
+            except (MemoryError, RuntimeError) as exc:
+                if not _out_of_memory(exc):
+                    raise
+                raise self._memory_error(exc, f"tile row {r} col {c}") from None
+            finally:
+                for g in gens:
+                    g.close()
+                for w in windows:
+                    self.tile_decodes += w.decodes
+                    w.pieces.clear()
+
+    def _spectral_tile(
+        self, tiles: list[DecodedTile], bands: list[int], as_float: bool, fill: float
+    ) -> Iterator[DecodedTile]:
+        h, t = self.header, self.spectral
+        assert t is not None
+        r, c = tiles[0].row, tiles[0].col
+        if any(x.damaged for x in tiles):
+            # every band of the tile is lost: list the tile in every band (as callers fill
+            # the listed tiles)
+            for k in range(h.bands):
+                if (k, r, c) not in self.damaged:
+                    bisect.insort(self.damaged, (k, r, c))
+            px = np.full(tiles[0].pixels.shape, fill, np.float32 if as_float else h.dtype)
+            for b in bands:
+                yield DecodedTile(b, r, c, px.copy(), None, True)
+            return
+        x = t.inverse(np.stack([x.pixels for x in tiles]))
+        mask = tiles[0].nodata_mask  # the same in every component (nodata in every band)
+        for b in bands:
+            px = x[b]
+            if not as_float:
+                if np.isnan(px).any():
+                    px = np.nan_to_num(px, nan=0.0)
+                px = to_dtype(px, h.dtype, h.bit_depth)
+                if mask is not None:
+                    px[mask] = h.nodata
+            yield DecodedTile(b, r, c, px, mask, False)
 
     def _iter_band(
         self, window: _LatentWindow, b: int, as_float: bool, fill: float

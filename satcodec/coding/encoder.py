@@ -46,6 +46,7 @@ from satcodec.coding.entropy_models import (
 from satcodec.coding.framing import pack_payload
 from satcodec.coding.parallel import ordered_map, resolve_workers, torch_threads
 from satcodec.coding.rate_control import MAX_STEP, MIN_STEP
+from satcodec.coding.spectral import SpectralTransform, component_reader
 from satcodec.coding.transforms import TorchTransform, Transform
 from satcodec.errors import ConfigError
 
@@ -158,6 +159,7 @@ class Encoder:
         entropy_model: EntropyModel | None = None,
         workers: int = 1,
         max_held_tiles: int = 128,
+        spectral: SpectralTransform | None = None,
     ) -> None:
         """``workers``: threads analysing and coding tiles in parallel (reading stays in the
         calling thread; the stream is byte-identical for any count). ``max_held_tiles``: above
@@ -169,6 +171,9 @@ class Encoder:
         ``entropy_model``: the :class:`EntropyModel` the tiles are coded with (default:
         :class:`ChannelContextLaplace`); ``channel_context=False`` is a shorthand for
         :class:`PerChannelLaplace` (streams readers before flag 0x0001 decode).
+
+        ``spectral``: code the components of this transform across the bands instead of the
+        bands (:mod:`satcodec.coding.spectral`, flag 0x0002); ``read`` still reads bands.
         """
         if tile % DOWNSAMPLING or not 64 <= tile <= 8192:
             raise ConfigError(f"tile size must be a multiple of 16 between 64 and 8192, got {tile}")
@@ -187,8 +192,20 @@ class Encoder:
         )
         self.metadata = metadata or {}
         self.workers = resolve_workers(workers)
-        self.peak = float(2**bit_depth - 1)
-        self.offsets = band_offsets_of(read, bands, height, width, nodata)
+        self.spectral = spectral
+        self._read_mask: WindowReader | None = None
+        if spectral is not None:
+            if spectral.bands != bands:
+                raise ConfigError(
+                    f"the spectral transform is for {spectral.bands} bands, the raster has {bands}"
+                )
+            read, self._read_mask = component_reader(read, spectral, nodata)
+            # components are zero-mean and normalised by their own range's peak
+            self.peak = float(2**spectral.component_bits - 1)
+            self.offsets = [0] * bands
+        else:
+            self.peak = float(2**bit_depth - 1)
+            self.offsets = band_offsets_of(read, bands, height, width, nodata)
         self.tiles_y = math.ceil(height / tile)
         self.tiles_x = math.ceil(width / tile)
         n = self.bands * self.tiles_y * self.tiles_x
@@ -268,7 +285,10 @@ class Encoder:
             oy, ox = w.tile_y, w.tile_x  # multiples of the stride
             mask = None
             if self.nodata is not None:
-                nd = raw == np.float32(self.nodata)
+                if self._read_mask is not None:  # components: nodata in every band
+                    nd = self._read_mask(b, w.y0, w.x0, w.height, w.width)
+                else:
+                    nd = raw == np.float32(self.nodata)
                 raw[nd] = self.offsets[b]  # nodata costs ~0 bits and does not ring
                 inner = nd[oy : oy + w.tile_h, ox : ox + w.tile_w]
                 mask = inner.copy() if inner.any() else None
@@ -352,6 +372,7 @@ class Encoder:
             band_offsets=tuple(self.offsets),
             metadata=self.metadata,
             channel_context=em.flag,
+            spectral_transform=None if self.spectral is None else self.spectral.to_json(),
         )
 
         def code(t: LatentTile) -> TileRecord:

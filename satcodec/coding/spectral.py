@@ -1,0 +1,263 @@
+"""Spectral decorrelation: a Karhunen–Loève transform across a scene's bands (flag 0x0002).
+
+The bands of a multispectral scene are strongly correlated, and the codec's models code one
+band at a time. On board, the encoder fits the bands' covariance eigenvectors (a B x B
+orthonormal matrix, no training) and codes the *components* ``c = A⁻¹ (x − m)`` as bands; the
+ground decodes the components and returns ``x = A c + m``. The transform travels in the
+header as integers: ``A`` in Q14 (``matrix``, int16 range), the band means ``m`` rounded
+(``means``), and the bit depth whose peak normalises every component for the analysis
+(``component_bits``): docs/bitstream.md, "Spectral transform". The encoder inverts the
+*quantised* ``A``, so without coding loss the round trip is exact up to rounding.
+
+An orthonormal transform keeps the squared error, so one quantisation step for all
+components spends the bits where the variance is (the first component, a panchromatic-like
+image, gets most of them). Measured in bench/results/spectral.md.
+
+Data flow: :func:`fit_klt` reads the scene once in row blocks (bounded memory, a subsample
+for the covariance), :func:`component_reader` wraps the raster's window reader for the
+:class:`~satcodec.coding.encoder.Encoder`, :meth:`SpectralTransform.inverse` runs per tile
+in :meth:`~satcodec.coding.decoder.Decoder.iter_tiles`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from satcodec.bitstream import MAX_COMPONENT_BITS, MAX_SPECTRAL_BANDS
+from satcodec.bitstream import SPECTRAL_MATRIX_BITS as MATRIX_BITS  # Q14: int16 holds |A| <= 1
+from satcodec.errors import ConfigError
+
+SPECTRAL_KINDS = ("klt",)
+# pixels of the covariance sample: enough for a B <= 64 covariance to a few 1e-3, bounded
+# whatever the scene size
+COVARIANCE_SAMPLE = 1 << 22
+# raw multi-band windows the component reader keeps (the encoder reads each window once per
+# band: without the cache a B-band scene is read B times over)
+WINDOW_CACHE_BYTES = 256 << 20
+
+WindowReader = Callable[[int, int, int, int, int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class SpectralTransform:
+    """``x = (matrix / 2**14) @ c + means`` per pixel: what the decoder applies.
+
+    ``matrix``: (B, B) int (column k: component k's loading on each band); ``means``: (B,)
+    int, the band means removed before the forward transform; ``component_bits``: the
+    components are normalised by ``2**component_bits - 1`` for the analysis (as a band is by
+    its bit depth's peak)."""
+
+    matrix: tuple[tuple[int, ...], ...]
+    means: tuple[int, ...]
+    component_bits: int
+    kind: str = "klt"
+
+    @property
+    def bands(self) -> int:
+        return len(self.means)
+
+    @property
+    def synthesis_matrix(self) -> np.ndarray:
+        """``A`` as float64 (B, B)."""
+        return np.asarray(self.matrix, np.float64) / (1 << MATRIX_BITS)
+
+    @property
+    def analysis_matrix(self) -> np.ndarray:
+        """``A⁻¹`` (float64): the exact inverse of the quantised matrix the decoder uses."""
+        return np.linalg.inv(self.synthesis_matrix)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Components (B, ...) float32 of band values ``x`` (B, ...)."""
+        b = self.bands
+        flat = x.reshape(b, -1).astype(np.float64) - np.asarray(self.means, np.float64)[:, None]
+        return (self.analysis_matrix @ flat).astype(np.float32).reshape(x.shape)
+
+    def inverse(self, c: np.ndarray) -> np.ndarray:
+        """Band values (B, ...) float32 of components ``c`` (B, ...), neither rounded nor
+        clipped."""
+        b = self.bands
+        a = self.synthesis_matrix.astype(np.float32)
+        flat = a @ c.reshape(b, -1).astype(np.float32)
+        flat += np.asarray(self.means, np.float32)[:, None]
+        return flat.reshape(c.shape)
+
+    def to_json(self) -> dict[str, Any]:
+        """The header's ``spectral_transform`` object (docs/bitstream.md)."""
+        return {
+            "kind": self.kind,
+            "matrix": [list(r) for r in self.matrix],
+            "means": list(self.means),
+            "component_bits": self.component_bits,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> SpectralTransform:
+        """From a header's (already validated) ``spectral_transform`` object."""
+        return cls(
+            tuple(tuple(int(v) for v in r) for r in obj["matrix"]),
+            tuple(int(v) for v in obj["means"]),
+            int(obj["component_bits"]),
+            str(obj["kind"]),
+        )
+
+
+def check_spectral_bands(bands: int) -> None:
+    if not 2 <= bands <= MAX_SPECTRAL_BANDS:
+        raise ConfigError(
+            f"a spectral transform needs 2..{MAX_SPECTRAL_BANDS} bands, the raster has {bands}"
+        )
+
+
+def fit_klt(
+    read: WindowReader,
+    bands: int,
+    height: int,
+    width: int,
+    nodata: float | None,
+) -> SpectralTransform:
+    """The KLT of a scene, read through ``read`` in row blocks.
+
+    The covariance comes from every ``k``-th row (at most :data:`COVARIANCE_SAMPLE` pixels),
+    the component range from every pixel. Pixels that are nodata in every band are left out;
+    a pixel that is nodata in some bands only is refused (:class:`ConfigError`): the
+    components would mix its fill value into the valid bands.
+    """
+    check_spectral_bands(bands)
+    every = max(1, math.ceil(height * width / COVARIANCE_SAMPLE))
+    block = max(1, (1 << 22) // max(width * bands, 1))
+    n = 0
+    s1 = np.zeros(bands)
+    s2 = np.zeros((bands, bands))
+    lo = np.full(bands, np.inf)
+    hi = np.full(bands, -np.inf)
+    for y in range(0, height, block):
+        rows = min(block, height - y)
+        x = np.stack([read(b, y, 0, rows, width) for b in range(bands)]).reshape(bands, -1)
+        if nodata is not None:
+            nd = x == nodata
+            count = nd.sum(axis=0)
+            if ((count > 0) & (count < bands)).any():
+                raise ConfigError(
+                    "a spectral transform needs the same nodata pixels in every band; this "
+                    f"raster has pixels that are nodata ({nodata:g}) in some bands only "
+                    "(near rows "
+                    f"{y}..{y + rows - 1}): encode without --spectral"
+                )
+            x = x[:, count == 0]
+        if x.shape[1] == 0:
+            continue
+        xf = x.astype(np.float64)
+        lo = np.minimum(lo, xf.min(axis=1))
+        hi = np.maximum(hi, xf.max(axis=1))
+        picked = xf.reshape(bands, -1)
+        if every > 1:
+            # every k-th pixel of the block, in raster order (rows differ between blocks)
+            picked = picked[:, (y * width) % every :: every]
+        n += picked.shape[1]
+        s1 += picked.sum(axis=1)
+        s2 += picked @ picked.T
+    if n == 0:
+        # no valid pixel: any orthonormal matrix will do
+        return SpectralTransform(
+            tuple(
+                tuple((1 << MATRIX_BITS) if i == j else 0 for j in range(bands))
+                for i in range(bands)
+            ),
+            tuple(0 for _ in range(bands)),
+            1,
+        )
+    mean = s1 / n
+    cov = s2 / n - np.outer(mean, mean)
+    w, v = np.linalg.eigh((cov + cov.T) / 2)
+    v = v[:, np.argsort(w)[::-1]]
+    # a deterministic sign: each component's largest loading positive (the first component
+    # then looks like the bands, not their negative)
+    v *= np.where(v[np.abs(v).argmax(axis=0), range(bands)] < 0, -1.0, 1.0)
+    q = np.clip(np.rint(v * (1 << MATRIX_BITS)), -(1 << 15), (1 << 15) - 1).astype(np.int64)
+    means = tuple(int(m) for m in np.rint(mean))
+    t = SpectralTransform(tuple(tuple(int(a) for a in r) for r in q), means, 1)
+    # The components' peak: the first (largest) component's range, read in a second pass.
+    # Measured on the four multispectral dev scenes (bench/results/spectral.md): within
+    # 0.4 dB of the best power of two on each, where a bound from the bands' ranges was up
+    # to 2.2 dB worse (it normalises the components to a fraction of what training saw).
+    first = t.analysis_matrix[0]
+    c_lo, c_hi = np.inf, -np.inf
+    for y in range(0, height, block):
+        rows = min(block, height - y)
+        x = np.stack([read(b, y, 0, rows, width) for b in range(bands)]).reshape(bands, -1)
+        if nodata is not None:
+            x = x[:, ~(x == nodata).all(axis=0)]
+        if x.shape[1]:
+            c0 = first @ (x.astype(np.float64) - np.asarray(means, np.float64)[:, None])
+            c_lo, c_hi = min(c_lo, float(c0.min())), max(c_hi, float(c0.max()))
+    bits = max(1, min(MAX_COMPONENT_BITS, math.ceil(math.log2(c_hi - c_lo + 2))))
+    return SpectralTransform(t.matrix, t.means, bits)
+
+
+def component_reader(
+    read: WindowReader,
+    transform: SpectralTransform,
+    nodata: float | None,
+    cache_bytes: int = WINDOW_CACHE_BYTES,
+) -> tuple[WindowReader, Callable[[int, int, int, int, int], np.ndarray]]:
+    """``(read_component, read_mask)`` over a band reader.
+
+    ``read_component(k, y0, x0, h, w)``: component ``k`` of that window (float32; nodata
+    pixels, nodata in every band, become 0, the components' mean). ``read_mask(k, ...)``: the
+    window's nodata pixels (bool), the same for every component. The raw windows of all bands
+    are kept in an LRU cache of ``cache_bytes`` (the encoder asks for each window once per
+    component)."""
+    bands = transform.bands
+    inv = transform.analysis_matrix
+    means = np.asarray(transform.means, np.float64)
+    cache: OrderedDict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray | None]]
+    cache = OrderedDict()
+    held = [0]
+
+    def window(y0: int, x0: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray | None]:
+        key = (y0, x0, h, w)
+        hit = cache.get(key)
+        if hit is not None:
+            cache.move_to_end(key)
+            return hit
+        x = np.stack([read(b, y0, x0, h, w) for b in range(bands)]).astype(np.float64)
+        mask = None
+        if nodata is not None:
+            nd = (x == nodata).all(axis=0)
+            if nd.any():
+                mask = nd
+                x[:, nd] = means[:, None]
+        comps = (inv @ (x.reshape(bands, -1) - means[:, None])).astype(np.float32)
+        hit = (comps.reshape(bands, h, w), mask)
+        size = hit[0].nbytes + (0 if mask is None else mask.nbytes)
+        if size <= cache_bytes:
+            cache[key] = hit
+            held[0] += size
+            while held[0] > cache_bytes:
+                _, (c, m) = cache.popitem(last=False)
+                held[0] -= c.nbytes + (0 if m is None else m.nbytes)
+        return hit
+
+    def read_component(k: int, y0: int, x0: int, h: int, w: int) -> np.ndarray:
+        return window(y0, x0, h, w)[0][k]
+
+    def read_mask(k: int, y0: int, x0: int, h: int, w: int) -> np.ndarray:
+        m = window(y0, x0, h, w)[1]
+        return np.zeros((h, w), bool) if m is None else m
+
+    return read_component, read_mask
+
+
+__all__ = [
+    "MATRIX_BITS",
+    "SPECTRAL_KINDS",
+    "SpectralTransform",
+    "component_reader",
+    "fit_klt",
+]
