@@ -615,22 +615,36 @@ class Decoder:
         h, t = self.header, self.spectral
         assert t is not None
         windows = [_LatentWindow(self, k, self.window_budget) for k in range(h.bands)]
-        # an outer limit: the components' generators enter and leave theirs interleaved
+        per = [self._band_jobs(w, k, True, np.nan) for k, w in enumerate(windows)]
+
+        def jobs() -> Iterator[tuple[int, tuple]]:
+            """Tile by tile, component by component: each component's jobs of the tile."""
+            its = [j for j, _ in per]
+            for _r in range(h.tiles_y):
+                for _c in range(h.tiles_x):
+                    for k, it in enumerate(its):
+                        for job in it:
+                            yield k, job
+                            if job[0] == "fill" or job[3][4]:  # the tile's last job
+                                break
+
+        def work(item: tuple[int, tuple]) -> tuple:
+            k, job = item
+            return per[k][1](job)
+
+        # one pool for every component: tiles' blocks in flight stay 2 x workers
         with torch_threads(1 if self.workers > 1 else None):
-            gens = [self._iter_band(w, k, True, np.nan) for k, w in enumerate(windows)]
+            results = ordered_map(work, jobs(), self.workers)
             try:
-                for r in range(h.tiles_y):
-                    for c in range(h.tiles_x):
-                        tiles = [next(g) for g in gens]
-                        assert all((x.row, x.col) == (r, c) for x in tiles)
-                        yield from self._spectral_tile(tiles, bands, as_float, fill)
+                for _ in range(h.tiles_per_band):
+                    tiles = [self._assemble_tile(k, results, True) for k in range(h.bands)]
+                    yield from self._spectral_tile(tiles, bands, as_float, fill)
             except (MemoryError, RuntimeError) as exc:
                 if not _out_of_memory(exc):
                     raise
+                r, c = windows[0].pos
                 raise self._memory_error(exc, f"tile row {r} col {c}") from None
             finally:
-                for g in gens:
-                    g.close()
                 for w in windows:
                     self.tile_decodes += w.decodes
                     w.pieces.clear()
@@ -666,8 +680,43 @@ class Decoder:
     def _iter_band(
         self, window: _LatentWindow, b: int, as_float: bool, fill: float
     ) -> Iterator[DecodedTile]:
+        jobs, work = self._band_jobs(window, b, as_float, fill)
+        with torch_threads(1 if self.workers > 1 else None):
+            results = ordered_map(work, jobs, self.workers)
+            for _ in range(self.header.tiles_per_band):
+                yield self._assemble_tile(b, results, as_float)
+
+    def _assemble_tile(self, b: int, results: Iterator[tuple], as_float: bool) -> DecodedTile:
+        """One tile from its jobs' results, taken from ``results`` up to the tile's last."""
         h = self.header
-        D, L = h.downsampling, h.tile_size // h.downsampling
+        D = h.downsampling
+        out: np.ndarray | None = None
+        for kind, r, c, payload in results:
+            if kind == "fill":
+                return DecodedTile(b, r, c, payload, None, True)
+            by, bx, n, px, last, mask = payload
+            if n == 1:  # one block: the tile's own window
+                out = px
+            else:
+                if out is None:
+                    _, _, ph, pw = h.tile_pixel_window(r, c)
+                    out = np.empty((ph, pw), px.dtype)
+                out[by * D : by * D + px.shape[0], bx * D : bx * D + px.shape[1]] = px
+            del px
+            if last:
+                assert out is not None
+                if mask is not None and not as_float:
+                    out[mask] = h.nodata
+                return DecodedTile(b, r, c, out, mask, False)
+        raise AssertionError("a tile's jobs ended before its last block")
+
+    def _band_jobs(
+        self, window: _LatentWindow, b: int, as_float: bool, fill: float
+    ) -> tuple[Iterator[tuple], Callable[[tuple], tuple]]:
+        """(jobs, work) of one band: the jobs generator runs in the calling thread, ``work``
+        on the tile workers; a tile's jobs end with a "fill" job or its last block."""
+        h = self.header
+        L = h.tile_size // h.downsampling
 
         def convert(px: np.ndarray) -> np.ndarray:
             if as_float:
@@ -720,28 +769,7 @@ class Decoder:
                 (by, bx, n, convert(self._block_output(window_in, crop, b)), last, mask),
             )
 
-        out: np.ndarray | None = None
-        with torch_threads(1 if self.workers > 1 else None):
-            for kind, r, c, payload in ordered_map(work, jobs(), self.workers):
-                if kind == "fill":
-                    yield DecodedTile(b, r, c, payload, None, True)
-                    continue
-                by, bx, n, px, last, mask = payload
-                if n == 1:  # one block: the tile's own window
-                    out = px
-                else:
-                    if out is None:
-                        _, _, ph, pw = h.tile_pixel_window(r, c)
-                        out = np.empty((ph, pw), px.dtype)
-                    out[by * D : by * D + px.shape[0], bx * D : bx * D + px.shape[1]] = px
-                del px
-                if not last:
-                    continue
-                if mask is not None and not as_float:
-                    out[mask] = h.nodata
-                yield DecodedTile(b, r, c, out, mask, False)
-                out = None
-                del mask
+        return jobs(), work
 
 
 def to_dtype(pixels: np.ndarray, dtype: str, bit_depth: int) -> np.ndarray:

@@ -22,7 +22,6 @@ in :meth:`~satcodec.coding.decoder.Decoder.iter_tiles`.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -208,44 +207,46 @@ def component_reader(
 ) -> tuple[WindowReader, Callable[[int, int, int, int, int], np.ndarray]]:
     """``(read_component, read_mask)`` over a band reader.
 
-    ``read_component(k, y0, x0, h, w)``: component ``k`` of that window (float32; nodata
-    pixels, nodata in every band, become 0, the components' mean). ``read_mask(k, ...)``: the
-    window's nodata pixels (bool), the same for every component. The raw windows of all bands
-    are kept in an LRU cache of ``cache_bytes`` (the encoder asks for each window once per
-    component)."""
+    ``read_component(k, y0, x0, h, w)``: component ``k`` of that window (float32; pixels that
+    are nodata in every band become 0, the components' mean). ``read_mask(k, ...)``: the
+    window's nodata pixels (bool), the same for every component.
+
+    The encoder asks for each window once per component, component-major (every window of
+    component 0, then of component 1, ...), so the raw windows of all bands are cached, up
+    to ``cache_bytes``. The pattern is cyclic: once the cache is full it keeps what it holds
+    rather than evicting (an LRU cache smaller than the cycle would never hit); the windows
+    beyond it are read again, all bands, for each component.
+    """
     bands = transform.bands
     inv = transform.analysis_matrix
     means = np.asarray(transform.means, np.float64)
-    cache: OrderedDict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray | None]]
-    cache = OrderedDict()
+    cache: dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray | None]] = {}
     held = [0]
 
     def window(y0: int, x0: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray | None]:
         key = (y0, x0, h, w)
         hit = cache.get(key)
         if hit is not None:
-            cache.move_to_end(key)
             return hit
-        x = np.stack([read(b, y0, x0, h, w) for b in range(bands)]).astype(np.float64)
+        x = np.stack([read(b, y0, x0, h, w) for b in range(bands)])
         mask = None
         if nodata is not None:
             nd = (x == nodata).all(axis=0)
             if nd.any():
                 mask = nd
-                x[:, nd] = means[:, None]
-        comps = (inv @ (x.reshape(bands, -1) - means[:, None])).astype(np.float32)
-        hit = (comps.reshape(bands, h, w), mask)
-        size = hit[0].nbytes + (0 if mask is None else mask.nbytes)
-        if size <= cache_bytes:
+        hit = (x, mask)
+        size = x.nbytes + (0 if mask is None else mask.nbytes)
+        if held[0] + size <= cache_bytes:
             cache[key] = hit
             held[0] += size
-            while held[0] > cache_bytes:
-                _, (c, m) = cache.popitem(last=False)
-                held[0] -= c.nbytes + (0 if m is None else m.nbytes)
         return hit
 
     def read_component(k: int, y0: int, x0: int, h: int, w: int) -> np.ndarray:
-        return window(y0, x0, h, w)[0][k]
+        x, mask = window(y0, x0, h, w)
+        c = np.tensordot(inv[k], x, axes=1) - float(inv[k] @ means)
+        if mask is not None:
+            c[mask] = 0.0
+        return c.astype(np.float32)
 
     def read_mask(k: int, y0: int, x0: int, h: int, w: int) -> np.ndarray:
         m = window(y0, x0, h, w)[1]
