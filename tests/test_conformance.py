@@ -192,3 +192,27 @@ def test_framing_rules_agree_with_the_library():
             spec.split_payload(h, payload, 0, 0)
         with pytest.raises(EntropyCodingError):
             _unpack_payload(payload, 10, 13)
+
+
+def test_spectral_transform_follows_the_document():
+    """Flag 0x0002: the document's header object and pixel rule, applied by the independent
+    reader to the library's component synthesis, give the library's decode (a real Landsat 8
+    RGB crop; the float sums may round one way or the other at exact halves: within 1)."""
+    with open_raster(REPO / "tests" / "data" / "landsat8_rgb_grenada_crop.tif") as r:
+        x = r.read()
+    data = satcodec.encode(x, bpp=1.0, spectral="klt", tile=64, threads=1)
+    h = spec.parse_header(data)
+    lib = StreamReader(data).header
+    assert h.flags & 2 and h.spectral == lib.spectral_transform and h.metadata == lib.metadata
+    # the components, as the document defines them: synthesis x peak + band offset
+    decoder = open_decoder(data)
+    decoder.spectral, peak = None, decoder.peak  # read the coded bands as they are
+    assert peak == 2 ** h.spectral["component_bits"] - 1
+    comps = np.zeros(x.shape, np.float32)
+    for t in decoder.iter_tiles(as_float=True):
+        y0, x0, ph, pw = lib.tile_pixel_window(t.row, t.col)
+        comps[t.band, y0 : y0 + ph, x0 : x0 + pw] = t.pixels
+    mine = spec.spectral_bands(h, comps)
+    theirs, _ = satcodec.decode(data, threads=1)
+    assert np.abs(mine.astype(int) - theirs).max() <= 1
+    assert (mine != theirs).mean() < 1e-3

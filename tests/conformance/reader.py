@@ -73,6 +73,7 @@ class Header:
     metadata: dict
     table: list[tuple[int, int]]  # (offset, length) per tile, in table order
     data_start: int
+    spectral: dict | None = None  # flag 0x0002's transform object
 
     @property
     def tiles_y(self) -> int:
@@ -98,7 +99,7 @@ def parse_header(data: bytes) -> Header:
      downsampling, nodata_flag, nodata_value, model_id, q16, tile_size, tile_count,
      meta_len) = FIXED.unpack_from(data)  # fmt: skip
     check(version == 1, f"version {version}")
-    check(flags & ~1 == 0, f"unknown flags {flags:#x}")
+    check(flags & ~3 == 0, f"unknown flags {flags:#x}")
     check(len(data) == stream_length, "stream length differs from the header's")
     table_start = 72 + 4 * bands + meta_len
     crc_pos = table_start + 12 * tile_count
@@ -117,7 +118,31 @@ def parse_header(data: bytes) -> Header:
         crc_pos + 4,
     )  # fmt: skip
     check(tile_count == bands * h.tiles_y * h.tiles_x, "tile count disagrees with the grid")
+    if flags & 2:  # "Spectral transform": the reserved key, taken out of the metadata
+        t = metadata.pop("spectral_transform", None)
+        check(isinstance(t, dict), "flag 0x0002 without a spectral_transform object")
+        check(set(t) == {"kind", "matrix", "means", "component_bits"}, "spectral keys")
+        check(t["kind"] == "klt" and 2 <= bands <= 256, "spectral kind or band count")
+        m, means, cb = t["matrix"], t["means"], t["component_bits"]
+        check(len(m) == bands and all(len(r) == bands for r in m), "matrix shape")
+        check(all(type(v) is int and -32768 <= v <= 32767 for r in m for v in r), "matrix")
+        check(len(means) == bands and all(type(v) is int for v in means), "means")
+        check(type(cb) is int and 1 <= cb <= 31, "component_bits")
+        h.spectral = t
     return h
+
+
+def spectral_bands(h: Header, components: np.ndarray) -> np.ndarray:
+    """The document's rule: ``x[b] = sum_k (M[b][k] / 2^14) c[k] + m[b]``, rounded and
+    clipped as a band is; ``components`` (bands, h, w) are the synthesis outputs times
+    ``2^component_bits - 1`` plus the band offsets."""
+    t = h.spectral
+    a = np.array(t["matrix"], np.float64) / 2**14
+    x = np.tensordot(a, components.astype(np.float64), axes=1)
+    x += np.array(t["means"], np.float64)[:, None, None]
+    info = np.iinfo(h.dtype)
+    hi = min(info.max, 2**h.bit_depth - 1) if info.min == 0 else info.max
+    return np.clip(np.rint(x), info.min, hi).astype(h.dtype)
 
 
 def read_record(data: bytes, h: Header, band: int, row: int, col: int) -> tuple[bytes, bytes]:
