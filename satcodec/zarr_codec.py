@@ -25,7 +25,14 @@ import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray, ensure_ndarray, ndarray_copy
 
-from satcodec.api import _check_model_option, _check_tile, _rate_options, decode, encode
+from satcodec.api import (
+    _check_model_option,
+    _check_spectral,
+    _check_tile,
+    _rate_options,
+    decode,
+    encode,
+)
 from satcodec.coding import DEFAULT_TILE
 from satcodec.errors import ConfigError
 
@@ -42,7 +49,8 @@ class Satcodec(Codec):
     the sensor's (default: inferred per chunk from its maximum -- give it, so every chunk is
     quantised alike). ``tile``: the stream's tile size (chunks larger than it are tiled
     inside). ``nodata``: a value kept exactly (masked). ``channel_context``: the cross-channel
-    entropy model (streams need a reader with flag 0x0001).
+    entropy model (streams need a reader with flag 0x0001). ``spectral="klt"``: code each
+    3-D chunk's bands jointly (flag 0x0002; chunks of 2..256 bands).
     """
 
     codec_id = "satcodec"
@@ -59,8 +67,10 @@ class Satcodec(Codec):
         tile: int = DEFAULT_TILE,
         nodata: float | None = None,
         channel_context: bool = True,
+        spectral: str | None = None,
     ) -> None:
         _rate_options(bpp, max_bpp, quality)
+        _check_spectral(spectral)
         _check_model_option(model)
         _check_tile(tile)
         if bit_depth is not None and (
@@ -78,6 +88,7 @@ class Satcodec(Codec):
         self.tile = int(tile)
         self.nodata = None if nodata is None else float(nodata)
         self.channel_context = channel_context
+        self.spectral = spectral
 
     def encode(self, buf: Any) -> bytes:
         """A chunk (ndarray, 2-D or 3-D band-first) -> one ``.satc`` stream."""
@@ -99,6 +110,7 @@ class Satcodec(Codec):
             model=self.model,
             tile=self.tile,
             channel_context=self.channel_context,
+            spectral=self.spectral,
         )
 
     def decode(self, buf: Any, out: Any = None) -> np.ndarray:

@@ -106,3 +106,22 @@ def test_the_entry_point_finds_the_codec(tmp_path: Path) -> None:
         r.stderr[-2000:] + "\n(is satcodec installed with its numcodecs.codecs entry point?)"
     )
     assert r.stdout.split() == ["satcodec.zarr_codec", "40.0", "256"]
+
+
+def test_spectral_chunks(tmp_path: Path) -> None:
+    """``spectral="klt"``: each 3-band chunk of a real Landsat 8 crop coded jointly."""
+    from satcodec.raster import open_raster
+
+    with open_raster(Path(__file__).parent / "data" / "landsat8_rgb_grenada_crop.tif") as r:
+        x = r.read()
+    codec = Satcodec(bpp=1.0, spectral="klt", tile=64)
+    cfg = json.loads(json.dumps(codec.get_config()))
+    assert cfg["spectral"] == "klt" and numcodecs.get_codec(cfg) == codec
+    z = _zarr_array(tmp_path / "ms.zarr", x.shape, (3, 80, 80), codec)
+    z[:] = x
+    back = zarr.open_array(str(tmp_path / "ms.zarr"), mode="r")[:]
+    plain = Satcodec(bpp=1.0, tile=64)
+    chunk = x[:, :80, :80]
+    assert psnr(chunk, back[:, :80, :80], 16) > psnr(chunk, plain.decode(plain.encode(chunk)), 16)
+    with pytest.raises(ConfigError, match="spectral must be None or one of klt"):
+        Satcodec(bpp=1.0, spectral="pca")
