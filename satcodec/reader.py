@@ -467,16 +467,14 @@ class SatcDataset:
         h, dec = self.header, self._decoder
         assert dec.spectral is not None
         _, _, ph, pw = h.tile_pixel_window(row, col)
-        comps, mask, lost = [], None, False
+        comps, masks, lost = [], [], False
         for k in range(h.bands):
             sym, packed = self._symbols(k, row, col)  # TileCorruptedError unless allow_damaged
             if sym is None:
                 lost = True
                 break
             comps.append(dec._tile_pixels(self._fetch(k), k, row, col, dec.synth_block))
-            if packed is not None:
-                bits, shape = packed
-                mask = np.unpackbits(bits, count=shape[0] * shape[1]).reshape(shape).view(bool)
+            masks.append(packed)  # component tile k carries band k's mask
         if lost:
             tiles = [np.full((ph, pw), self._fill, h.dtype) for _ in range(h.bands)]
         else:
@@ -484,8 +482,10 @@ class SatcDataset:
             tiles = []
             for b in range(h.bands):
                 px = to_dtype(np.nan_to_num(x[b], nan=0.0), h.dtype, h.bit_depth)
-                if mask is not None:
-                    px[mask] = h.nodata
+                if masks[b] is not None:
+                    bits, shape = masks[b]
+                    m = np.unpackbits(bits, count=shape[0] * shape[1]).reshape(shape).view(bool)
+                    px[m] = h.nodata
                 tiles.append(px)
         for b, px in enumerate(tiles):
             px.setflags(write=False)

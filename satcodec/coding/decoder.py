@@ -666,9 +666,9 @@ class Decoder:
                 yield DecodedTile(b, r, c, px.copy(), None, True)
             return
         x = t.inverse(np.stack([x.pixels for x in tiles]))
-        mask = tiles[0].nodata_mask  # the same in every component (nodata in every band)
         for b in bands:
             px = x[b]
+            mask = tiles[b].nodata_mask  # component tile b carries band b's mask
             if not as_float:
                 if np.isnan(px).any():
                     px = np.nan_to_num(px, nan=0.0)

@@ -285,11 +285,13 @@ class Encoder:
             oy, ox = w.tile_y, w.tile_x  # multiples of the stride
             mask = None
             if self.nodata is not None:
-                if self._read_mask is not None:  # components: nodata in every band
+                if self._read_mask is not None:
+                    # components: tile k carries band k's mask; the reader already filled
+                    # the bands' nodata pixels (the component there still serves other bands)
                     nd = self._read_mask(b, w.y0, w.x0, w.height, w.width)
                 else:
                     nd = raw == np.float32(self.nodata)
-                raw[nd] = self.offsets[b]  # nodata costs ~0 bits and does not ring
+                    raw[nd] = self.offsets[b]  # nodata costs ~0 bits and does not ring
                 inner = nd[oy : oy + w.tile_h, ox : ox + w.tile_w]
                 mask = inner.copy() if inner.any() else None
             x = ((raw - self.offsets[b]) / self.peak)[None, None]

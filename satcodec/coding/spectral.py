@@ -123,9 +123,9 @@ def fit_klt(
     """The KLT of a scene, read through ``read`` in row blocks.
 
     The covariance comes from every ``k``-th row (at most :data:`COVARIANCE_SAMPLE` pixels),
-    the component range from every pixel. Pixels that are nodata in every band are left out;
-    a pixel that is nodata in some bands only is refused (:class:`ConfigError`): the
-    components would mix its fill value into the valid bands.
+    the first component's range from every pixel; a pixel that is nodata in any band is left
+    out of both (each band's nodata pixels travel as that band's mask, see
+    :func:`component_reader`).
     """
     check_spectral_bands(bands)
     every = max(1, math.ceil(height * width / COVARIANCE_SAMPLE))
@@ -139,16 +139,7 @@ def fit_klt(
         rows = min(block, height - y)
         x = np.stack([read(b, y, 0, rows, width) for b in range(bands)]).reshape(bands, -1)
         if nodata is not None:
-            nd = x == nodata
-            count = nd.sum(axis=0)
-            if ((count > 0) & (count < bands)).any():
-                raise ConfigError(
-                    "a spectral transform needs the same nodata pixels in every band; this "
-                    f"raster has pixels that are nodata ({nodata:g}) in some bands only "
-                    "(near rows "
-                    f"{y}..{y + rows - 1}): encode without --spectral"
-                )
-            x = x[:, count == 0]
+            x = x[:, ~(x == nodata).any(axis=0)]
         if x.shape[1] == 0:
             continue
         xf = x.astype(np.float64)
@@ -191,7 +182,7 @@ def fit_klt(
         rows = min(block, height - y)
         x = np.stack([read(b, y, 0, rows, width) for b in range(bands)]).reshape(bands, -1)
         if nodata is not None:
-            x = x[:, ~(x == nodata).all(axis=0)]
+            x = x[:, ~(x == nodata).any(axis=0)]
         if x.shape[1]:
             c0 = first @ (x.astype(np.float64) - np.asarray(means, np.float64)[:, None])
             c_lo, c_hi = min(c_lo, float(c0.min())), max(c_hi, float(c0.max()))
@@ -207,9 +198,11 @@ def component_reader(
 ) -> tuple[WindowReader, Callable[[int, int, int, int, int], np.ndarray]]:
     """``(read_component, read_mask)`` over a band reader.
 
-    ``read_component(k, y0, x0, h, w)``: component ``k`` of that window (float32; pixels that
-    are nodata in every band become 0, the components' mean). ``read_mask(k, ...)``: the
-    window's nodata pixels (bool), the same for every component.
+    ``read_component(k, y0, x0, h, w)``: component ``k`` of that window (float32), where each
+    band's nodata pixels count as the band's mean (they then cost the other bands nothing).
+    ``read_mask(k, ...)``: the nodata pixels of *band* ``k`` (bool): component tile ``k``
+    carries band ``k``'s mask, so a pixel that is nodata in some bands only keeps its valid
+    bands (docs/bitstream.md, "Spectral transform").
 
     The encoder asks for each window once per component, component-major (every window of
     component 0, then of component 1, ...), so the raw windows of all bands are cached, up
@@ -231,9 +224,10 @@ def component_reader(
         x = np.stack([read(b, y0, x0, h, w) for b in range(bands)])
         mask = None
         if nodata is not None:
-            nd = (x == nodata).all(axis=0)
+            nd = x == nodata
             if nd.any():
                 mask = nd
+                x = np.where(nd, np.rint(means)[:, None, None].astype(x.dtype), x)
         hit = (x, mask)
         size = x.nbytes + (0 if mask is None else mask.nbytes)
         if held[0] + size <= cache_bytes:
@@ -244,13 +238,11 @@ def component_reader(
     def read_component(k: int, y0: int, x0: int, h: int, w: int) -> np.ndarray:
         x, mask = window(y0, x0, h, w)
         c = np.tensordot(inv[k], x, axes=1) - float(inv[k] @ means)
-        if mask is not None:
-            c[mask] = 0.0
         return c.astype(np.float32)
 
     def read_mask(k: int, y0: int, x0: int, h: int, w: int) -> np.ndarray:
         m = window(y0, x0, h, w)[1]
-        return np.zeros((h, w), bool) if m is None else m
+        return np.zeros((h, w), bool) if m is None else m[k]
 
     return read_component, read_mask
 
