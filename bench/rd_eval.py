@@ -15,6 +15,7 @@ bench/results/rd_anchor_cache.json (keyed by pixels, codec, target and imagecode
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import math
 import os
@@ -35,6 +36,8 @@ from satcodec.benchmarks.harness import (  # noqa: E402
     dev_images,
     shared_data,
 )
+from satcodec.codec.training import DEFAULT_EXCLUDE as TRAINING_EXCLUDE  # noqa: E402
+from satcodec.evaluation.run import SPECTRAL_CODEC  # noqa: E402
 
 CACHE = RESULTS / "rd_anchor_cache.json"
 DEFAULT_DATA = shared_data("sat")
@@ -137,6 +140,14 @@ def cmd_ladder(a: argparse.Namespace) -> int:
     held_out = set()
     for i in infos:
         held_out |= set(i.meta.get("val_scenes", []))
+    # images the training data loader leaves out of every run (their model cards say so):
+    # never seen in training either
+    never = {
+        p.name
+        for p in data.glob("*.tif")
+        if any(fnmatch.fnmatch(p.name, g) for g in TRAINING_EXCLUDE)
+    } - set(EXCLUDED_IMAGES)
+    held_out |= never
     bpps = [float(v) for v in a.bpp.split(",")]
     summary = [
         f"# Rate–distortion of satcodec against JPEG 2000 and JPEG XL ({a.tag})\n",
@@ -153,9 +164,16 @@ def cmd_ladder(a: argparse.Namespace) -> int:
         "## Models and training budget\n",
         _budget_table(infos),
         "",
-        f"Held out from training: {', '.join(sorted(held_out)) or 'unknown'}. **Every other "
-        "image below was in the training set** (in-sample): those BD-rates are optimistic for "
-        "unseen scenes.\n",
+        f"Held out from training: {', '.join(sorted(held_out - never)) or 'unknown'} "
+        "(validation scenes of every model)"
+        + (
+            f"; never trained on: {', '.join(sorted(never))} (left out of every training run "
+            "by `satcodec/codec/training.py`'s DEFAULT_EXCLUDE, as the model cards say)"
+            if never
+            else ""
+        )
+        + ". **Every other image below was in the training set** (in-sample): those BD-rates "
+        "are optimistic for unseen scenes.\n",
         "Excluded: "
         + "; ".join(f"`{k}` ({v})" for k, v in EXCLUDED_IMAGES.items())
         + ". The `satcodec` curve is the ladder: at each target the model the API picks by "
@@ -171,7 +189,7 @@ def cmd_ladder(a: argparse.Namespace) -> int:
         skipped: list[str] = []
         t0 = time.time()
         codecs = a.codecs.split(",")
-        anchors = [c for c in codecs if c != "satcodec"]
+        anchors = [c for c in codecs if c not in ("satcodec", SPECTRAL_CODEC)]
         extra = [float(v) for v in a.anchor_extra.split(",") if v.strip()]
         rows = []
         base = RESULTS / f"{a.tag}_{group}"
@@ -188,6 +206,16 @@ def cmd_ladder(a: argparse.Namespace) -> int:
                 progress=not a.quiet,
                 log=skipped.append,
                 ladder_only=group != "pan" and not a.all_models,
+            )
+        if SPECTRAL_CODEC in codecs:
+            # multi-band images also coded jointly (--spectral klt; single bands are skipped)
+            rows += evaluate(
+                paths,
+                [SPECTRAL_CODEC],
+                bpps,
+                model=[str(i.path) for i in infos],
+                progress=not a.quiet,
+                log=skipped.append,
             )
         if anchors:
             # anchors also at a few extra rates, so their PSNR range covers the learned
@@ -578,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     lad.add_argument("--data", default=str(DEFAULT_DATA))
     lad.add_argument("--model", nargs="*", help="weights paths instead of the shipped ladder")
     lad.add_argument("--bpp", default="0.5,1,2,3")
-    lad.add_argument("--codecs", default="satcodec,jpeg2000,jpegxl")
+    lad.add_argument("--codecs", default="satcodec,satcodec-klt,jpeg2000,jpegxl")
     lad.add_argument("--anchor-extra", default="0.25", help="extra anchor-only rates")
     lad.add_argument("--tag", default="rd")
     lad.add_argument("--pan-only", action="store_true")

@@ -225,3 +225,16 @@ def test_header_crc_covers_the_transform(klt_stream) -> None:
     data[i] = ord("9") if data[i] != ord("9") else ord("8")
     with pytest.raises(satcodec.errors.HeaderCorruptedError, match="header CRC mismatch"):
         StreamReader(bytes(data))
+
+
+def test_evaluation_measures_the_spectral_ladder() -> None:
+    """``satcodec-klt`` in the RD evaluation: real stream sizes on multi-band images, no
+    point on single-band ones (nothing to decorrelate)."""
+    from satcodec.evaluation import evaluate
+
+    single = Path(satcodec.__file__).parent / "data" / "pleiades_ventoux.tif"
+    rows = evaluate([SCENE, single], ["satcodec-klt"], [1.0], progress=False)
+    assert [r["image"] for r in rows] == [SCENE.name]
+    (r,) = rows
+    assert r["codec"] == "satcodec-klt" and r["model"] and abs(r["bpp"] - 1.0) < 0.03
+    assert r["psnr"] > 50

@@ -267,6 +267,7 @@ _CODEC_STYLE = {  # line style and marker by codec; colour by image
     LADDER: dict(ls="-", marker="o", lw=2.0),
     "jpeg2000": dict(ls="--", marker="s", lw=1.3),
     "jpegxl": dict(ls=":", marker="^", lw=1.5),
+    "satcodec-klt": dict(ls="-", marker="P", lw=1.6),
     "reduced-likelihood": dict(ls="-", marker="o", lw=2.0),
     "reduced-bitstream": dict(ls="-.", marker="x", lw=1.4),
     "peer-likelihood": dict(ls=(0, (5, 1, 1, 1)), marker="D", lw=1.4),
@@ -275,6 +276,7 @@ _CODEC_LABEL = {
     LADDER: "satcodec (shipped ladder)",
     "jpeg2000": "JPEG 2000 (OpenJPEG)",
     "jpegxl": "JPEG XL",
+    "satcodec-klt": "satcodec --spectral klt",
 }
 
 

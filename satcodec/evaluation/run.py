@@ -23,6 +23,10 @@ from satcodec.evaluation.msssim import msssim_db
 from satcodec.evaluation.report import plot_rd, report, write_csv
 
 DEFAULT_CODECS = ("satcodec", *ANCHORS)
+# the ladder with the bands' KLT coded instead of the bands (bitstream flag 0x0002): measured
+# on images of two bands or more only
+SPECTRAL_CODEC = "satcodec-klt"
+KNOWN_CODECS = (*DEFAULT_CODECS, SPECTRAL_CODEC)
 DEFAULT_BPPS = (0.5, 1.0, 2.0, 3.0)
 RATE_TOLERANCE = 0.03  # a point counts only if its real rate is within ±3% of the target
 
@@ -65,11 +69,12 @@ def _satcodec_point(
     nodata: float | None,
     bpp: float,
     mask: np.ndarray | None,
+    spectral: str | None = None,
 ) -> dict[str, Any]:
     from satcodec.api import decode, encode
 
     t0 = time.perf_counter()
-    data = encode(array, bit_depth=bits, nodata=nodata, bpp=bpp, model=info.path)
+    data = encode(array, bit_depth=bits, nodata=nodata, bpp=bpp, model=info.path, spectral=spectral)
     t1 = time.perf_counter()
     decoded, _ = decode(data, model=info.path)
     t2 = time.perf_counter()
@@ -100,7 +105,9 @@ def evaluate(
 ) -> list[dict[str, Any]]:
     """Code every image with every codec at every target rate; one row per (image, codec, rate).
 
-    ``codecs``: any of ``satcodec``, ``jpeg2000``, ``jpegxl``. For ``satcodec``, every shipped
+    ``codecs``: any of ``satcodec``, ``satcodec-klt``, ``jpeg2000``, ``jpegxl``.
+    ``satcodec-klt`` is the ladder's pick coding the bands' KLT (``spectral="klt"``), on
+    images of two bands or more. For ``satcodec``, every shipped
     model (or every one of ``model``: a name or weights path, or a list of them) whose rate
     range (:func:`model_bpp_range`) covers the target is used; a single model given
     explicitly is used at every target. The row's ``ladder`` flag marks the model the API
@@ -110,15 +117,16 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
-    unknown = [c for c in codecs if c not in DEFAULT_CODECS]
+    unknown = [c for c in codecs if c not in KNOWN_CODECS]
     if unknown:
-        raise ConfigError(f"unknown codec(s) {unknown} (choose from {', '.join(DEFAULT_CODECS)})")
+        raise ConfigError(f"unknown codec(s) {unknown} (choose from {', '.join(KNOWN_CODECS)})")
     if not images:
         raise ConfigError("no images to evaluate")
     bpps = [float(b) for b in bpps]
     if any(not b > 0 for b in bpps):
         raise ConfigError(f"target rates must be positive, got {bpps}")
-    infos = _satcodec_models(model) if "satcodec" in codecs else []
+    learned = "satcodec" in codecs or SPECTRAL_CODEC in codecs
+    infos = _satcodec_models(model) if learned else []
     cache = AnchorCache(anchor_cache)
     say = log or (lambda s: None)
     jobs: list[tuple[int, str, Any, float]] = []
@@ -134,6 +142,14 @@ def evaluate(
                         if ladder_only and m.name != ladder:
                             continue
                         jobs.append((i, c, (m, m.name == ladder), b))
+                elif c == SPECTRAL_CODEC:
+                    covering = [
+                        m for m in infos if len(infos) == 1 or _covers(model_bpp_range(m.meta), b)
+                    ]
+                    if covering:  # the ladder's pick, as the API makes it
+                        pick = _ladder_choice(covering, b)
+                        m = next(m for m in covering if m.name == pick)
+                        jobs.append((i, c, (m, False), b))
                 else:
                     jobs.append((i, c, None, b))
     rows: list[dict[str, Any]] = []
@@ -148,11 +164,14 @@ def evaluate(
         name = Path(images[i]).name
         label = codec if extra is None else f"{codec}:{extra[0].name}"
         bar.set_postfix_str(f"{name[:28]} {label} {b:g} bpp")
+        if codec == SPECTRAL_CODEC and arr.shape[0] < 2:
+            continue  # one band: nothing to decorrelate
         try:
             if extra is None:
                 point = anchor_point(codec, arr, bits, b, mask, cache)
             else:
-                point = _satcodec_point(extra[0], arr, bits, nodata, b, mask)
+                spectral = "klt" if codec == SPECTRAL_CODEC else None
+                point = _satcodec_point(extra[0], arr, bits, nodata, b, mask, spectral)
         except RateControlError as exc:
             say(f"skip {name} {label} @ {b:g} bpp: {exc}")
             continue
