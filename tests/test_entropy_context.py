@@ -22,7 +22,7 @@ from satcodec.entropy.context import (
     encode_symbols_context,
     fit_context_bases,
 )
-from satcodec.errors import EntropyCodingError, UnsupportedVersionError
+from satcodec.errors import EntropyCodingError, HeaderCorruptedError, UnsupportedVersionError
 from tests.conftest import requires_shipped_model
 
 
@@ -174,7 +174,10 @@ def test_stream_flag_round_trip_and_unknown_flags(tiny_model, sample_array):
     assert h.channel_context is True
     out, _ = satcodec.decode(with_ctx)
     assert out.shape == sample_array.shape
-    with pytest.raises(UnsupportedVersionError, match="flags 0x0002"):
+    with pytest.raises(UnsupportedVersionError, match="flags 0x0004"):
+        StreamReader(rebuild(with_ctx, flags=5))
+    # 0x0002 (spectral transform) is known, but needs its object in the metadata
+    with pytest.raises(HeaderCorruptedError, match="no 'spectral_transform' object"):
         StreamReader(rebuild(with_ctx, flags=3))
     # the same stream with the flag cleared is read with the other model: it must not decode
     # to the same image silently (CRCs cover the payload, not the interpretation)

@@ -76,6 +76,38 @@ OTHER_IMAGES = [
     "rasterio_landsat7-rgb-8bit_andros-bahamas.tif",
     "stars_landsat7-etm-6band-8bit_olinda.tif",
 ]
+# sensor family of each band of each dev image (issue 22 reports per family); one entry
+# covers every band. Band orders per SOURCES.md: the Sentinel-2 cube is B2,B3,B4,B5,B6,B7,
+# B8,B8A,B11,B12; the Landsat 7 6-band file is ETM+ 1-5,7.
+_VNIR, _RES, _PAN, _SAR = "multispectral VNIR", "red-edge / SWIR", "pan", "SAR"
+IMAGE_FAMILIES: dict[str, list[str]] = {
+    **{n: [_PAN] for n in PAN_IMAGES},
+    "pandora2d_sentinel2-10m_arizona-fields.tif": [_VNIR],  # one 10 m band: not pan
+    "rio-tiler-pds_sentinel1-grd-vv_tamilnadu-sar.tif": [_SAR],
+    "rsgislib_sentinel2-sr-10band_aberystwyth.tif": [_VNIR] * 3 + [_RES] * 3 + [_VNIR] + [_RES] * 3,
+    "stars_landsat7-etm-6band-8bit_olinda.tif": [_VNIR] * 4 + [_RES] * 2,
+    **{
+        n: [_VNIR]
+        for n in (
+            "rio-color_landsat8-rgb-60m_grenada.tif",
+            "rio-hist_landsat8-rgb-30m_idaho-mountains.tif",
+            "rio-pansharpen_landsat8-b4-150m_kanto.tif",
+            "rio-pansharpen_landsat8-b4-150m_guangdong-coast.tif",
+            "rio-toa_landsat8-b3-150m_washington.tif",
+            "rio-toa_landsat8-b1-150m_labrador-snow.tif",
+            "rasterio_landsat7-rgb-8bit_andros-bahamas.tif",
+        )
+    },
+}
+FAMILIES = (_PAN, _VNIR, _RES, _SAR)
+
+
+def band_family(image: str, band: int) -> str:
+    """The sensor family of band ``band`` (0-based) of dev image ``image``."""
+    fams = IMAGE_FAMILIES[image]
+    return fams[band] if len(fams) > 1 else fams[0]
+
+
 EXCLUDED_IMAGES = {
     "solaris-spacenet6_worldview2-ms4_rotterdam.tif": "2x pixel-duplicated (every 2x2 block "
     "constant): flatters any codec (SOURCES.md)",
@@ -180,7 +212,10 @@ def half_decades(lo_exp: float, n: int) -> list[float]:
 
 
 __all__ = [
+    "band_family",
     "EXCLUDED_IMAGES",
+    "FAMILIES",
+    "IMAGE_FAMILIES",
     "OTHER_IMAGES",
     "PAN_IMAGES",
     "REPO",
