@@ -238,3 +238,20 @@ def test_evaluation_measures_the_spectral_ladder() -> None:
     (r,) = rows
     assert r["codec"] == "satcodec-klt" and r["model"] and abs(r["bpp"] - 1.0) < 0.03
     assert r["psnr"] > 50
+
+
+def test_ground_item_says_the_bands_were_coded_jointly(klt_stream, tmp_path) -> None:
+    import json
+
+    from satcodec.ground_segment.pipeline import GroundOptions, process_scene
+
+    inbox, outbox = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    outbox.mkdir()
+    (inbox / "ms.satc").write_bytes(klt_stream)
+    opts = {**GroundOptions().to_dict(), "inbox": str(inbox)}
+    process_scene(str(inbox / "ms.satc"), str(outbox), opts)
+    item = json.loads((outbox / "ms.json").read_text())
+    assert item["properties"]["satcodec:spectral_transform"] == "klt"
+    with open_raster(outbox / "ms.tif") as r:
+        assert r.meta.count == 3

@@ -408,6 +408,11 @@ def process_scene(src: str, outbox: str, opts: dict[str, Any]) -> dict[str, Any]
         "satcodec:bpp": round(bits_per_pixel(len(data), pixels), 6),
         "satcodec:quant_step": float(h.quant_step),
         "satcodec:bit_depth": int(h.bit_depth),
+        # flag 0x0002: the bands were coded jointly (their KLT), so a tile lost in one
+        # component is lost in every band
+        "satcodec:spectral_transform": None
+        if h.spectral_transform is None
+        else h.spectral_transform["kind"],
         "satcodec:damaged": bool(damaged),
         "satcodec:damaged_tiles": damaged,
         "satcodec:damaged_fill": fill,
