@@ -59,6 +59,8 @@ class EncodeReport:
     model: str
     model_id: str
     tiles: int
+    bands: int = 1
+    spectral: str | None = None  # "klt" when the bands were coded jointly (flag 0x0002)
 
 
 @dataclass
@@ -464,6 +466,8 @@ def encode_file(
         info.name,
         info.model_id,
         enc.n_tiles,
+        h.bands,
+        None if h.spectral_transform is None else h.spectral_transform["kind"],
     )
 
 

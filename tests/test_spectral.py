@@ -255,3 +255,14 @@ def test_ground_item_says_the_bands_were_coded_jointly(klt_stream, tmp_path) -> 
     assert item["properties"]["satcodec:spectral_transform"] == "klt"
     with open_raster(outbox / "ms.tif") as r:
         assert r.meta.count == 3
+
+
+def test_cli_suggests_joint_coding_for_multi_band_input(tmp_path, capsys) -> None:
+    from satcodec.cli import main
+
+    assert main(["encode", str(SCENE), "-o", str(tmp_path / "a.satc"), "--bpp", "1"]) == 0
+    assert "3 bands coded one by one; --spectral klt" in capsys.readouterr().out
+    args = ["encode", str(SCENE), "-o", str(tmp_path / "b.satc"), "--bpp", "1", "--spectral"]
+    assert main([*args, "klt"]) == 0
+    out = capsys.readouterr().out
+    assert "bands coded jointly (KLT)" in out and "one by one" not in out
