@@ -48,7 +48,9 @@ def cmd_pack(a: argparse.Namespace) -> int:
             x, nodata = r.read()[:, ::every, ::every], r.meta.nodata
         t = fit_klt(array_window_reader(x), *x.shape, nodata)
         c = t.forward(x).astype(np.float64)
-        cb = t.component_bits
+        # the measured run normalised every component by the first one's range (the
+        # encoder then had one peak for all components)
+        cb = max(t.component_bits)
         # stored offset to >= 0; the trainer removes each band's rounded mean (the offset)
         data = np.clip(np.rint(c + 2 ** (cb - 1)), 0, 2**cb - 1)
         data = data.astype(np.uint32 if cb > 16 else np.uint16)

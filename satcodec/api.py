@@ -626,7 +626,8 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         # flag 0x0002: the transform's kind and the components' bit depth (None: band by band)
         "spectral_transform": None
         if h.spectral_transform is None
-        else f"{h.spectral_transform['kind']} ({h.spectral_transform['component_bits']}-bit components)",
+        else f"{h.spectral_transform['kind']} (components of "
+        f"{'/'.join(map(str, h.spectral_transform['component_bits']))} bits)",
         "bytes": size,
         "bpp": bits_per_pixel(size, h.height * h.width * h.bands),
         "damaged_tiles": damaged,

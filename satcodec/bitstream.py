@@ -258,8 +258,10 @@ def _spectral_problem(t: object, bands: int) -> str | None:
     if not all(_is_int(v) and -(1 << 31) <= v < (1 << 31) for v in means):
         return "means are not all integers in the int32 range"
     cb = t["component_bits"]
-    if not _is_int(cb) or not 1 <= cb <= MAX_COMPONENT_BITS:
-        return f"component_bits {cb!r} is outside 1..{MAX_COMPONENT_BITS}"
+    if not isinstance(cb, (list, tuple)) or len(cb) != bands:
+        return f"component_bits is not a list of {bands} integers"
+    if not all(_is_int(v) and 1 <= v <= MAX_COMPONENT_BITS for v in cb):
+        return f"component_bits are not all integers in 1..{MAX_COMPONENT_BITS}"
     return None
 
 

@@ -784,7 +784,7 @@ SPECTRAL = {
     "kind": "klt",
     "matrix": [[11585, -11585], [11585, 11585]],
     "means": [900, -2],
-    "component_bits": 13,
+    "component_bits": [13, 9],
 }
 
 
@@ -832,8 +832,9 @@ def _with_spectral(small, obj: object, *, flags: int = bs.FLAG_SPECTRAL_TRANSFOR
         ({**SPECTRAL, "matrix": [[1, 2], [3, True]]}, "int16 range"),
         ({**SPECTRAL, "means": [1]}, "means is not a list of 2 integers"),
         ({**SPECTRAL, "means": [1, 2**40]}, "int32 range"),
-        ({**SPECTRAL, "component_bits": 0}, "component_bits 0 is outside 1..31"),
-        ({**SPECTRAL, "component_bits": "12"}, "component_bits '12'"),
+        ({**SPECTRAL, "component_bits": [0, 3]}, "component_bits are not all integers in 1..31"),
+        ({**SPECTRAL, "component_bits": [12, "12"]}, "component_bits are not all integers"),
+        ({**SPECTRAL, "component_bits": 12}, "component_bits is not a list of 2 integers"),
     ],
 )
 def test_bad_spectral_transform_with_valid_crc(small, obj: object, match: str) -> None:

@@ -206,8 +206,10 @@ def test_spectral_transform_follows_the_document():
     assert h.flags & 2 and h.spectral == lib.spectral_transform and h.metadata == lib.metadata
     # the components, as the document defines them: synthesis x peak + band offset
     decoder = open_decoder(data)
-    decoder.spectral, peak = None, decoder.peak  # read the coded bands as they are
-    assert peak == 2 ** h.spectral["component_bits"] - 1
+    decoder.spectral = None  # read the coded bands as they are (their peaks and steps kept)
+    bits = h.spectral["component_bits"]
+    assert decoder.peaks == [2**b - 1 for b in bits]
+    assert decoder.steps == [h.quant_step_q16 / 65536 * 2 ** (max(bits) - b) for b in bits]
     comps = np.zeros(x.shape, np.float32)
     for t in decoder.iter_tiles(as_float=True):
         y0, x0, ph, pw = lib.tile_pixel_window(t.row, t.col)

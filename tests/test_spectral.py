@@ -47,8 +47,11 @@ def test_fit_is_a_quantised_orthonormal_transform(scene) -> None:
     assert (a[:, 0] > 0).all()
     # forward then inverse: the identity up to float32 rounding
     assert np.abs(t.inverse(c.astype(np.float32)) - x).max() < 0.05
-    # its peak follows the first component's range (the scene's 16-bit data: 16 bits)
-    assert 2 ** (t.component_bits - 1) < np.ptp(c[0]) + 2 <= 2**t.component_bits
+    # each component's peak follows its range; the steps scale to match
+    for k in range(3):
+        assert 2 ** (t.component_bits[k] - 1) < np.ptp(c[k]) + 2 <= 2 ** t.component_bits[k]
+    top = max(t.component_bits)
+    assert t.step_scales == [2.0 ** (top - b) for b in t.component_bits]
     # deterministic: the same data, the same header integers
     assert fit_klt(array_window_reader(x), *x.shape, None) == t
 

@@ -309,8 +309,14 @@ class Decoder:
             if h.spectral_transform is None
             else SpectralTransform.from_json(h.spectral_transform)
         )
-        bits = h.bit_depth if self.spectral is None else self.spectral.component_bits
-        self.peak = float(2**bits - 1)
+        # per coded band: the normalisation peak and the dequantisation step
+        self.peak = float(2**h.bit_depth - 1)
+        if self.spectral is None:
+            self.peaks = [self.peak] * h.bands
+            self.steps = [self.step] * h.bands
+        else:
+            self.peaks = self.spectral.peaks
+            self.steps = [self.step * k for k in self.spectral.step_scales]
         self.synth_block = SYNTH_BLOCK
         self.window_budget = WINDOW_BUDGET
         self.max_strip_bytes = MAX_STRIP_BYTES
@@ -405,6 +411,7 @@ class Decoder:
     def _block_input(
         self,
         fetch: Callable[[int, int, int, int], np.ndarray],
+        band: int,
         ly0: int,
         lx0: int,
         lh: int,
@@ -417,7 +424,7 @@ class Decoder:
         halo, D = decode_halo(self.model.config), h.downsampling
         a0, b0 = max(0, ly0 - halo), max(0, lx0 - halo)
         a1, b1 = min(h.latent_height, ly0 + lh + halo), min(h.latent_width, lx0 + lw + halo)
-        window = (fetch(a0, a1, b0, b1).astype(np.float32) * np.float32(self.step))[None]
+        window = (fetch(a0, a1, b0, b1).astype(np.float32) * np.float32(self.steps[band]))[None]
         ph, pw = min(lh * D, h.height - ly0 * D), min(lw * D, h.width - lx0 * D)
         return np.ascontiguousarray(window), ((ly0 - a0) * D, (lx0 - b0) * D, ph, pw)
 
@@ -429,7 +436,8 @@ class Decoder:
         h = self.header
         x_hat = self._synthesis(window)[0, 0]
         oy, ox, ph, pw = crop
-        offset = h.band_offsets[band] / self.peak
+        peak = self.peaks[band]
+        offset = h.band_offsets[band] / peak
         if self.model.config.denoise_channels:  # on the whole window: its halo is in it
             import torch
 
@@ -437,7 +445,7 @@ class Decoder:
                 x = torch.from_numpy(x_hat + np.float32(offset))[None, None]
                 restored = torch_module(self.model).restore(x)
                 x_hat = restored[0, 0].numpy() - np.float32(offset)
-        return x_hat[oy : oy + ph, ox : ox + pw] * self.peak + h.band_offsets[band]
+        return x_hat[oy : oy + ph, ox : ox + pw] * peak + h.band_offsets[band]
 
     def _synthesise_block(
         self,
@@ -450,7 +458,7 @@ class Decoder:
     ) -> np.ndarray:
         """Pixels (float, sensor units) of latents [ly0, ly0+lh) x [lx0, lx0+lw), synthesised
         on that block widened by the halo; ``fetch(y0, y1, x0, x1)`` gives latents (C, ., .)."""
-        window, crop = self._block_input(fetch, ly0, lx0, lh, lw)
+        window, crop = self._block_input(fetch, band, ly0, lx0, lh, lw)
         return self._block_output(window, crop, band)
 
     def _tile_pixels(
@@ -750,7 +758,12 @@ class Decoder:
                     blocks = [(by, bx) for by in range(0, lh, S) for bx in range(0, lw, S)]
                     for k, (by, bx) in enumerate(blocks):
                         inp = self._block_input(
-                            window.fetch, r * L + by, c * L + bx, min(S, lh - by), min(S, lw - bx)
+                            window.fetch,
+                            b,
+                            r * L + by,
+                            c * L + bx,
+                            min(S, lh - by),
+                            min(S, lw - bx),
                         )
                         if bx + S >= lw:  # the end of a block row: its latents may go
                             window.trim(r, c, r * L + min(by + S, lh), h.tiles_y, h.tiles_x)

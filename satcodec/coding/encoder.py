@@ -200,11 +200,14 @@ class Encoder:
                     f"the spectral transform is for {spectral.bands} bands, the raster has {bands}"
                 )
             read, self._read_mask = component_reader(read, spectral, nodata)
-            # components are zero-mean and normalised by their own range's peak
-            self.peak = float(2**spectral.component_bits - 1)
+            # components are zero-mean, each normalised by its own range's peak and
+            # quantised at a step scaled to match (the same step in sensor units)
+            self.peaks = spectral.peaks
+            self.step_scales = spectral.step_scales
             self.offsets = [0] * bands
         else:
-            self.peak = float(2**bit_depth - 1)
+            self.peaks = [float(2**bit_depth - 1)] * bands
+            self.step_scales = [1.0] * bands
             self.offsets = band_offsets_of(read, bands, height, width, nodata)
         self.tiles_y = math.ceil(height / tile)
         self.tiles_x = math.ceil(width / tile)
@@ -294,7 +297,7 @@ class Encoder:
                     raw[nd] = self.offsets[b]  # nodata costs ~0 bits and does not ring
                 inner = nd[oy : oy + w.tile_h, ox : ox + w.tile_w]
                 mask = inner.copy() if inner.any() else None
-            x = ((raw - self.offsets[b]) / self.peak)[None, None]
+            x = ((raw - self.offsets[b]) / self.peaks[b])[None, None]
             yield b, w, np.ascontiguousarray(x, dtype=np.float32), mask
 
     def _analyse_one(
@@ -336,13 +339,14 @@ class Encoder:
         def tile_bits(t: LatentTile) -> float:
             lat = t.latents
             rows = lat.shape[1]
+            step_t = step * self.step_scales[t.band]
             if rows >= ESTIMATE_ROWS_MIN:  # every other latent row: half the work, and
                 # within ~0.5 % of the whole tile's estimate on real scenes (the channel
                 # context is across channels, so rows are independent samples)
                 half = lat[:, ::2]
-                data = em.estimate_bits_at_step(half, step) * rows / half.shape[1]
+                data = em.estimate_bits_at_step(half, step_t) * rows / half.shape[1]
             else:
-                data = em.estimate_bits_at_step(lat, step)
+                data = em.estimate_bits_at_step(lat, step_t)
             return data + 8 * (lat.shape[0] + 32)
 
         bits = sum(ordered_map(tile_bits, tiles, self.workers))  # in order: the same sum
@@ -378,7 +382,7 @@ class Encoder:
         )
 
         def code(t: LatentTile) -> TileRecord:
-            symbols, indices = self.quantise(t.latents, step, em)
+            symbols, indices = self.quantise(t.latents, step * self.step_scales[t.band], em)
             payload = pack_payload(em.encode(symbols, indices), t.nodata_mask)
             return TileRecord(t.band, t.row, t.col, indices.tobytes(), payload)
 

@@ -127,7 +127,7 @@ def parse_header(data: bytes) -> Header:
         check(len(m) == bands and all(len(r) == bands for r in m), "matrix shape")
         check(all(type(v) is int and -32768 <= v <= 32767 for r in m for v in r), "matrix")
         check(len(means) == bands and all(type(v) is int for v in means), "means")
-        check(type(cb) is int and 1 <= cb <= 31, "component_bits")
+        check(len(cb) == bands and all(type(v) is int and 1 <= v <= 31 for v in cb), "bits")
         h.spectral = t
     return h
 
@@ -135,7 +135,7 @@ def parse_header(data: bytes) -> Header:
 def spectral_bands(h: Header, components: np.ndarray) -> np.ndarray:
     """The document's rule: ``x[b] = sum_k (M[b][k] / 2^14) c[k] + m[b]``, rounded and
     clipped as a band is; ``components`` (bands, h, w) are the synthesis outputs times
-    ``2^component_bits - 1`` plus the band offsets."""
+    ``2^component_bits[k] - 1`` plus the band offsets."""
     t = h.spectral
     a = np.array(t["matrix"], np.float64) / 2**14
     x = np.tensordot(a, components.astype(np.float64), axes=1)
