@@ -33,7 +33,7 @@ from satcodec.coding import (
     stream_model,
 )
 from satcodec.coding.parallel import resolve_workers
-from satcodec.coding.spectral import SPECTRAL_KINDS, fit_klt
+from satcodec.coding.spectral import SPECTRAL_KINDS, SpectralTransform, fit_klt
 from satcodec.errors import (
     BitstreamError,
     ConfigError,
@@ -114,9 +114,12 @@ def _check_model_option(model: Any) -> None:
 
 
 def _check_spectral(spectral: Any) -> None:
+    if isinstance(spectral, SpectralTransform):
+        return
     if spectral is not None and spectral not in SPECTRAL_KINDS:
         raise ConfigError(
-            f"spectral must be None or one of {', '.join(SPECTRAL_KINDS)}, got {spectral!r}"
+            f"spectral must be None, one of {', '.join(SPECTRAL_KINDS)} or a "
+            f"SpectralTransform, got {spectral!r}"
         )
 
 
@@ -194,13 +197,15 @@ def _build_encoder(
     progress: Progress | None,
     runtime_spec: tuple[str | None, str | None, str | os.PathLike | None, int | None],
     channel_context: bool = True,
-    spectral: str | None = None,
+    spectral: str | SpectralTransform | None = None,
 ) -> Encoder:
     """Load the model and its runtime, fit the spectral transform if asked, then run the
     analysis over every tile."""
     bands, height, width, dtype, bit_depth, nodata = layout
     transform = None
-    if spectral is not None:
+    if isinstance(spectral, SpectralTransform):
+        transform = spectral  # fitted elsewhere (earlier scenes, the ground): no fitting pass
+    elif spectral is not None:
         transform = fit_klt(read, bands, height, width, nodata)
     runtime, precision, export_dir, threads = runtime_spec
     workers = resolve_workers(threads)
@@ -260,7 +265,7 @@ def encode(
     threads: int | None = None,
     channel_context: bool = True,
     max_encoder_macs: float | None = None,
-    spectral: str | None = None,
+    spectral: str | SpectralTransform | None = None,
 ) -> bytes:
     """Compress a (bands, H, W) or (H, W) integer array into a satcodec bitstream.
 
@@ -278,7 +283,9 @@ def encode(
     most this many MAC per pixel (a board's budget; the fast-encoder models fit ~3.3k).
     ``spectral="klt"``: code a Karhunen–Loève transform of the bands instead of the bands
     (multispectral scenes: bitstream flag 0x0002, :mod:`satcodec.coding.spectral`); the
-    rate still counts every band's pixels.
+    rate still counts every band's pixels. A :class:`~satcodec.coding.spectral.SpectralTransform`
+    (e.g. fitted on earlier scenes and uploaded to the board,
+    ``SpectralTransform.from_json``) is used as it is, without the two fitting passes.
     """
     _rate_options(bpp, max_bpp, quality)
     _check_model_option(model)
@@ -418,7 +425,7 @@ def encode_file(
     channel_context: bool = True,
     overwrite: bool = True,
     max_encoder_macs: float | None = None,
-    spectral: str | None = None,
+    spectral: str | SpectralTransform | None = None,
 ) -> EncodeReport:
     """Compress a GeoTIFF into a bitstream file (written atomically), reading it window by window.
 

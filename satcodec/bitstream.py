@@ -220,7 +220,7 @@ def _field_problem(h: StreamHeader) -> tuple[str, str] | None:
         if not _is_int(off) or not -(1 << 31) <= off < (1 << 31):
             return "invalid", f"band offset {off!r} of band {b} does not fit an i32"
     if h.spectral_transform is not None:
-        problem = _spectral_problem(h.spectral_transform, h.bands)
+        problem = spectral_problem(h.spectral_transform, h.bands)
         if problem is not None:
             return "invalid", f"spectral transform: {problem}"
     if h.tile_count > MAX_TILES:
@@ -231,7 +231,7 @@ def _field_problem(h: StreamHeader) -> tuple[str, str] | None:
     return None
 
 
-def _spectral_problem(t: object, bands: int) -> str | None:
+def spectral_problem(t: object, bands: int) -> str | None:
     """What is wrong with a ``spectral_transform`` object for ``bands`` bands, or None."""
     if not isinstance(t, dict):
         return f"is a {type(t).__name__}, not an object"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -173,8 +174,8 @@ def test_nodata_in_some_bands_only_keeps_the_valid_bands(scene, tmp_path) -> Non
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"spectral": "pca"}, "spectral must be None or one of klt"),
-        ({"spectral": 1}, "spectral must be None or one of klt"),
+        ({"spectral": "pca"}, "spectral must be None, one of klt"),
+        ({"spectral": 1}, "spectral must be None, one of klt"),
     ],
 )
 def test_bad_options(scene, kwargs, match) -> None:
@@ -269,3 +270,48 @@ def test_cli_suggests_joint_coding_for_multi_band_input(tmp_path, capsys) -> Non
     assert main([*args, "klt"]) == 0
     out = capsys.readouterr().out
     assert "bands coded jointly (KLT)" in out and "one by one" not in out
+
+
+def test_a_transform_fitted_elsewhere_is_used_as_it_is(scene) -> None:
+    """The board may keep a transform fitted on earlier scenes (or uploaded from the ground):
+    ``spectral=SpectralTransform`` skips the fit and the stream carries exactly it."""
+    x, bits = scene
+    earlier = fit_klt(array_window_reader(x[:, :80]), 3, 80, x.shape[2], None)
+    kept = SpectralTransform.from_json(json.loads(json.dumps(earlier.to_json())))
+    assert kept == earlier
+    data = satcodec.encode(x[:, 80:], bit_depth=bits, bpp=1.0, spectral=kept)
+    assert StreamReader(data).header.spectral_transform == earlier.to_json()
+    out, _ = satcodec.decode(data)
+    assert psnr(x[:, 80:], out, bits) > 50
+
+
+@pytest.mark.parametrize(
+    ("obj", "match"),
+    [
+        ({"kind": "klt"}, "has keys"),
+        ([1], "is a list, not an object"),
+        (
+            {"kind": "klt", "matrix": [[1]], "means": [0], "component_bits": [3]},
+            "needs 2..256 bands",
+        ),
+        (
+            {"kind": "klt", "matrix": [[1, 0], [0, 1]], "means": [0, 0], "component_bits": [3]},
+            "component_bits is not a list of 2 integers",
+        ),
+    ],
+)
+def test_a_malformed_kept_transform_is_refused(obj, match) -> None:
+    with pytest.raises(ConfigError, match=match):
+        SpectralTransform.from_json(obj)
+
+
+def test_a_transform_for_other_bands_is_refused_before_the_analysis(scene) -> None:
+    x, _ = scene
+    t = fit_klt(array_window_reader(x), *x.shape, None)
+    with pytest.raises(
+        ConfigError, match="the spectral transform is for 3 bands, the raster has 2"
+    ):
+        satcodec.encode(x[:2], bpp=1.0, spectral=t)
+    bad = SpectralTransform(t.matrix, t.means, (0, 0, 0))
+    with pytest.raises(ConfigError, match="component_bits are not all integers in 1..31"):
+        satcodec.encode(x, bpp=1.0, spectral=bad)

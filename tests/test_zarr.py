@@ -123,5 +123,5 @@ def test_spectral_chunks(tmp_path: Path) -> None:
     plain = Satcodec(bpp=1.0, tile=64)
     chunk = x[:, :80, :80]
     assert psnr(chunk, back[:, :80, :80], 16) > psnr(chunk, plain.decode(plain.encode(chunk)), 16)
-    with pytest.raises(ConfigError, match="spectral must be None or one of klt"):
+    with pytest.raises(ConfigError, match="spectral must be None, one of klt"):
         Satcodec(bpp=1.0, spectral="pca")

@@ -33,6 +33,7 @@ from satcodec.bitstream import (
     StreamHeader,
     TileRecord,
     quant_step_to_q16,
+    spectral_problem,
     write_stream,
 )
 from satcodec.codec.config import DOWNSAMPLING, encode_halo, encoder_macs
@@ -199,6 +200,9 @@ class Encoder:
                 raise ConfigError(
                     f"the spectral transform is for {spectral.bands} bands, the raster has {bands}"
                 )
+            problem = spectral_problem(spectral.to_json(), bands)
+            if problem is not None:  # before the analysis, not when the header is built
+                raise ConfigError(f"spectral transform: {problem}")
             read, self._read_mask = component_reader(read, spectral, nodata)
             # components are zero-mean, each normalised by its own range's peak and
             # quantised at a step scaled to match (the same step in sensor units)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from satcodec.bitstream import MAX_COMPONENT_BITS, MAX_SPECTRAL_BANDS
+from satcodec.bitstream import MAX_COMPONENT_BITS, MAX_SPECTRAL_BANDS, spectral_problem
 from satcodec.bitstream import SPECTRAL_MATRIX_BITS as MATRIX_BITS  # Q14: int16 holds |A| <= 1
 from satcodec.errors import ConfigError
 
@@ -110,8 +110,16 @@ class SpectralTransform:
         }
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> SpectralTransform:
-        """From a header's (already validated) ``spectral_transform`` object."""
+    def from_json(cls, obj: Any) -> SpectralTransform:
+        """From a ``spectral_transform`` object (a header's, or one kept from an earlier
+        scene: :meth:`to_json`); a malformed one raises :class:`ConfigError` naming the
+        problem."""
+        bands = (
+            len(obj["means"]) if isinstance(obj, dict) and isinstance(obj.get("means"), list) else 0
+        )
+        problem = spectral_problem(obj, bands)
+        if problem is not None:
+            raise ConfigError(f"spectral transform: {problem}")
         return cls(
             tuple(tuple(int(v) for v in r) for r in obj["matrix"]),
             tuple(int(v) for v in obj["means"]),
