@@ -204,25 +204,11 @@ def cmd_ladder(a: argparse.Namespace) -> int:
             rows = read_csv(base.with_suffix(".csv"))
             codecs = anchors = []
         if "satcodec" in codecs:
-            rows += evaluate(
-                paths,
-                ["satcodec"],
-                bpps,
-                model=[str(i.path) for i in infos],
-                progress=not a.quiet,
-                log=skipped.append,
-                ladder_only=group != "pan" and not a.all_models,
-            )
+            ladder_only = group != "pan" and not a.all_models
+            rows += _learned_rows(paths, "satcodec", infos, bpps, a, skipped, ladder_only)
         if SPECTRAL_CODEC in codecs:
             # multi-band images also coded jointly (--spectral klt; single bands are skipped)
-            rows += evaluate(
-                paths,
-                [SPECTRAL_CODEC],
-                bpps,
-                model=[str(i.path) for i in infos],
-                progress=not a.quiet,
-                log=skipped.append,
-            )
+            rows += _learned_rows(paths, SPECTRAL_CODEC, infos, bpps, a, skipped, False)
         if anchors:
             # anchors also at a few extra rates, so their PSNR range covers the learned
             # codec's for BD-rate (the integral runs over the common range only)
@@ -267,6 +253,29 @@ def cmd_ladder(a: argparse.Namespace) -> int:
     out.write_text("\n".join(summary) + "\n")
     print(f"wrote {out}")
     return 0
+
+
+def _learned_rows(
+    paths: list[Path],
+    codec: str,
+    infos: list[Any],
+    bpps: list[float],
+    a: argparse.Namespace,
+    skipped: list[str],
+    ladder_only: bool,
+) -> list[dict[str, Any]]:
+    """The points of ``satcodec`` or ``satcodec-klt`` on ``paths`` with the shipped models."""
+    from satcodec.evaluation import evaluate
+
+    return evaluate(
+        paths,
+        [codec],
+        bpps,
+        model=[str(i.path) for i in infos],
+        progress=not a.quiet,
+        log=skipped.append,
+        ladder_only=ladder_only,
+    )
 
 
 def _ladder_bd(table: list[dict[str, Any]]) -> dict[str, float]:
@@ -320,15 +329,7 @@ def family_section(
                     dst.write(arr[b : b + 1])
                 paths.append(out)
                 source[name] = (path.name, b)
-        rows += evaluate(
-            paths,
-            ["satcodec"],
-            bpps,
-            model=[str(i.path) for i in infos],
-            progress=not a.quiet,
-            log=skipped.append,
-            ladder_only=True,
-        )
+        rows += _learned_rows(paths, "satcodec", infos, bpps, a, skipped, True)
         rows += evaluate(
             paths,
             ["jpeg2000", "jpegxl"],

@@ -82,22 +82,11 @@ OTHER_IMAGES = [
 _VNIR, _RES, _PAN, _SAR = "multispectral VNIR", "red-edge / SWIR", "pan", "SAR"
 IMAGE_FAMILIES: dict[str, list[str]] = {
     **{n: [_PAN] for n in PAN_IMAGES},
+    **{n: [_VNIR] for n in OTHER_IMAGES},  # Landsat 7/8 visible and NIR, unless below
     "pandora2d_sentinel2-10m_arizona-fields.tif": [_VNIR],  # one 10 m band: not pan
     "rio-tiler-pds_sentinel1-grd-vv_tamilnadu-sar.tif": [_SAR],
     "rsgislib_sentinel2-sr-10band_aberystwyth.tif": [_VNIR] * 3 + [_RES] * 3 + [_VNIR] + [_RES] * 3,
     "stars_landsat7-etm-6band-8bit_olinda.tif": [_VNIR] * 4 + [_RES] * 2,
-    **{
-        n: [_VNIR]
-        for n in (
-            "rio-color_landsat8-rgb-60m_grenada.tif",
-            "rio-hist_landsat8-rgb-30m_idaho-mountains.tif",
-            "rio-pansharpen_landsat8-b4-150m_kanto.tif",
-            "rio-pansharpen_landsat8-b4-150m_guangdong-coast.tif",
-            "rio-toa_landsat8-b3-150m_washington.tif",
-            "rio-toa_landsat8-b1-150m_labrador-snow.tif",
-            "rasterio_landsat7-rgb-8bit_andros-bahamas.tif",
-        )
-    },
 }
 FAMILIES = (_PAN, _VNIR, _RES, _SAR)
 
