@@ -315,3 +315,12 @@ def test_a_transform_for_other_bands_is_refused_before_the_analysis(scene) -> No
     bad = SpectralTransform(t.matrix, t.means, (0, 0, 0))
     with pytest.raises(ConfigError, match="component_bits are not all integers in 1..31"):
         satcodec.encode(x, bpp=1.0, spectral=bad)
+
+
+def test_a_singular_kept_transform_is_refused(scene) -> None:
+    x, _ = scene
+    t = SpectralTransform(
+        ((16384, 16384, 0), (16384, 16384, 0), (0, 0, 16384)), (0, 0, 0), (16,) * 3
+    )
+    with pytest.raises(ConfigError, match="singular or nearly so"):
+        satcodec.encode(x, bpp=1.0, spectral=t)

@@ -5,16 +5,16 @@ band at a time. On board, the encoder fits the bands' covariance eigenvectors (a
 orthonormal matrix, no training) and codes the *components* ``c = A⁻¹ (x − m)`` as bands; the
 ground decodes the components and returns ``x = A c + m``. The transform travels in the
 header as integers: ``A`` in Q14 (``matrix``, int16 range), the band means ``m`` rounded
-(``means``), and the bit depth whose peak normalises every component for the analysis
+(``means``), and per component the bit depth whose peak normalises it for the analysis
 (``component_bits``): docs/bitstream.md, "Spectral transform". The encoder inverts the
 *quantised* ``A``, so without coding loss the round trip is exact up to rounding.
 
-An orthonormal transform keeps the squared error, so one quantisation step for all
-components spends the bits where the variance is (the first component, a panchromatic-like
-image, gets most of them). Measured in bench/results/spectral.md.
+An orthonormal transform keeps the squared error, so one quantisation step (in sensor
+units) for all components spends the bits where the variance is (the first component, a
+panchromatic-like image, gets most of them). Measured in bench/results/spectral.md.
 
-Data flow: :func:`fit_klt` reads the scene once in row blocks (bounded memory, a subsample
-for the covariance), :func:`component_reader` wraps the raster's window reader for the
+Data flow: :func:`fit_klt` reads the scene twice in row blocks (bounded memory: a subsample
+for the covariance, then the components' ranges), :func:`component_reader` wraps the raster's window reader for the
 :class:`~satcodec.coding.encoder.Encoder`, :meth:`SpectralTransform.inverse` runs per tile
 in :meth:`~satcodec.coding.decoder.Decoder.iter_tiles`.
 """
@@ -82,8 +82,15 @@ class SpectralTransform:
 
     @property
     def analysis_matrix(self) -> np.ndarray:
-        """``A⁻¹`` (float64): the exact inverse of the quantised matrix the decoder uses."""
-        return np.linalg.inv(self.synthesis_matrix)
+        """``A⁻¹`` (float64): the exact inverse of the quantised matrix the decoder uses
+        (:class:`ConfigError` for a matrix that has none, e.g. a malformed kept transform)."""
+        a = self.synthesis_matrix
+        if np.linalg.cond(a) > 1e6:
+            raise ConfigError(
+                "spectral transform: the matrix is singular or nearly so (condition number "
+                f"{np.linalg.cond(a):.3g}): the encoder cannot invert it"
+            )
+        return np.linalg.inv(a)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Components (B, ...) float32 of band values ``x`` (B, ...)."""
