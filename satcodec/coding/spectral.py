@@ -151,8 +151,8 @@ def fit_klt(
 ) -> SpectralTransform:
     """The KLT of a scene, read through ``read`` in row blocks.
 
-    The covariance comes from every ``k``-th row (at most :data:`COVARIANCE_SAMPLE` pixels),
-    the first component's range from every pixel; a pixel that is nodata in any band is left
+    The covariance comes from every ``k``-th pixel (at most :data:`COVARIANCE_SAMPLE`),
+    every component's range from every pixel; a pixel that is nodata in any band is left
     out of both (each band's nodata pixels travel as that band's mask, see
     :func:`component_reader`).
     """
@@ -162,8 +162,6 @@ def fit_klt(
     n = 0
     s1 = np.zeros(bands)
     s2 = np.zeros((bands, bands))
-    lo = np.full(bands, np.inf)
-    hi = np.full(bands, -np.inf)
     for y in range(0, height, block):
         rows = min(block, height - y)
         x = np.stack([read(b, y, 0, rows, width) for b in range(bands)]).reshape(bands, -1)
@@ -171,13 +169,10 @@ def fit_klt(
             x = x[:, ~(x == nodata).any(axis=0)]
         if x.shape[1] == 0:
             continue
-        xf = x.astype(np.float64)
-        lo = np.minimum(lo, xf.min(axis=1))
-        hi = np.maximum(hi, xf.max(axis=1))
-        picked = xf.reshape(bands, -1)
+        picked = x.astype(np.float64)
         if every > 1:
-            # every k-th pixel of the block, in raster order (rows differ between blocks)
-            picked = picked[:, (y * width) % every :: every]
+            # the block's pixels whose raster index is a multiple of k
+            picked = picked[:, -(y * width) % every :: every]
         n += picked.shape[1]
         s1 += picked.sum(axis=1)
         s2 += picked @ picked.T
