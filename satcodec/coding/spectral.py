@@ -171,7 +171,7 @@ def fit_klt(
             continue
         picked = x.astype(np.float64)
         if every > 1:
-            # the block's pixels whose raster index is a multiple of k
+            # every k-th valid pixel (raster index a multiple of k where no pixel is nodata)
             picked = picked[:, -(y * width) % every :: every]
         n += picked.shape[1]
         s1 += picked.sum(axis=1)
