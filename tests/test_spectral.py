@@ -324,3 +324,28 @@ def test_a_singular_kept_transform_is_refused(scene) -> None:
     )
     with pytest.raises(ConfigError, match="singular or nearly so"):
         satcodec.encode(x, bpp=1.0, spectral=t)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"component_bits": [31, 1, 1]},
+        {"matrix": [[32767] * 3, [-32768] * 3, [0] * 3]},
+        {"means": [2**31 - 1, -(2**31), 0]},
+    ],
+)
+def test_extreme_but_valid_transforms_decode_to_clipped_pixels(klt_stream, change) -> None:
+    """A CRC-valid header whose transform is legal but absurd decodes to pixels in range
+    (or fails with a satcodec error), never to a traceback or NaN."""
+    from tests.test_bitstream import build_raw, split_stream
+
+    f, offsets, meta, _t, records = split_stream(klt_stream)
+    obj = json.loads(meta)
+    obj["spectral_transform"].update(change)
+    f.pop("meta_len"), f.pop("stream_length")
+    data = build_raw(f, offsets, json.dumps(obj).encode(), records)
+    try:
+        out, _ = satcodec.decode(data)
+    except satcodec.errors.SatcodecError:
+        return
+    assert out.dtype == np.uint16 and out.shape == (3, 160, 160)
