@@ -20,6 +20,13 @@ from satcodec.raster import open_raster
 
 DATA = Path(__file__).parent / "data"
 SCENE = DATA / "landsat8_rgb_grenada_crop.tif"  # real Landsat 8 RGB, 16-bit (ATTRIBUTION.md)
+JOINT = (
+    Path(satcodec.__file__).parent
+    / "ground_segment"
+    / "weights"
+    / "codec"
+    / "joint-s8-l1e-3.safetensors"
+)
 
 
 @pytest.fixture(scope="module")
@@ -349,3 +356,8 @@ def test_extreme_but_valid_transforms_decode_to_clipped_pixels(klt_stream, chang
     except satcodec.errors.SatcodecError:
         return
     assert out.dtype == np.uint16 and out.shape == (3, 160, 160)
+
+
+def test_a_joint_denoising_model_is_refused(scene) -> None:
+    with pytest.raises(ConfigError, match="joint-denoising model, trained on bands"):
+        satcodec.encode(scene[0], bpp=1.0, spectral="klt", model=JOINT)

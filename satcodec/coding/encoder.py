@@ -196,6 +196,14 @@ class Encoder:
         self.spectral = spectral
         self._read_mask: WindowReader | None = None
         if spectral is not None:
+            kind = info.meta.get("kind", "codec")
+            if kind != "codec":
+                # a joint model removes signal-dependent sensor noise from *bands*; components
+                # mix the bands' noise and levels, which it never saw
+                raise ConfigError(
+                    f"model {info.name} is a {kind} model, trained on bands: a spectral "
+                    "transform codes components; use a codec model (satcodec models)"
+                )
             if spectral.bands != bands:
                 raise ConfigError(
                     f"the spectral transform is for {spectral.bands} bands, the raster has {bands}"
