@@ -36,6 +36,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     from satcodec.evaluation import ANCHORS, DEFAULT_BPPS, DEFAULT_CODECS
+    from satcodec.evaluation.run import SPECTRAL_CODEC
 
     codecs = ",".join(DEFAULT_CODECS)
     ev = add_command(
@@ -45,7 +46,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "rate-distortion evaluation against JPEG 2000 and JPEG XL (real bitstreams, BD-rate)",
     )
     ev.add_argument("images", nargs="+", help="GeoTIFF images")
-    ev.add_argument("--codecs", default=codecs, help=f"comma-separated: {codecs}")
+    ev.add_argument(
+        "--codecs",
+        default=codecs,
+        help=f"comma-separated: {codecs}, or {SPECTRAL_CODEC} (the ladder coding a multi-band "
+        "image's KLT, --spectral klt)",
+    )
     ev.add_argument(
         "--bpp",
         default=",".join(f"{b:g}" for b in DEFAULT_BPPS),
