@@ -565,7 +565,8 @@ class Decoder:
         fill: float | None = None,
     ) -> Iterator[DecodedTile]:
         """Decode tile by tile: yields a :class:`DecodedTile` ``(band, row, col, pixels,
-        nodata_mask, damaged)`` per tile, band by band, in raster order within a band.
+        nodata_mask, damaged)`` per tile, band by band, in raster order within a band (a
+        spectral stream, flag 0x0002: tile by tile in raster order, the bands of each tile).
 
         ``pixels``: (h, w) of the tile's window (``header.tile_pixel_window(row, col)``), in the
         stream's dtype, with nodata pixels set to the nodata value and damaged tiles to
