@@ -454,9 +454,7 @@ class SatcDataset:
 
             px = dec._tile_pixels(self._fetch(band), band, row, col, dec.synth_block, convert)
             if packed is not None:
-                bits, shape = packed
-                mask = np.unpackbits(bits, count=shape[0] * shape[1]).reshape(shape).view(bool)
-                px[mask] = h.nodata
+                px[_unpack_mask(packed)] = h.nodata
         px.setflags(write=False)
         self._tiles.put(key, px, px.nbytes)
         return px
@@ -474,23 +472,21 @@ class SatcDataset:
                 lost = True
                 break
             comps.append(dec._tile_pixels(self._fetch(k), k, row, col, dec.synth_block))
-            masks.append(packed)  # component tile k carries band k's mask
+            masks.append(None if packed is None else _unpack_mask(packed))
         if lost:
             tiles = [np.full((ph, pw), self._fill, h.dtype) for _ in range(h.bands)]
         else:
-            x = dec.spectral.inverse(np.stack(comps))
-            tiles = []
-            for b in range(h.bands):
-                px = to_dtype(np.nan_to_num(x[b], nan=0.0), h.dtype, h.bit_depth)
-                if masks[b] is not None:
-                    bits, shape = masks[b]
-                    m = np.unpackbits(bits, count=shape[0] * shape[1]).reshape(shape).view(bool)
-                    px[m] = h.nodata
-                tiles.append(px)
+            tiles = dec.spectral_bands(comps, masks, as_float=False)
         for b, px in enumerate(tiles):
             px.setflags(write=False)
             self._tiles.put((b, row, col), px, px.nbytes)
         return tiles[band]
+
+
+def _unpack_mask(packed: tuple[np.ndarray, tuple[int, int]]) -> np.ndarray:
+    """A nodata mask as the latent cache keeps it (packed bits, shape) back to bool."""
+    bits, shape = packed
+    return np.unpackbits(bits, count=shape[0] * shape[1]).reshape(shape).view(bool)
 
 
 def open_dataset(

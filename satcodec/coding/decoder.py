@@ -310,9 +310,8 @@ class Decoder:
             else SpectralTransform.from_json(h.spectral_transform)
         )
         # per coded band: the normalisation peak and the dequantisation step
-        self.peak = float(2**h.bit_depth - 1)
         if self.spectral is None:
-            self.peaks = [self.peak] * h.bands
+            self.peaks = [float(2**h.bit_depth - 1)] * h.bands
             self.steps = [self.step] * h.bands
         else:
             self.peaks = self.spectral.peaks
@@ -674,17 +673,31 @@ class Decoder:
             for b in bands:
                 yield DecodedTile(b, r, c, px.copy(), None, True)
             return
-        x = t.inverse(np.stack([x.pixels for x in tiles]))
+        masks = [x.nodata_mask for x in tiles]
+        out = self.spectral_bands([x.pixels for x in tiles], masks, as_float)
         for b in bands:
-            px = x[b]
-            mask = tiles[b].nodata_mask  # component tile b carries band b's mask
-            if not as_float:
-                if np.isnan(px).any():
-                    px = np.nan_to_num(px, nan=0.0)
-                px = to_dtype(px, h.dtype, h.bit_depth)
-                if mask is not None:
-                    px[mask] = h.nodata
-            yield DecodedTile(b, r, c, px, mask, False)
+            yield DecodedTile(b, r, c, out[b], masks[b], False)
+
+    def spectral_bands(
+        self, components: list[np.ndarray], masks: list[np.ndarray | None], as_float: bool
+    ) -> list[np.ndarray]:
+        """Flag 0x0002: one tile's bands from its components' synthesis (float, sensor
+        units): the inverse transform, then (unless ``as_float``) the stream's dtype with
+        band ``b``'s nodata pixels ``masks[b]`` (component tile b carries band b's mask)."""
+        assert self.spectral is not None
+        h = self.header
+        x = self.spectral.inverse(np.stack(components))
+        if as_float:
+            return list(x)
+        out = []
+        for px, mask in zip(x, masks, strict=True):
+            if np.isnan(px).any():
+                px = np.nan_to_num(px, nan=0.0)
+            px = to_dtype(px, h.dtype, h.bit_depth)
+            if mask is not None:
+                px[mask] = h.nodata
+            out.append(px)
+        return out
 
     def _iter_band(
         self, window: _LatentWindow, b: int, as_float: bool, fill: float

@@ -22,7 +22,7 @@ in :meth:`~satcodec.coding.decoder.Decoder.iter_tiles`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,16 +159,21 @@ def fit_klt(
     check_spectral_bands(bands)
     every = max(1, math.ceil(height * width / COVARIANCE_SAMPLE))
     block = max(1, (1 << 22) // max(width * bands, 1))
+
+    def valid_blocks() -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, (B, n) pixels valid in every band) per block of rows."""
+        for y in range(0, height, block):
+            rows = min(block, height - y)
+            x = np.stack([read(b, y, 0, rows, width) for b in range(bands)]).reshape(bands, -1)
+            if nodata is not None:
+                x = x[:, ~(x == nodata).any(axis=0)]
+            if x.shape[1]:
+                yield y, x
+
     n = 0
     s1 = np.zeros(bands)
     s2 = np.zeros((bands, bands))
-    for y in range(0, height, block):
-        rows = min(block, height - y)
-        x = np.stack([read(b, y, 0, rows, width) for b in range(bands)]).reshape(bands, -1)
-        if nodata is not None:
-            x = x[:, ~(x == nodata).any(axis=0)]
-        if x.shape[1] == 0:
-            continue
+    for y, x in valid_blocks():
         picked = x.astype(np.float64)
         if every > 1:
             # every k-th valid pixel (raster index a multiple of k where no pixel is nodata)
@@ -204,14 +209,9 @@ def fit_klt(
     # the bands' ranges was up to 2.2 dB worse still.
     inv = t.analysis_matrix
     c_lo, c_hi = np.full(bands, np.inf), np.full(bands, -np.inf)
-    for y in range(0, height, block):
-        rows = min(block, height - y)
-        x = np.stack([read(b, y, 0, rows, width) for b in range(bands)]).reshape(bands, -1)
-        if nodata is not None:
-            x = x[:, ~(x == nodata).any(axis=0)]
-        if x.shape[1]:
-            c = inv @ (x.astype(np.float64) - np.asarray(means, np.float64)[:, None])
-            c_lo, c_hi = np.minimum(c_lo, c.min(axis=1)), np.maximum(c_hi, c.max(axis=1))
+    for _, x in valid_blocks():
+        c = inv @ (x.astype(np.float64) - np.asarray(means, np.float64)[:, None])
+        c_lo, c_hi = np.minimum(c_lo, c.min(axis=1)), np.maximum(c_hi, c.max(axis=1))
     bits = tuple(
         max(1, min(MAX_COMPONENT_BITS, math.ceil(math.log2(hi - lo + 2))))
         for lo, hi in zip(c_lo, c_hi, strict=True)
