@@ -23,6 +23,7 @@ from satcodec.bitstream import StreamReader
 from satcodec.codec.registry import load_weights
 from satcodec.coding import (
     DEFAULT_TILE,
+    NORMALISATIONS,
     Decoder,
     Encoder,
     array_window_reader,
@@ -123,6 +124,13 @@ def _check_spectral(spectral: Any) -> None:
         )
 
 
+def _check_normalisation(normalisation: Any) -> None:
+    if normalisation not in NORMALISATIONS:
+        raise ConfigError(
+            f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {normalisation!r}"
+        )
+
+
 def _check_tile(tile: Any) -> None:
     if not isinstance(tile, (int, np.integer)) or isinstance(tile, bool):
         raise ConfigError(f"tile must be an integer number of pixels, got {tile!r}")
@@ -198,6 +206,7 @@ def _build_encoder(
     runtime_spec: tuple[str | None, str | None, str | os.PathLike | None, int | None],
     channel_context: bool = True,
     spectral: str | SpectralTransform | None = None,
+    normalisation: str = "texture",
 ) -> Encoder:
     """Load the model and its runtime, fit the spectral transform if asked, then run the
     analysis over every tile."""
@@ -229,6 +238,7 @@ def _build_encoder(
         entropy_model=entropy_model_for(channel_context),
         workers=workers,
         spectral=transform,
+        normalisation=normalisation,
     )
 
 
@@ -266,6 +276,7 @@ def encode(
     channel_context: bool = True,
     max_encoder_macs: float | None = None,
     spectral: str | SpectralTransform | None = None,
+    normalisation: str = "texture",
 ) -> bytes:
     """Compress a (bands, H, W) or (H, W) integer array into a satcodec bitstream.
 
@@ -286,11 +297,16 @@ def encode(
     rate still counts every band's pixels. A :class:`~satcodec.coding.spectral.SpectralTransform`
     (e.g. fitted on earlier scenes and uploaded to the board,
     ``SpectralTransform.from_json``) is used as it is, without the two fitting passes.
+    ``normalisation``: ``"texture"`` (default) divides each band by the peak that brings its
+    texture to the amplitude the models code best (bitstream flag 0x0004 when that is not
+    the bit depth's peak; :mod:`satcodec.coding.normalisation`); ``"bit-depth"`` by
+    ``2**bit_depth - 1``, the streams readers before flag 0x0004 decode.
     """
     _rate_options(bpp, max_bpp, quality)
     _check_model_option(model)
     _check_tile(tile)
     _check_spectral(spectral)
+    _check_normalisation(normalisation)
     if not isinstance(array, np.ndarray):
         raise ConfigError(f"expected a numpy array, got {type(array).__name__}")
     a = array
@@ -318,6 +334,7 @@ def encode(
         (runtime, precision, export_dir, threads),
         channel_context,
         spectral,
+        normalisation,
     )
     return _encode(enc, bpp, max_bpp, quality)
 
@@ -426,6 +443,7 @@ def encode_file(
     overwrite: bool = True,
     max_encoder_macs: float | None = None,
     spectral: str | SpectralTransform | None = None,
+    normalisation: str = "texture",
 ) -> EncodeReport:
     """Compress a GeoTIFF into a bitstream file (written atomically), reading it window by window.
 
@@ -438,6 +456,7 @@ def encode_file(
     _check_model_option(model)
     _check_tile(tile)
     _check_spectral(spectral)
+    _check_normalisation(normalisation)
     check_output_path(src, dst, overwrite)
     if bit_depth is not None and (
         not isinstance(bit_depth, (int, np.integer)) or isinstance(bit_depth, bool)
@@ -459,6 +478,7 @@ def encode_file(
             (runtime, precision, export_dir, threads),
             channel_context,
             spectral,
+            normalisation,
         )
         # inside the with: a large scene's encoder reads its tiles again while coding
         data = _encode(enc, bpp, max_bpp, quality)

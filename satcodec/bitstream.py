@@ -67,9 +67,12 @@ SUPPORTED_DOWNSAMPLING = (8, 16)
 # header flags (docs/bitstream.md, "Flags"): a reader refuses any flag it does not know
 FLAG_CHANNEL_CONTEXT = 0x0001  # tile payloads use the cross-channel context model
 FLAG_SPECTRAL_TRANSFORM = 0x0002  # the bands are components of a transform in the metadata
-KNOWN_FLAGS = FLAG_CHANNEL_CONTEXT | FLAG_SPECTRAL_TRANSFORM
+FLAG_BAND_PEAKS = 0x0004  # each band normalised by its own peak (metadata), not the bit depth's
+KNOWN_FLAGS = FLAG_CHANNEL_CONTEXT | FLAG_SPECTRAL_TRANSFORM | FLAG_BAND_PEAKS
 # the metadata key that carries the spectral transform (flag 0x0002; docs/bitstream.md)
 SPECTRAL_KEY = "spectral_transform"
+# the metadata key that carries each band's normalisation peak bits (flag 0x0004)
+BAND_PEAKS_KEY = "band_peak_bits"
 SPECTRAL_MATRIX_BITS = 14
 MAX_SPECTRAL_BANDS = 256
 MAX_COMPONENT_BITS = 31
@@ -223,6 +226,15 @@ def _field_problem(h: StreamHeader) -> tuple[str, str] | None:
         problem = spectral_problem(h.spectral_transform, h.bands)
         if problem is not None:
             return "invalid", f"spectral transform: {problem}"
+    if h.band_peak_bits is not None:
+        problem = band_peaks_problem(h.band_peak_bits, h.bands)
+        if problem is not None:
+            return "invalid", f"band peak bits: {problem}"
+        if h.spectral_transform is not None:
+            return "invalid", (
+                "band peak bits and a spectral transform are both set (components carry "
+                "their own peaks)"
+            )
     if h.tile_count > MAX_TILES:
         return "limit", (
             f"header declares {h.height}x{h.width} pixels in {h.tile_count} tiles, "
@@ -262,6 +274,15 @@ def spectral_problem(t: object, bands: int) -> str | None:
         return f"component_bits is not a list of {bands} integers"
     if not all(_is_int(v) and 1 <= v <= MAX_COMPONENT_BITS for v in cb):
         return f"component_bits are not all integers in 1..{MAX_COMPONENT_BITS}"
+    return None
+
+
+def band_peaks_problem(v: object, bands: int) -> str | None:
+    """What is wrong with a ``band_peak_bits`` list for ``bands`` bands, or None."""
+    if not isinstance(v, (list, tuple)) or len(v) != bands:
+        return f"is not a list of {bands} integers"
+    if not all(_is_int(b) and 1 <= b <= MAX_COMPONENT_BITS for b in v):
+        return f"are not all integers in 1..{MAX_COMPONENT_BITS}"
     return None
 
 
@@ -308,6 +329,10 @@ class StreamHeader:
     # flag 0x0002: the coded bands are components of this transform (the JSON object of
     # docs/bitstream.md, "Spectral transform"; satcodec.coding.spectral applies it)
     spectral_transform: dict | None = None
+    # flag 0x0004: band b is normalised by 2**band_peak_bits[b] - 1 instead of the bit
+    # depth's peak, and dequantised at the step times 2**(max(bits) - bits[b])
+    # (docs/bitstream.md, "Band peaks"; the encoder picks them from each band's texture)
+    band_peak_bits: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise through the back door
@@ -317,6 +342,13 @@ class StreamHeader:
             set_(self, "band_offsets", tuple(_as_int(v) for v in self.band_offsets))
         except TypeError:
             raise ConfigError(f"band offsets {self.band_offsets!r} are not a sequence") from None
+        if self.band_peak_bits is not None:
+            try:
+                set_(self, "band_peak_bits", tuple(_as_int(v) for v in self.band_peak_bits))
+            except TypeError:
+                raise ConfigError(
+                    f"band peak bits {self.band_peak_bits!r} are not a sequence"
+                ) from None
         if not isinstance(self.dtype, str):  # numpy dtype objects and scalar types
             dt = self.dtype
             set_(self, "dtype", getattr(dt, "name", None) or getattr(dt, "__name__", dt))
@@ -339,6 +371,8 @@ class StreamHeader:
                     f"metadata key {SPECTRAL_KEY!r} is reserved for the spectral transform"
                 )
             set_(self, "spectral_transform", json.loads(_encode_metadata(self.spectral_transform)))
+        if self.band_peak_bits is not None and BAND_PEAKS_KEY in self.metadata:
+            raise ConfigError(f"metadata key {BAND_PEAKS_KEY!r} is reserved for the band peaks")
         try:
             # first pass turns non-str keys into str so that the sorted second pass can't fail
             plain = json.loads(json.dumps(self.metadata, ensure_ascii=False, allow_nan=False))
@@ -498,6 +532,8 @@ def _encode_header(header: StreamHeader, record_lengths: list[int]) -> bytes:
     meta_obj = header.metadata
     if header.spectral_transform is not None:
         meta_obj = {**meta_obj, SPECTRAL_KEY: header.spectral_transform}
+    if header.band_peak_bits is not None:
+        meta_obj = {**meta_obj, BAND_PEAKS_KEY: list(header.band_peak_bits)}
     meta = _encode_metadata(meta_obj)
     n = header.tile_count
     data_start = FIXED_HEADER_SIZE + 4 * header.bands + len(meta) + _TABLE_ENTRY.size * n + 4
@@ -508,7 +544,8 @@ def _encode_header(header: StreamHeader, record_lengths: list[int]) -> bytes:
             MAGIC,
             FORMAT_VERSION,
             (FLAG_CHANNEL_CONTEXT if header.channel_context else 0)
-            | (FLAG_SPECTRAL_TRANSFORM if header.spectral_transform is not None else 0),
+            | (FLAG_SPECTRAL_TRANSFORM if header.spectral_transform is not None else 0)
+            | (FLAG_BAND_PEAKS if header.band_peak_bits is not None else 0),
             stream_length,
             header.height,
             header.width,
@@ -783,6 +820,15 @@ class StreamReader:
                     f"flag 0x0002 is set but the metadata has no {SPECTRAL_KEY!r} object"
                 )
             spectral = metadata.pop(SPECTRAL_KEY)
+        band_peaks = None
+        if flags & FLAG_BAND_PEAKS:
+            if BAND_PEAKS_KEY not in metadata:
+                raise HeaderCorruptedError(
+                    f"flag 0x0004 is set but the metadata has no {BAND_PEAKS_KEY!r} list"
+                )
+            band_peaks = metadata.pop(BAND_PEAKS_KEY)
+            if band_peaks_problem(band_peaks, bands) is None:
+                band_peaks = tuple(band_peaks)
         try:
             header = StreamHeader.__new__(StreamHeader)  # validate first, then normalise
             for k, v in dict(
@@ -801,6 +847,7 @@ class StreamReader:
                 downsampling=downsampling,
                 channel_context=bool(flags & FLAG_CHANNEL_CONTEXT),
                 spectral_transform=spectral,
+                band_peak_bits=band_peaks,
             ).items():
                 object.__setattr__(header, k, v)
             problem = _field_problem(header)

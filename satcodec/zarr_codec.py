@@ -27,6 +27,7 @@ from numcodecs.compat import ensure_contiguous_ndarray, ensure_ndarray, ndarray_
 
 from satcodec.api import (
     _check_model_option,
+    _check_normalisation,
     _check_spectral,
     _check_tile,
     _rate_options,
@@ -50,7 +51,10 @@ class Satcodec(Codec):
     quantised alike). ``tile``: the stream's tile size (chunks larger than it are tiled
     inside). ``nodata``: a value kept exactly (masked). ``channel_context``: the cross-channel
     entropy model (streams need a reader with flag 0x0001). ``spectral="klt"``: code each
-    3-D chunk's bands jointly (flag 0x0002; chunks of 2..256 bands).
+    3-D chunk's bands jointly (flag 0x0002; chunks of 2..256 bands). ``normalisation``:
+    ``"texture"`` (default) picks each chunk's band peaks from its texture (flag 0x0004),
+    ``"bit-depth"`` divides every chunk by ``2**bit_depth - 1`` (with ``bit_depth`` given,
+    every chunk is then normalised alike).
     """
 
     codec_id = "satcodec"
@@ -68,9 +72,11 @@ class Satcodec(Codec):
         nodata: float | None = None,
         channel_context: bool = True,
         spectral: str | None = None,
+        normalisation: str = "texture",
     ) -> None:
         _rate_options(bpp, max_bpp, quality)
         _check_spectral(spectral)
+        _check_normalisation(normalisation)
         _check_model_option(model)
         _check_tile(tile)
         if bit_depth is not None and (
@@ -89,6 +95,7 @@ class Satcodec(Codec):
         self.nodata = None if nodata is None else float(nodata)
         self.channel_context = channel_context
         self.spectral = spectral
+        self.normalisation = normalisation
 
     def encode(self, buf: Any) -> bytes:
         """A chunk (ndarray, 2-D or 3-D band-first) -> one ``.satc`` stream."""
@@ -111,6 +118,7 @@ class Satcodec(Codec):
             tile=self.tile,
             channel_context=self.channel_context,
             spectral=self.spectral,
+            normalisation=self.normalisation,
         )
 
     def decode(self, buf: Any, out: Any = None) -> np.ndarray:

@@ -335,7 +335,10 @@ def test_unknown_version_with_valid_crc(small) -> None:
 
 
 def test_nonzero_flags_with_valid_crc(small) -> None:
-    with pytest.raises(UnsupportedVersionError, match="flags 0x0004"):
+    with pytest.raises(UnsupportedVersionError, match="flags 0x0008"):
+        StreamReader(rebuild(small[2], flags=8))
+    # a known flag whose header object is missing: refused as a corrupted header
+    with pytest.raises(HeaderCorruptedError, match="flag 0x0004 .* no 'band_peak_bits'"):
         StreamReader(rebuild(small[2], flags=4))
 
 
@@ -846,3 +849,69 @@ def test_bad_spectral_transform_with_valid_crc(small, obj: object, match: str) -
 def test_spectral_transform_needs_two_bands() -> None:
     with pytest.raises(ConfigError, match="needs 2..256 bands, the stream has 1"):
         make_header(bands=1, band_offsets=(0,), spectral_transform=SPECTRAL)
+
+
+# --- flag 0x0004: band peaks ---------------------------------------------------------------------
+def test_band_peaks_round_trip() -> None:
+    h = make_header(band_peak_bits=[11, 14], channel_context=True)
+    data = write_stream(h, make_tiles(h))
+    assert struct.unpack_from("<H", data, 6)[0] == bs.FLAG_CHANNEL_CONTEXT | bs.FLAG_BAND_PEAKS
+    r = StreamReader(data)
+    assert r.header == h and r.header.band_peak_bits == (11, 14)
+    assert r.header.metadata == GEO  # the peaks are not user metadata
+    _f, _o, meta, _t, _r = split_stream(data)
+    assert json.loads(meta)["band_peak_bits"] == [11, 14]  # under the header CRC
+    # without peaks: no flag, no key (the stream of a reader that predates the flag)
+    plain = write_stream(make_header(), make_tiles(make_header()))
+    assert struct.unpack_from("<H", plain, 6)[0] == 0 and b"band_peak_bits" not in plain
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        (dict(band_peak_bits=[11]), "band peak bits: is not a list of 2 integers"),
+        (dict(band_peak_bits=[0, 11]), r"band peak bits: are not all integers in 1\.\.31"),
+        (dict(band_peak_bits=[32, 11]), r"are not all integers in 1\.\.31"),
+        (dict(band_peak_bits=[11, True]), "are not all integers"),
+        (dict(band_peak_bits=5), "band peak bits 5 are not a sequence"),
+        (dict(band_peak_bits=[11, 11], spectral_transform=SPECTRAL), "both set"),
+        (dict(band_peak_bits=[11, 11], metadata={"band_peak_bits": 1}), "is reserved"),
+    ],
+)
+def test_bad_band_peaks_are_refused_by_the_writer(kw: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        make_header(**kw)
+
+
+def _with_band_peaks(small, obj: object, flags: int = bs.FLAG_BAND_PEAKS) -> bytes:
+    f, offsets, _meta, _t, records = split_stream(small[2])
+    f.pop("meta_len"), f.pop("stream_length")
+    f["flags"] = flags
+    meta = json.dumps({"a": 1} if obj is None else {"band_peak_bits": obj}).encode()
+    return build_raw(f, offsets, meta, records)
+
+
+@pytest.mark.parametrize(
+    ("obj", "match"),
+    [
+        (None, "flag 0x0004 is set but the metadata has no 'band_peak_bits' list"),
+        ({"b": 1}, "band peak bits: is not a list of 2 integers"),
+        ([11], "band peak bits: is not a list of 2 integers"),
+        ([0, 11], r"band peak bits: are not all integers in 1\.\.31"),
+        (["11", 11], "are not all integers"),
+        ([11.0, 11], "are not all integers"),
+    ],
+)
+def test_bad_band_peaks_with_valid_crc(small, obj: object, match: str) -> None:
+    with pytest.raises(HeaderCorruptedError, match=match) as e:
+        StreamReader(_with_band_peaks(small, obj))
+    one_line(e)
+
+
+def test_band_peaks_and_a_spectral_transform_are_refused_together(small) -> None:
+    f, offsets, _meta, _t, records = split_stream(small[2])
+    f.pop("meta_len"), f.pop("stream_length")
+    f["flags"] = bs.FLAG_BAND_PEAKS | bs.FLAG_SPECTRAL_TRANSFORM
+    meta = json.dumps({"band_peak_bits": [11, 11], "spectral_transform": SPECTRAL}).encode()
+    with pytest.raises(HeaderCorruptedError, match="both set"):
+        StreamReader(build_raw(f, offsets, meta, records))

@@ -30,17 +30,24 @@ from satcodec.coding import (
 
 SAMPLE = Path(satcodec.__file__).resolve().parent / "data" / "pleiades_ventoux.tif"
 
-# (encode options) -> (sha256 of the stream, sha256 of the decoded uint16 (1, 500, 500) array)
+# (encode options) -> (sha256 of the stream, sha256 of the decoded uint16 (1, 500, 500) array).
+# normalisation="bit-depth" is the stream of every revision before flag 0x0004; the default
+# (texture) gives this scene 11-bit peaks, a flag-0x0004 stream
 PINNED = {
     "context-q60-t256": (
-        dict(quality=60, tile=256),
+        dict(quality=60, tile=256, normalisation="bit-depth"),
         "f459ce4e1f7315feb3ba6f2086d762437c6cc819ca05c585645ff0a01676a7be",
         "e69e83ff9ab0aa0aebb0c2e7da550f399bc454bcf0426506b9de6a981c415e09",
     ),
     "per-channel-q40-t512": (
-        dict(quality=40, tile=512, channel_context=False),
+        dict(quality=40, tile=512, channel_context=False, normalisation="bit-depth"),
         "95ca5eb7df9336f7e01dc5d6a98b6cc4f956515aba7fbec5addcc6d2a7b236e3",
         "30e7ca7c97011c2a56314b52cdeadf56c0ca560b87952a25cfa5409ea3858b7d",
+    ),
+    "texture-q50-t512": (
+        dict(quality=50, tile=512),
+        "586a8421d1c0aa26a5e845d1f24e63ded80e1e683e76baed21678a714fa6bbf7",
+        "d8306aca5eb556366d5420ad7cc30fb9f75986e467a7df948e8e3edb49686276",
     ),
 }
 

@@ -61,7 +61,9 @@ def test_header_and_records_match_the_library(stream):
     h = spec.parse_header(stream)
     lib = StreamReader(stream)
     ref = lib.header
-    assert h.flags == (1 if ref.channel_context else 0)
+    assert h.flags == (1 if ref.channel_context else 0) | (4 if ref.band_peak_bits else 0)
+    # the texture rule gives both Pleiades crops 11-bit peaks (bit depth 12): flag 0x0004
+    assert h.band_peak_bits == list(ref.band_peak_bits) == [11, 11]
     for name in ("height", "width", "bands", "dtype", "bit_depth", "downsampling", "nodata"):
         assert getattr(h, name) == getattr(ref, name), name
     assert (h.channels, h.model_id, h.quant_step_q16) == (
@@ -192,6 +194,24 @@ def test_framing_rules_agree_with_the_library():
             spec.split_payload(h, payload, 0, 0)
         with pytest.raises(EntropyCodingError):
             _unpack_payload(payload, 10, 13)
+
+
+def test_band_peaks_follow_the_document(stream):
+    """Flag 0x0004: each band's normalisation peak and dequantisation step are the document's
+    (``2^p - 1`` and ``step * 2^(max(p) - p)``), for bands of different peaks too."""
+    decoder = open_decoder(stream)
+    h = spec.parse_header(stream)
+    assert [tuple(map(float, spec.band_peak_and_step(h, b))) for b in range(h.bands)] == list(
+        zip(decoder.peaks, decoder.steps, strict=True)
+    )
+    with open_raster(REPO / "tests" / "data" / "landsat8_rgb_grenada_crop.tif") as r:
+        x = r.read()
+    data = satcodec.encode(x, bpp=1.0, tile=64, threads=1)
+    h, decoder = spec.parse_header(data), open_decoder(data)
+    assert h.flags & 4 and h.band_peak_bits == [16, 15, 15]  # bit depth 16
+    assert decoder.peaks == [65535.0, 32767.0, 32767.0]
+    assert decoder.steps == [spec.band_peak_and_step(h, b)[1] for b in range(3)]
+    assert decoder.steps[1] == decoder.steps[2] == 2 * decoder.steps[0]
 
 
 def test_spectral_transform_follows_the_document():

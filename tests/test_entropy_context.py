@@ -169,12 +169,17 @@ def test_stream_flag_round_trip_and_unknown_flags(tiny_model, sample_array):
     import satcodec
     from tests.test_bitstream import rebuild
 
-    with_ctx = satcodec.encode(sample_array, quality=50, model=tiny_model, tile=256)
+    with_ctx = satcodec.encode(
+        sample_array, quality=50, model=tiny_model, tile=256, normalisation="bit-depth"
+    )
     h = StreamReader(with_ctx).header
     assert h.channel_context is True
     out, _ = satcodec.decode(with_ctx)
     assert out.shape == sample_array.shape
-    with pytest.raises(UnsupportedVersionError, match="flags 0x0004"):
+    with pytest.raises(UnsupportedVersionError, match="flags 0x0008"):
+        StreamReader(rebuild(with_ctx, flags=9))
+    # 0x0004 (band peaks) is known, but needs its list in the metadata
+    with pytest.raises(HeaderCorruptedError, match="no 'band_peak_bits' list"):
         StreamReader(rebuild(with_ctx, flags=5))
     # 0x0002 (spectral transform) is known, but needs its object in the metadata
     with pytest.raises(HeaderCorruptedError, match="no 'spectral_transform' object"):

@@ -40,6 +40,7 @@ def cmd_encode(a: argparse.Namespace) -> int:
             overwrite=a.overwrite,
             max_encoder_macs=a.max_encoder_macs,
             spectral=a.spectral,
+            normalisation=a.normalisation,
         )
     name = "<stdout>" if a.output == STDIO else r.path
     say(
@@ -164,6 +165,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         choices=["klt"],
         help="multispectral scenes: code a Karhunen-Loeve transform of the bands instead of "
         "the bands (bitstream flag 0x0002; bench/results/spectral.md)",
+    )
+    e.add_argument(
+        "--normalisation",
+        choices=["texture", "bit-depth"],
+        default="texture",
+        help="divide each band by the peak that brings its texture to the amplitude the models "
+        "code best (default; bitstream flag 0x0004 when that is not the bit depth's peak; "
+        "bench/results/band_peaks.md), or by 2^bit_depth - 1 (streams readers before flag "
+        "0x0004 decode)",
     )
     add_runtime_options(e)
 

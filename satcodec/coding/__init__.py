@@ -31,6 +31,7 @@ from satcodec.coding.decoder import (
 )
 from satcodec.coding.encoder import (
     DEFAULT_TILE,
+    NORMALISATIONS,
     Encoder,
     EncodeResult,
     LatentTile,
@@ -68,6 +69,7 @@ __all__ = [
     "MAX_STEP",
     "MAX_STRIP_BYTES",
     "MIN_STEP",
+    "NORMALISATIONS",
     "QUALITY_NATIVE",
     "QUALITY_PER_OCTAVE",
     "SYNTH_BLOCK",

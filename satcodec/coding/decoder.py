@@ -30,6 +30,7 @@ from satcodec.codec.registry import (
 )
 from satcodec.coding.entropy_models import EntropyModel, entropy_model_for
 from satcodec.coding.framing import unpack_payload
+from satcodec.coding.normalisation import peaks_of_bits, step_scales_of_bits
 from satcodec.coding.parallel import ordered_map, resolve_workers, torch_threads
 from satcodec.coding.spectral import SpectralTransform
 from satcodec.coding.transforms import TorchTransform, Transform
@@ -311,8 +312,10 @@ class Decoder:
         )
         # per coded band: the normalisation peak and the dequantisation step
         if self.spectral is None:
-            self.peaks = [float(2**h.bit_depth - 1)] * h.bands
-            self.steps = [self.step] * h.bands
+            # flag 0x0004: each band's own peak, else the bit depth's
+            bits = h.band_peak_bits or (h.bit_depth,) * h.bands
+            self.peaks = peaks_of_bits(bits)
+            self.steps = [self.step * k for k in step_scales_of_bits(bits)]
         else:
             self.peaks = self.spectral.peaks
             self.steps = [self.step * k for k in self.spectral.step_scales]

@@ -3,7 +3,8 @@
 1. :class:`Encoder` ``__init__``: check the tile size and the model's stride, take the
    injected ``analysis`` :class:`~satcodec.coding.transforms.Transform` (PyTorch by default)
    and the :class:`~satcodec.coding.entropy_models.EntropyModel`, compute each band's offset
-   (:func:`band_offsets_of`);
+   and texture in one pass (:func:`~satcodec.coding.normalisation.band_statistics`), and from
+   the texture each band's normalisation peak (flag 0x0004);
 2. :meth:`Encoder._analyse`: per tile, read its window widened by ``encode_halo(config)`` (stopping at
    the image border), replace nodata by the band offset and keep the tile's nodata mask,
    normalise, run the analysis once, keep the tile's latents (float, step 1);
@@ -45,6 +46,12 @@ from satcodec.coding.entropy_models import (
     entropy_model_for,
 )
 from satcodec.coding.framing import pack_payload
+from satcodec.coding.normalisation import (
+    band_statistics,
+    peak_bits_for_texture,
+    peaks_of_bits,
+    step_scales_of_bits,
+)
 from satcodec.coding.parallel import ordered_map, resolve_workers, torch_threads
 from satcodec.coding.rate_control import MAX_STEP, MIN_STEP
 from satcodec.coding.spectral import SpectralTransform, component_reader
@@ -114,18 +121,9 @@ def array_window_reader(array: np.ndarray) -> WindowReader:
 def band_offsets_of(
     read: WindowReader, bands: int, height: int, width: int, nodata: float | None
 ) -> list[int]:
-    """Rounded mean of each band over valid pixels, computed in row blocks (bounded memory)."""
-    out = []
-    block = max(1, (1 << 22) // max(width, 1))
-    for b in range(bands):
-        total, count = 0.0, 0
-        for y in range(0, height, block):
-            rows = read(b, y, 0, min(block, height - y), width).astype(np.float64)
-            valid = rows[rows != nodata] if nodata is not None else rows
-            total += float(valid.sum())
-            count += valid.size
-        out.append(int(round(total / count)) if count else 0)
-    return out
+    """Rounded mean of each band over valid pixels, computed in row blocks (bounded memory);
+    the encoder gets them with the bands' texture in one pass (:func:`band_statistics`)."""
+    return band_statistics(read, bands, height, width, nodata)[0]
 
 
 def require_stream_stride(model: ReducedVAE | ModelWeights) -> None:
@@ -135,6 +133,9 @@ def require_stream_stride(model: ReducedVAE | ModelWeights) -> None:
             f"this model has stride-{model.config.downsampling} latents; the bitstream carries "
             f"strides {', '.join(map(str, SUPPORTED_DOWNSAMPLING))} only"
         )
+
+
+NORMALISATIONS = ("texture", "bit-depth")
 
 
 class Encoder:
@@ -161,6 +162,7 @@ class Encoder:
         workers: int = 1,
         max_held_tiles: int = 128,
         spectral: SpectralTransform | None = None,
+        normalisation: str = "texture",
     ) -> None:
         """``workers``: threads analysing and coding tiles in parallel (reading stays in the
         calling thread; the stream is byte-identical for any count). ``max_held_tiles``: above
@@ -175,6 +177,12 @@ class Encoder:
 
         ``spectral``: code the components of this transform across the bands instead of the
         bands (:mod:`satcodec.coding.spectral`, flag 0x0002); ``read`` still reads bands.
+
+        ``normalisation``: ``"texture"`` divides each band by the peak that brings its texture
+        to the amplitude the models code best (:mod:`satcodec.coding.normalisation`; flag
+        0x0004 when a band's peak differs from its bit depth's), ``"bit-depth"`` by
+        ``2**bit_depth - 1`` as streams before flag 0x0004. Joint (denoising) models always
+        use the bit depth's: their noise model is in those units.
         """
         if tile % DOWNSAMPLING or not 64 <= tile <= 8192:
             raise ConfigError(f"tile size must be a multiple of 16 between 64 and 8192, got {tile}")
@@ -194,6 +202,11 @@ class Encoder:
         self.metadata = metadata or {}
         self.workers = resolve_workers(workers)
         self.spectral = spectral
+        if normalisation not in NORMALISATIONS:
+            raise ConfigError(
+                f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {normalisation!r}"
+            )
+        self.band_peak_bits: tuple[int, ...] | None = None
         self._read_mask: WindowReader | None = None
         if spectral is not None:
             kind = info.meta.get("kind", "codec")
@@ -218,9 +231,15 @@ class Encoder:
             self.step_scales = spectral.step_scales
             self.offsets = [0] * bands
         else:
-            self.peaks = [float(2**bit_depth - 1)] * bands
-            self.step_scales = [1.0] * bands
-            self.offsets = band_offsets_of(read, bands, height, width, nodata)
+            self.offsets, laplacians = band_statistics(read, bands, height, width, nodata)
+            bits = [bit_depth] * bands
+            kind = info.meta.get("kind", "codec") if info is not None else "codec"
+            if normalisation == "texture" and kind == "codec":
+                bits = [peak_bits_for_texture(lap, bit_depth) for lap in laplacians]
+            if bits != [bit_depth] * bands:  # else no flag: the stream of the bit depth's peak
+                self.band_peak_bits = tuple(bits)
+            self.peaks = peaks_of_bits(bits)
+            self.step_scales = step_scales_of_bits(bits)
         self.tiles_y = math.ceil(height / tile)
         self.tiles_x = math.ceil(width / tile)
         n = self.bands * self.tiles_y * self.tiles_x
@@ -391,6 +410,7 @@ class Encoder:
             metadata=self.metadata,
             channel_context=em.flag,
             spectral_transform=None if self.spectral is None else self.spectral.to_json(),
+            band_peak_bits=self.band_peak_bits,
         )
 
         def code(t: LatentTile) -> TileRecord:

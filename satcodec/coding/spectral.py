@@ -30,6 +30,7 @@ import numpy as np
 
 from satcodec.bitstream import MAX_COMPONENT_BITS, MAX_SPECTRAL_BANDS, spectral_problem
 from satcodec.bitstream import SPECTRAL_MATRIX_BITS as MATRIX_BITS  # Q14: int16 holds |A| <= 1
+from satcodec.coding.normalisation import peaks_of_bits, step_scales_of_bits
 from satcodec.errors import ConfigError
 
 SPECTRAL_KINDS = ("klt",)
@@ -66,14 +67,13 @@ class SpectralTransform:
     @property
     def peaks(self) -> list[float]:
         """Each component's normalisation peak, ``2**bits - 1``."""
-        return [float(2**b - 1) for b in self.component_bits]
+        return peaks_of_bits(self.component_bits)
 
     @property
     def step_scales(self) -> list[float]:
         """Each component's quantisation step as a multiple of the stream's (powers of two:
         exact in floating point)."""
-        top = max(self.component_bits)
-        return [float(2 ** (top - b)) for b in self.component_bits]
+        return step_scales_of_bits(self.component_bits)
 
     @property
     def synthesis_matrix(self) -> np.ndarray:

@@ -74,6 +74,7 @@ class Header:
     table: list[tuple[int, int]]  # (offset, length) per tile, in table order
     data_start: int
     spectral: dict | None = None  # flag 0x0002's transform object
+    band_peak_bits: list[int] | None = None  # flag 0x0004's per-band peak bits
 
     @property
     def tiles_y(self) -> int:
@@ -99,7 +100,7 @@ def parse_header(data: bytes) -> Header:
      downsampling, nodata_flag, nodata_value, model_id, q16, tile_size, tile_count,
      meta_len) = FIXED.unpack_from(data)  # fmt: skip
     check(version == 1, f"version {version}")
-    check(flags & ~3 == 0, f"unknown flags {flags:#x}")
+    check(flags & ~7 == 0, f"unknown flags {flags:#x}")
     check(len(data) == stream_length, "stream length differs from the header's")
     table_start = 72 + 4 * bands + meta_len
     crc_pos = table_start + 12 * tile_count
@@ -129,7 +130,23 @@ def parse_header(data: bytes) -> Header:
         check(len(means) == bands and all(type(v) is int for v in means), "means")
         check(len(cb) == bands and all(type(v) is int and 1 <= v <= 31 for v in cb), "bits")
         h.spectral = t
+    if flags & 4:  # "Band peaks": the reserved key, taken out of the metadata
+        check(not flags & 2, "band peaks beside a spectral transform")
+        p = metadata.pop("band_peak_bits", None)
+        check(isinstance(p, list) and len(p) == bands, "flag 0x0004 without band_peak_bits")
+        check(all(type(v) is int and 1 <= v <= 31 for v in p), "band peak bits")
+        h.band_peak_bits = p
     return h
+
+
+def band_peak_and_step(h: Header, band: int) -> tuple[int, float]:
+    """The document's normalisation peak and dequantisation step of a coded band (flags 0x0002
+    and 0x0004, else the bit depth's peak and the stream's step)."""
+    step = h.quant_step_q16 / 65536
+    bits = h.band_peak_bits or (h.spectral["component_bits"] if h.spectral else None)
+    if bits is None:
+        return 2**h.bit_depth - 1, step
+    return 2 ** bits[band] - 1, step * 2 ** (max(bits) - bits[band])
 
 
 def spectral_bands(h: Header, components: np.ndarray) -> np.ndarray:
