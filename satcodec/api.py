@@ -655,6 +655,8 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         if h.spectral_transform is None
         else f"{h.spectral_transform['kind']} (components of "
         f"{'/'.join(map(str, h.spectral_transform['component_bits']))} bits)",
+        # flag 0x0004: each band's normalisation peak in bits (None: the bit depth's)
+        "band_peak_bits": None if h.band_peak_bits is None else list(h.band_peak_bits),
         "bytes": size,
         "bpp": bits_per_pixel(size, h.height * h.width * h.bands),
         "damaged_tiles": damaged,

@@ -157,3 +157,13 @@ def test_joint_models_keep_the_bit_depth_peak(wv3) -> None:
         tile=256,
     )
     assert enc.band_peak_bits is None and enc.peaks == [16383.0]
+
+
+def test_info_shows_the_band_peaks(wv3, tmp_path) -> None:
+    from satcodec.api import describe
+
+    path = tmp_path / "a.satc"
+    path.write_bytes(satcodec.encode(wv3, quality=50, bit_depth=14))
+    assert describe(path)["band_peak_bits"] == [11]
+    path.write_bytes(satcodec.encode(wv3, quality=50, bit_depth=14, normalisation="bit-depth"))
+    assert describe(path)["band_peak_bits"] is None
