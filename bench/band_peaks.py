@@ -46,13 +46,16 @@ def _bands(path: Path) -> tuple[np.ndarray, int]:
         return r.read(), r.meta.bit_depth
 
 
+OPTIONS: dict = {}  # encode options of every point (--max-encoder-macs)
+
+
 def _point(x: np.ndarray, bit_depth: int, bpp: float, **kw) -> tuple[float, float, int | None]:
     """(file bpp, PSNR on the bit depth's peak, the stream's peak bits or None)."""
     import satcodec
     from satcodec.bitstream import StreamReader
     from satcodec.metrics import psnr
 
-    data = satcodec.encode(x[None], bpp=bpp, bit_depth=bit_depth, **kw)
+    data = satcodec.encode(x[None], bpp=bpp, bit_depth=bit_depth, **OPTIONS, **kw)
     out, _ = satcodec.decode(data)
     bits = StreamReader(data).header.band_peak_bits
     return (
@@ -90,13 +93,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fit-rates", default="0.5,1,2")
     p.add_argument("--shifts", default="-3,-2,-1,0,1,2,3")
     p.add_argument("--skip-fit", action="store_true")
+    p.add_argument("--fit-only", action="store_true", help="print the fit, write nothing")
+    p.add_argument(
+        "--max-encoder-macs",
+        type=float,
+        help="the fast encoders (as satcodec encode --max-encoder-macs) instead of the ladder",
+    )
     p.add_argument("--out", type=Path, default=RESULTS / "band_peaks.md")
     a = p.parse_args(argv)
+    a.out = a.out.resolve()
     warnings.filterwarnings("ignore")
     rates = [float(v) for v in a.rates.split(",")]
     fit_rates = [float(v) for v in a.fit_rates.split(",")]
     shifts = [int(v) for v in a.shifts.split(",")]
     t0 = time.time()
+    if a.max_encoder_macs is not None:
+        OPTIONS["max_encoder_macs"] = a.max_encoder_macs
 
     jobs = []  # (image, band, pixels, bit depth)
     for name in sorted(IMAGE_FAMILIES):
@@ -127,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                 best = _best_shift(shifts, ps)
                 row[f"best_gain_log2@{rate:g}"] = best
                 targets[rate].append(math.log2(lap) + best)
+        if a.fit_only:
+            print(name[:44], b, {k: round(v, 2) for k, v in row.items() if "gain" in k}, flush=True)
+            continue
         texture, plain = [], []
         for rate in rates:
             r_t, p_t, bits = _point(x, bd, rate)
@@ -149,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
+    if a.fit_only:
+        for rate, v in targets.items():
+            print(f"{rate:g} bpp: median {2 ** float(np.median(v)):.4f}, std {np.std(v):.2f}")
+        return 0
     RESULTS.mkdir(parents=True, exist_ok=True)
     keys = sorted(
         {k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99
@@ -167,10 +186,19 @@ def main(argv: list[str] | None = None) -> int:
         "# Band normalisation by texture (band_peaks)",
         "",
         f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
-        f"`python bench/band_peaks.py --data {a.data}` ({(time.time() - t0) / 60:.0f} min). "
+        f"`python bench/band_peaks.py --data {a.data}"
+        + (" --skip-fit" if a.skip_fit else "")
+        + (f" --max-encoder-macs {a.max_encoder_macs:g}" if a.max_encoder_macs else "")
+        + (f" --out {a.out.relative_to(REPO)}" if a.out != RESULTS / "band_peaks.md" else "")
+        + f"` ({(time.time() - t0) / 60:.0f} min). "
         "Every band of every development image coded as its own image with the shipped "
-        "encoder (the ladder's model at each rate, real file sizes, PSNR on the bit depth's "
-        "peak). Held out from training: "
+        + (
+            "encoder (the ladder's model at each rate"
+            if a.max_encoder_macs is None
+            else f"encoder (`--max-encoder-macs {a.max_encoder_macs:g}`: the fast encoders' "
+            "models at each rate"
+        )
+        + ", real file sizes, PSNR on the bit depth's peak). Held out from training: "
         + ", ".join(HELD_OUT)
         + "; never trained on: "
         + ", ".join(NEVER_TRAINED)

@@ -193,7 +193,9 @@ def _encode(enc: Encoder, bpp: float | None, max_bpp: float | None, quality: flo
         return enc.encode_at_bpp(bpp)
     if max_bpp is not None:
         return enc.encode_at_bpp(max_bpp, never_exceed=True)
-    return enc.encode(step_for_quality(50.0 if quality is None else quality))
+    return enc.encode(
+        step_for_quality(50.0 if quality is None else quality) * enc.quality_step_scale
+    )
 
 
 def _build_encoder(
@@ -281,7 +283,8 @@ def encode(
     """Compress a (bands, H, W) or (H, W) integer array into a satcodec bitstream.
 
     Rate: ``bpp`` (file bits per pixel per band, within ±3%), ``max_bpp`` (never above), or
-    ``quality`` (0–100, fixed quality; 50 is the model's native point). ``model``: a shipped
+    ``quality`` (0–100, fixed quality; 50 is the model's native point at the bit depth's peak,
+    and a quality is the same step in sensor units whatever the bands' normalisation). ``model``: a shipped
     model name or a weights path; by default the shipped model nearest the requested rate.
     ``runtime``: ``onnxruntime``, ``torch`` or ``tensorrt`` runs the analysis, at ``precision``
     (fp32/fp16/int8), from ``export_dir`` (``satcodec export``) or a cached export; None

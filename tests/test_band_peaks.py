@@ -167,3 +167,15 @@ def test_info_shows_the_band_peaks(wv3, tmp_path) -> None:
     assert describe(path)["band_peak_bits"] == [11]
     path.write_bytes(satcodec.encode(wv3, quality=50, bit_depth=14, normalisation="bit-depth"))
     assert describe(path)["band_peak_bits"] is None
+
+
+def test_a_quality_is_the_same_sensor_step_with_either_normalisation(wv3) -> None:
+    """``quality`` sets the step in sensor units: the texture stream of a band whose peak
+    went down a bit is quantised at twice the normalised step, so its rate stays near the
+    bit-depth stream's (it would double at the same normalised step)."""
+    tex = satcodec.encode(wv3, quality=50, bit_depth=12)
+    old = satcodec.encode(wv3, quality=50, bit_depth=12, normalisation="bit-depth")
+    h_tex, h_old = StreamReader(tex).header, StreamReader(old).header
+    assert h_tex.band_peak_bits == (11,) and h_old.band_peak_bits is None
+    assert h_tex.quant_step == 2 * h_old.quant_step
+    assert 0.8 < len(tex) / len(old) < 1.2

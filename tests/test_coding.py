@@ -46,8 +46,8 @@ PINNED = {
     ),
     "texture-q50-t512": (
         dict(quality=50, tile=512),
-        "586a8421d1c0aa26a5e845d1f24e63ded80e1e683e76baed21678a714fa6bbf7",
-        "d8306aca5eb556366d5420ad7cc30fb9f75986e467a7df948e8e3edb49686276",
+        "6c91d426a89d5fcb9031b270d3eeaa7e92f150abb415df148804762a4d268630",
+        "29490aadf4f6c01ed911b2d7d247af12b1cabae0346414639318d2c84ba7214e",
     ),
 }
 

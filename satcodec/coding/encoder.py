@@ -255,6 +255,15 @@ class Encoder:
         self.latent_tiles = list(self._analyse(read, progress, wanted))
 
     @property
+    def quality_step_scale(self) -> float:
+        """What a ``quality``'s step is multiplied by in this stream: with band peaks (flag
+        0x0004) ``2**(bit_depth - max(bits))``, so that a quality quantises at the same step in
+        sensor units whichever normalisation the bands got; else 1."""
+        if self.band_peak_bits is None:
+            return 1.0
+        return float(2.0 ** (self.bit_depth - max(self.band_peak_bits)))
+
+    @property
     def channel_context(self) -> bool:
         """The header flag of the entropy model this encoder codes with."""
         return self.entropy_model.flag
