@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 for s in shifts:
                     bits = max(1, bd - s)
                     # the shipped encoder, its texture rule replaced by a fixed shift
-                    encoder_module.peak_bits_for_texture = lambda _lap, _bd, bits=bits: bits
+                    encoder_module.peak_bits_for_texture = lambda *_, bits=bits: bits
                     try:
                         ps.append(_point(x, bd, rate)[1])
                     finally:

@@ -64,8 +64,11 @@ def remeasure(card: Path, data: Path) -> str:
     lines[start + 2 : end] = new_rows
     text = "\n".join(lines) + "\n"
     text = re.sub(
-        r"(- native rate \(quality 50, quantisation step 1\) on the held-out scenes: )[0-9.]+ bpp",
-        lambda m: f"{m.group(1)}{np.mean(list(native.values())):.3f} bpp",
+        r"- native rate \(quality 50, quantisation step 1[^)]*\) on the held-out scenes: [0-9.]+ bpp",
+        lambda m: (
+            "- native rate (quality 50, quantisation step 1 at the bit depth's peak) on the "
+            f"held-out scenes: {np.mean(list(native.values())):.3f} bpp"
+        ),
         text,
     )
     note = (

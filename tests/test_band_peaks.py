@@ -179,3 +179,13 @@ def test_a_quality_is_the_same_sensor_step_with_either_normalisation(wv3) -> Non
     assert h_tex.band_peak_bits == (11,) and h_old.band_peak_bits is None
     assert h_tex.quant_step == 2 * h_old.quant_step
     assert 0.8 < len(tex) / len(old) < 1.2
+
+
+def test_a_relu_analysis_gets_at_most_4x_gain(wv3) -> None:
+    """ReLU analyses are unbounded where GDN divides: their peaks move at most 2 bits down."""
+    assert peak_bits_for_texture(1e-6, 12, 2) == 10
+    low = (wv3 // 16 + 500).astype(np.uint16)  # a sixteenth of the contrast: wants 4+ bits
+    relu = StreamReader(satcodec.encode(low, bpp=1.0, bit_depth=12, model="fast-relu-s8-l4e-3"))
+    gdn = StreamReader(satcodec.encode(low, bpp=1.0, bit_depth=12, model="fast-s8-l4e-3"))
+    assert relu.header.band_peak_bits == (10,)
+    assert gdn.header.band_peak_bits is not None and gdn.header.band_peak_bits[0] < 10

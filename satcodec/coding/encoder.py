@@ -47,6 +47,8 @@ from satcodec.coding.entropy_models import (
 )
 from satcodec.coding.framing import pack_payload
 from satcodec.coding.normalisation import (
+    MAX_PEAK_SHIFT_DOWN,
+    MAX_PEAK_SHIFT_DOWN_RELU,
     band_statistics,
     peak_bits_for_texture,
     peaks_of_bits,
@@ -235,7 +237,9 @@ class Encoder:
             bits = [bit_depth] * bands
             kind = info.meta.get("kind", "codec") if info is not None else "codec"
             if normalisation == "texture" and kind == "codec":
-                bits = [peak_bits_for_texture(lap, bit_depth) for lap in laplacians]
+                relu = model.config.encoder_activation == "relu"
+                down = MAX_PEAK_SHIFT_DOWN_RELU if relu else MAX_PEAK_SHIFT_DOWN
+                bits = [peak_bits_for_texture(lap, bit_depth, down) for lap in laplacians]
             if bits != [bit_depth] * bands:  # else no flag: the stream of the bit depth's peak
                 self.band_peak_bits = tuple(bits)
             self.peaks = peaks_of_bits(bits)

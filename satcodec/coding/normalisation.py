@@ -32,6 +32,10 @@ TARGET_LAPLACIAN = 0.024
 # this the fit has no data (the development set spans -3..+3)
 MAX_PEAK_SHIFT_DOWN = 5
 MAX_PEAK_SHIFT_UP = 3
+# a ReLU analysis (the fast encoders' --max-encoder-macs 3000) is unbounded where GDN divides:
+# at 8x gain two Sentinel-2 bands fell 1.6-3.2 dB at 1-3 bpp, its optimum there is ~4x
+# (bench/results/band_peaks_fast_relu.md)
+MAX_PEAK_SHIFT_DOWN_RELU = 2
 # rows read per block by band_statistics (bounded memory at any scene size)
 _BLOCK_PIXELS = 1 << 22
 
@@ -48,14 +52,16 @@ def step_scales_of_bits(bits: Sequence[int]) -> list[float]:
     return [float(2 ** (top - b)) for b in bits]
 
 
-def peak_bits_for_texture(laplacian: float, bit_depth: int) -> int:
+def peak_bits_for_texture(
+    laplacian: float, bit_depth: int, max_shift_down: int = MAX_PEAK_SHIFT_DOWN
+) -> int:
     """The peak bits that bring a band whose mean absolute Laplacian is ``laplacian`` (sensor
-    units) to :data:`TARGET_LAPLACIAN`, within ``bit_depth`` -5..+3 (a flat band keeps its bit
-    depth's peak)."""
+    units) to :data:`TARGET_LAPLACIAN`, within ``bit_depth - max_shift_down`` ..
+    ``bit_depth + 3`` (a flat band keeps its bit depth's peak)."""
     if not math.isfinite(laplacian) or laplacian <= 0:
         return bit_depth
     bits = round(math.log2(laplacian / TARGET_LAPLACIAN + 1))
-    lo = max(1, bit_depth - MAX_PEAK_SHIFT_DOWN)
+    lo = max(1, bit_depth - max_shift_down)
     return int(min(max(bits, lo), bit_depth + MAX_PEAK_SHIFT_UP))
 
 
