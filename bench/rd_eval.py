@@ -160,7 +160,9 @@ def cmd_ladder(a: argparse.Namespace) -> int:
         "PCHIP in log-rate over the common PSNR range of the two curves (NaN when they do not "
         "overlap); negative = fewer bits than JPEG 2000. satcodec streams use the default "
         "cross-channel context model (bitstream flag 0x0001; its saving against the "
-        "per-channel model at equal distortion: `bench/results/context_model.md`).\n",
+        "per-channel model at equal distortion: `bench/results/context_model.md`) and the "
+        "default band normalisation by texture (flag 0x0004 where a band's texture calls for "
+        "another peak than its bit depth's; what it saves: `bench/results/band_peaks.md`).\n",
         "## Models and training budget\n",
         _budget_table(infos),
         "",
