@@ -6,7 +6,7 @@ Every stage is timed by calling the library's own pieces directly, in the order 
 runs them, never by patching timers into library code:
 
 * encode: reading the tile windows (``RasterReader.read_window``, widened by ``encode_halo(config)``
-  as :meth:`Encoder._analyse` does), the band offsets (one read pass), the analysis
+  as :meth:`Encoder._analyse` does), the band statistics (one read pass: offset and texture), the analysis
   transform per tile (the runtime the API picks by default), rate control
   (:func:`~satcodec.coding.rate_control.step_for_bpp`: its table estimates), then per coding
   pass and tile: quantisation, the entropy model's fit, its context rows
@@ -73,7 +73,7 @@ from satcodec.benchmarks.harness import (  # noqa: E402
 ENC_STAGES = [
     ("model load", "load_weights (weights file, registry; cached in-process)"),
     ("read windows", "RasterReader.read_window over each tile window (+halo)"),
-    ("band offsets", "band_offsets_of: one read pass over the band"),
+    ("band statistics", "band_statistics: one read pass, the band's offset and texture (its peak)"),
     ("analysis", "analysis transform per tile (normalise + net)"),
     ("rate control", "step_for_bpp: compiled estimates from counts (quantise + fit + count)"),
     ("quantise", "quantise_with_stats: clip + rint to int32 symbols, per-channel statistics"),
@@ -210,7 +210,7 @@ def stage_table(
 
 # --- encode stages ------------------------------------------------------------------------------
 def make_encoder(src: Path, model_name: str, precision: str | None = None) -> tuple[Any, float]:
-    """The Encoder ``encode_file`` builds (reading + band offsets + analysis), and its time
+    """The Encoder ``encode_file`` builds (reading + band statistics + analysis), and its time
     (``precision``: the analysis's, None for the default runtime's fp32)."""
     from satcodec.codec.registry import load_weights
     from satcodec.coding import Encoder
@@ -248,9 +248,9 @@ def profile_encode(src: Path, enc: Any, steps: dict[str, float], repeats: int, t
     from satcodec.coding import (
         ChannelContextLaplace,
         PerChannelLaplace,
-        band_offsets_of,
         pack_payload,
     )
+    from satcodec.coding.normalisation import band_statistics
     from satcodec.entropy.context import context_rows
     from satcodec.entropy.quantiser import quantise_with_stats
     from satcodec.fileutil import atomic_write_bytes
@@ -267,12 +267,12 @@ def profile_encode(src: Path, enc: Any, steps: dict[str, float], repeats: int, t
     wins = enc.tile_windows()  # the windows Encoder._analyse reads
     with open_raster(src) as r:
         m = r.meta
-        peak = float(2**m.bit_depth - 1)
+        peak = enc.peaks[0]  # the texture rule's (flag 0x0004), from the same statistics
         for _ in range(repeats):
-            # 1. reading + band offsets + analysis, as Encoder._analyse does them
+            # 1. reading + band statistics + analysis, as Encoder._analyse does them
             off = shared.add(
-                "band offsets",
-                lambda: band_offsets_of(r.read_window, 1, m.height, m.width, m.nodata)[0],
+                "band statistics",
+                lambda: band_statistics(r.read_window, 1, m.height, m.width, m.nodata)[0][0],
             )
             lats = []
             for w in wins:
@@ -323,6 +323,7 @@ def profile_encode(src: Path, enc: Any, steps: dict[str, float], repeats: int, t
                         band_offsets=(off,),
                         metadata=m.to_json_dict(),
                         channel_context=em.flag,
+                        band_peak_bits=enc.band_peak_bits,
                     )
                     data = ck.add("stream + CRC", lambda h=header, rs=records: write_stream(h, rs))
                     out = tmp / "stage.satc"
@@ -584,7 +585,7 @@ def remains(matrix: list[dict], cols_enc: list, cols_dec: list, mpix: float, w1:
         out.append(
             f"- With the GDN fast encoder the analysis runs at {mpix / fa:.2f} MPix/s "
             f"({100 * fa / sum(fast.values()):.0f} % of its encode) and everything else "
-            f"(reading, band offsets, rate control, coding, writing) at {mpix / rest:.2f} "
+            f"(reading, band statistics, rate control, coding, writing) at {mpix / rest:.2f} "
             f"MPix/s ({mpix / rest / je:.2f}x OpenJPEG's whole encode on one core)."
         )
     if relu is not None:
@@ -664,11 +665,12 @@ def main() -> None:
         qual_model = choose_model(None)
         steps = {"bpp": rc["step"]}
         if qual_model == model:
-            steps["q50"] = step_for_quality(50)
+            steps["q50"] = step_for_quality(50) * enc.quality_step_scale
         prof = profile_encode(src, enc, steps, a.repeats, tmp)
         if qual_model != model:
             enc_q, _ = make_encoder(src, qual_model)
-            prof_q = profile_encode(src, enc_q, {"q50": step_for_quality(50)}, a.repeats, tmp)
+            q50 = step_for_quality(50) * enc_q.quality_step_scale
+            prof_q = profile_encode(src, enc_q, {"q50": q50}, a.repeats, tmp)
             prof["stages"].update(prof_q["stages"])
             prof["streams"].update(prof_q["streams"])
         del enc
@@ -777,10 +779,12 @@ def main() -> None:
         f"{passes} coding pass(es) (`encode_at_bpp`'s refinement on the real size: "
         f"{', '.join(f'{s:.2f}' for s in rc['pass_s'])} s), each pass's stages below "
         f"multiplied by {passes}; real rate {rc['bpp']:.3f} bpp at step {rc['step']:.4f}. "
-        "`--quality 50`: one pass at step 1, no rate control. The per-channel column is the "
+        "`--quality 50`: one pass at the quality's step (1, times 2^(bit depth - peak bits) "
+        "when the texture rule moves the band's peak: flag 0x0004), no rate control. The "
+        "per-channel column is the "
         f"same with `--per-channel-entropy` (its rate control not profiled). Encoder "
         f"construction measured whole: {construct_s:.2f} s (= read windows + band "
-        f"offsets + analysis); the stages' stream is byte-identical to `Encoder.encode`: "
+        f"statistics + analysis); the stages' stream is byte-identical to `Encoder.encode`: "
         f"{prof['same_stream']}.",
         "",
         *stage_table(ENC_STAGES, cols_enc, tiles),
