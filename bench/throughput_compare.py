@@ -408,8 +408,9 @@ def change_ladder(scene: Path, bpp: float, repeats: int, tmp: Path) -> list[dict
         steps.append(
             (
                 "+ coding pass in fewer compiled passes: one kernel per tile for the coder's "
-                "operations, quantise + statistics in one pass, level LUT (this revision, "
-                "2 threads)",
+                "operations, quantise + statistics in one pass, level LUT; + band peaks by "
+                "texture (one more pass's work for the statistics, flag 0x0004: this scene's "
+                "band gets an 11-bit peak) (this revision, 2 threads)",
                 None,
                 {"threads": 2},
             )
