@@ -277,6 +277,18 @@ def spectral_problem(t: object, bands: int) -> str | None:
     return None
 
 
+def _pop_reserved(metadata: dict, flags: int, flag: int, key: str, what: str) -> object:
+    """The reserved metadata entry of a set ``flag``, taken out of ``metadata``; None when the
+    flag is clear (the key is then ordinary metadata)."""
+    if not flags & flag:
+        return None
+    if key not in metadata:
+        raise HeaderCorruptedError(
+            f"flag 0x{flag:04x} is set but the metadata has no {key!r} {what}"
+        )
+    return metadata.pop(key)
+
+
 def band_peaks_problem(v: object, bands: int) -> str | None:
     """What is wrong with a ``band_peak_bits`` list for ``bands`` bands, or None."""
     if not isinstance(v, (list, tuple)) or len(v) != bands:
@@ -813,22 +825,10 @@ class StreamReader:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise HeaderCorruptedError(f"metadata is not a valid JSON object: {msg}") from None
         band_offsets = struct.unpack_from(f"<{bands}i", d, FIXED_HEADER_SIZE)
-        spectral = None
-        if flags & FLAG_SPECTRAL_TRANSFORM:
-            if SPECTRAL_KEY not in metadata:
-                raise HeaderCorruptedError(
-                    f"flag 0x0002 is set but the metadata has no {SPECTRAL_KEY!r} object"
-                )
-            spectral = metadata.pop(SPECTRAL_KEY)
-        band_peaks = None
-        if flags & FLAG_BAND_PEAKS:
-            if BAND_PEAKS_KEY not in metadata:
-                raise HeaderCorruptedError(
-                    f"flag 0x0004 is set but the metadata has no {BAND_PEAKS_KEY!r} list"
-                )
-            band_peaks = metadata.pop(BAND_PEAKS_KEY)
-            if band_peaks_problem(band_peaks, bands) is None:
-                band_peaks = tuple(band_peaks)
+        spectral = _pop_reserved(metadata, flags, FLAG_SPECTRAL_TRANSFORM, SPECTRAL_KEY, "object")
+        band_peaks = _pop_reserved(metadata, flags, FLAG_BAND_PEAKS, BAND_PEAKS_KEY, "list")
+        if band_peaks is not None and band_peaks_problem(band_peaks, bands) is None:
+            band_peaks = tuple(band_peaks)
         try:
             header = StreamHeader.__new__(StreamHeader)  # validate first, then normalise
             for k, v in dict(

@@ -813,12 +813,17 @@ def test_spectral_key_is_reserved_beside_a_transform() -> None:
     assert StreamReader(write_stream(h, make_tiles(h))).header.spectral_transform is None
 
 
-def _with_spectral(small, obj: object, *, flags: int = bs.FLAG_SPECTRAL_TRANSFORM) -> bytes:
+def _with_reserved(small, key: str, obj: object, flags: int) -> bytes:
+    """``small``'s stream with ``flags`` and metadata ``{key: obj}`` (``{"a": 1}`` for None)."""
     f, offsets, _meta, _t, records = split_stream(small[2])
     f.pop("meta_len"), f.pop("stream_length")
     f["flags"] = flags
-    meta = json.dumps({"a": 1} if obj is None else {"spectral_transform": obj}).encode()
+    meta = json.dumps({"a": 1} if obj is None else {key: obj}).encode()
     return build_raw(f, offsets, meta, records)
+
+
+def _with_spectral(small, obj: object, *, flags: int = bs.FLAG_SPECTRAL_TRANSFORM) -> bytes:
+    return _with_reserved(small, "spectral_transform", obj, flags)
 
 
 @pytest.mark.parametrize(
@@ -884,11 +889,7 @@ def test_bad_band_peaks_are_refused_by_the_writer(kw: dict, match: str) -> None:
 
 
 def _with_band_peaks(small, obj: object, flags: int = bs.FLAG_BAND_PEAKS) -> bytes:
-    f, offsets, _meta, _t, records = split_stream(small[2])
-    f.pop("meta_len"), f.pop("stream_length")
-    f["flags"] = flags
-    meta = json.dumps({"a": 1} if obj is None else {"band_peak_bits": obj}).encode()
-    return build_raw(f, offsets, meta, records)
+    return _with_reserved(small, "band_peak_bits", obj, flags)
 
 
 @pytest.mark.parametrize(
