@@ -23,7 +23,6 @@ from satcodec.bitstream import StreamReader
 from satcodec.codec.registry import load_weights
 from satcodec.coding import (
     DEFAULT_TILE,
-    NORMALISATIONS,
     Decoder,
     Encoder,
     array_window_reader,
@@ -33,6 +32,7 @@ from satcodec.coding import (
     step_for_quality,
     stream_model,
 )
+from satcodec.coding.normalisation import check_normalisation
 from satcodec.coding.parallel import resolve_workers
 from satcodec.coding.spectral import SPECTRAL_KINDS, SpectralTransform, fit_klt
 from satcodec.errors import (
@@ -121,13 +121,6 @@ def _check_spectral(spectral: Any) -> None:
         raise ConfigError(
             f"spectral must be None, one of {', '.join(SPECTRAL_KINDS)} or a "
             f"SpectralTransform, got {spectral!r}"
-        )
-
-
-def _check_normalisation(normalisation: Any) -> None:
-    if normalisation not in NORMALISATIONS:
-        raise ConfigError(
-            f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {normalisation!r}"
         )
 
 
@@ -309,7 +302,7 @@ def encode(
     _check_model_option(model)
     _check_tile(tile)
     _check_spectral(spectral)
-    _check_normalisation(normalisation)
+    check_normalisation(normalisation)
     if not isinstance(array, np.ndarray):
         raise ConfigError(f"expected a numpy array, got {type(array).__name__}")
     a = array
@@ -459,7 +452,7 @@ def encode_file(
     _check_model_option(model)
     _check_tile(tile)
     _check_spectral(spectral)
-    _check_normalisation(normalisation)
+    check_normalisation(normalisation)
     check_output_path(src, dst, overwrite)
     if bit_depth is not None and (
         not isinstance(bit_depth, (int, np.integer)) or isinstance(bit_depth, bool)

@@ -27,7 +27,6 @@ from numcodecs.compat import ensure_contiguous_ndarray, ensure_ndarray, ndarray_
 
 from satcodec.api import (
     _check_model_option,
-    _check_normalisation,
     _check_spectral,
     _check_tile,
     _rate_options,
@@ -35,6 +34,7 @@ from satcodec.api import (
     encode,
 )
 from satcodec.coding import DEFAULT_TILE
+from satcodec.coding.normalisation import check_normalisation
 from satcodec.errors import ConfigError
 
 _NDIM_KEY = "zarr_chunk_ndim"  # in each chunk's metadata object: a 2-D chunk decodes 2-D
@@ -76,7 +76,7 @@ class Satcodec(Codec):
     ) -> None:
         _rate_options(bpp, max_bpp, quality)
         _check_spectral(spectral)
-        _check_normalisation(normalisation)
+        check_normalisation(normalisation)
         _check_model_option(model)
         _check_tile(tile)
         if bit_depth is not None and (

@@ -62,7 +62,7 @@ def test_peaks_and_steps_of_bits() -> None:
     assert step_scales_of_bits([12, 11, 9]) == [1.0, 2.0, 8.0]
 
 
-def test_statistics_pass_gives_the_offsets_and_the_texture(wv3) -> None:
+def test_statistics_pass_gives_the_offsets_and_the_texture(wv3, monkeypatch) -> None:
     x = wv3[0]
     read = array_window_reader(wv3)
     offsets, laps = band_statistics(read, 1, *x.shape, None)
@@ -73,12 +73,8 @@ def test_statistics_pass_gives_the_offsets_and_the_texture(wv3) -> None:
     # row blocks of any height give the same statistics (the pass is bounded in memory)
     import satcodec.coding.normalisation as norm
 
-    old = norm._BLOCK_PIXELS
-    try:
-        norm._BLOCK_PIXELS = 7 * x.shape[1]  # 7-row blocks
-        offsets7, laps7 = band_statistics(read, 1, *x.shape, None)
-    finally:
-        norm._BLOCK_PIXELS = old
+    monkeypatch.setattr(norm, "_BLOCK_PIXELS", 7 * x.shape[1])  # 7-row blocks
+    offsets7, laps7 = band_statistics(read, 1, *x.shape, None)
     assert offsets7 == offsets and laps7[0] == pytest.approx(laps[0], rel=0.1)
 
 

@@ -31,7 +31,6 @@ from satcodec.coding.decoder import (
 )
 from satcodec.coding.encoder import (
     DEFAULT_TILE,
-    NORMALISATIONS,
     Encoder,
     EncodeResult,
     LatentTile,
@@ -49,6 +48,7 @@ from satcodec.coding.entropy_models import (
     entropy_model_for,
 )
 from satcodec.coding.framing import pack_payload, unpack_payload
+from satcodec.coding.normalisation import NORMALISATIONS
 from satcodec.coding.rate_control import (
     MAX_STEP,
     MIN_STEP,

@@ -50,6 +50,7 @@ from satcodec.coding.normalisation import (
     MAX_PEAK_SHIFT_DOWN,
     MAX_PEAK_SHIFT_DOWN_RELU,
     band_statistics,
+    check_normalisation,
     peak_bits_for_texture,
     peaks_of_bits,
     step_scales_of_bits,
@@ -137,9 +138,6 @@ def require_stream_stride(model: ReducedVAE | ModelWeights) -> None:
         )
 
 
-NORMALISATIONS = ("texture", "bit-depth")
-
-
 class Encoder:
     """Compute tile latents once, then quantise and entropy-code them at any step."""
 
@@ -204,10 +202,7 @@ class Encoder:
         self.metadata = metadata or {}
         self.workers = resolve_workers(workers)
         self.spectral = spectral
-        if normalisation not in NORMALISATIONS:
-            raise ConfigError(
-                f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {normalisation!r}"
-            )
+        check_normalisation(normalisation)
         self.band_peak_bits: tuple[int, ...] | None = None
         self._read_mask: WindowReader | None = None
         if spectral is not None:

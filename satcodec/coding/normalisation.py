@@ -22,11 +22,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from satcodec.errors import ConfigError
+
 WindowReader = Callable[[int, int, int, int, int], np.ndarray]
 
 # mean |4x - (left + right + up + down)| of a band divided by its peak that codes best, fitted
-# by bench/band_peaks.py over the development set's bands (median of the per-band optima
-# at 0.5 and 1 bpp: 0.023; at 2 bpp 0.029; spread about half an octave)
+# by bench/band_peaks.py over the development set's bands (median of the per-band optima:
+# 0.023, 0.020 and 0.025 at 0.5, 1 and 2 bpp; spread about half an octave)
 TARGET_LAPLACIAN = 0.024
 # how far the texture rule may move a band's peak from its bit depth's, in bits: beyond
 # this the fit has no data (the development set spans -3..+3)
@@ -36,8 +38,18 @@ MAX_PEAK_SHIFT_UP = 3
 # at 8x gain two Sentinel-2 bands fell 1.6-3.2 dB at 1-3 bpp, its optimum there is ~4x
 # (bench/results/band_peaks_fast_relu.md)
 MAX_PEAK_SHIFT_DOWN_RELU = 2
+# the encoder's choices: peaks from the texture (flag 0x0004), or the bit depth's
+NORMALISATIONS = ("texture", "bit-depth")
 # rows read per block by band_statistics (bounded memory at any scene size)
 _BLOCK_PIXELS = 1 << 22
+
+
+def check_normalisation(normalisation: object) -> None:
+    """Refuse anything but one of :data:`NORMALISATIONS`."""
+    if normalisation not in NORMALISATIONS:
+        raise ConfigError(
+            f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {normalisation!r}"
+        )
 
 
 def peaks_of_bits(bits: Sequence[int]) -> list[float]:
