@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from numba import njit
 
 from satcodec.errors import ConfigError
 
@@ -77,38 +78,97 @@ def peak_bits_for_texture(
     return int(min(max(bits, lo), bit_depth + MAX_PEAK_SHIFT_UP))
 
 
+def band_texture(band: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """The mean absolute Laplacian of a whole band held in memory (training samples), by
+    :func:`band_statistics`' rule: every 4th row's pixels whose four neighbours are valid."""
+    rows = np.asarray(band, dtype=np.float64)
+    n, width = rows.shape
+    if n < 3 or width < 3:
+        return 0.0
+    c, up, down = rows[1 : n - 1 : 4], rows[0 : n - 2 : 4], rows[2:n:4]
+    lap = np.abs(4 * c[:, 1:-1] - up[:, 1:-1] - down[:, 1:-1] - c[:, :-2] - c[:, 2:])
+    if valid is None:
+        return float(lap.mean())
+    vc, vu, vd = valid[1 : n - 1 : 4], valid[0 : n - 2 : 4], valid[2:n:4]
+    ok = vc[:, 1:-1] & vu[:, 1:-1] & vd[:, 1:-1] & vc[:, :-2] & vc[:, 2:]
+    return float(lap[ok].mean()) if ok.any() else 0.0
+
+
+@njit(cache=True, nogil=True)
+def _block_statistics(rows: np.ndarray, nodata: float, has_nodata: bool) -> tuple[int, ...]:
+    """(sum, count, Laplacian sum, Laplacian count) of a block of integer rows, in integers
+    (exact: the same totals as the float64 sums of small integers they replace)."""
+    n, w = rows.shape
+    total, count, lap_total, lap_count = 0, 0, 0, 0
+    for y in range(n):
+        for x in range(w):
+            v = rows[y, x]
+            if has_nodata and np.float64(v) == nodata:
+                continue
+            total += np.int64(v)
+            count += 1
+    if n < 3 or w < 3:
+        return total, count, lap_total, lap_count
+    for y in range(1, n - 1, 4):  # centre rows 1, 5, 9, ... of the block
+        for x in range(1, w - 1):
+            c = np.int64(rows[y, x])
+            left, right = np.int64(rows[y, x - 1]), np.int64(rows[y, x + 1])
+            up, down = np.int64(rows[y - 1, x]), np.int64(rows[y + 1, x])
+            if has_nodata and (
+                np.float64(c) == nodata
+                or np.float64(left) == nodata
+                or np.float64(right) == nodata
+                or np.float64(up) == nodata
+                or np.float64(down) == nodata
+            ):
+                continue
+            lap_total += abs(4 * c - left - right - up - down)
+            lap_count += 1
+    return total, count, lap_total, lap_count
+
+
+def _block_statistics_float(
+    rows: np.ndarray, nodata: float | None
+) -> tuple[float, int, float, int]:
+    """:func:`_block_statistics` in numpy, for the dtypes the kernel does not take."""
+    rows = rows.astype(np.float64)
+    valid = None if nodata is None else rows != nodata
+    kept = rows if valid is None else rows[valid]
+    n, width = rows.shape
+    if n < 3 or width < 3:
+        return float(kept.sum()), kept.size, 0.0, 0
+    c, up, down = rows[1 : n - 1 : 4], rows[0 : n - 2 : 4], rows[2:n:4]
+    lap = np.abs(4 * c[:, 1:-1] - up[:, 1:-1] - down[:, 1:-1] - c[:, :-2] - c[:, 2:])
+    if valid is None:
+        return float(kept.sum()), kept.size, float(lap.sum()), lap.size
+    vc, vu, vd = valid[1 : n - 1 : 4], valid[0 : n - 2 : 4], valid[2:n:4]
+    ok = vc[:, 1:-1] & vu[:, 1:-1] & vd[:, 1:-1] & vc[:, :-2] & vc[:, 2:]
+    return float(kept.sum()), kept.size, float(lap[ok].sum()), int(ok.sum())
+
+
 def band_statistics(
     read: WindowReader, bands: int, height: int, width: int, nodata: float | None
 ) -> tuple[list[int], list[float]]:
     """Each band's rounded mean over valid pixels and its mean absolute Laplacian
     (``|4x - left - right - up - down|``, over every 4th row's pixels whose four neighbours
-    are valid too), in one pass of row blocks (bounded memory). One row in four keeps the
-    pass within ~40 % of the mean alone (~8 ms per 4 MPix here); the mean of ~10^6 terms
-    does not need more."""
+    are valid too), in one pass of row blocks (bounded memory). One row in four is enough for
+    the mean of ~10^6 terms. 8- and 16-bit rows go through one compiled pass in integers
+    (about 10x the numpy passes it replaces, the same totals to the bit)."""
     offsets, laplacians = [], []
     block = max(3, _BLOCK_PIXELS // max(width, 1))
     for b in range(bands):
         total, count, lap_total, lap_count = 0.0, 0, 0.0, 0
         for y in range(0, height, block):
-            rows = read(b, y, 0, min(block, height - y), width).astype(np.float64)
-            valid = None if nodata is None else rows != nodata
-            kept = rows if valid is None else rows[valid]
-            total += float(kept.sum())  # as band_offsets_of always did: the same offsets
-            count += kept.size
-            n = rows.shape[0]
-            if n < 3 or width < 3:
-                continue
-            # centre rows 1, 5, 9, ... of the block and their neighbours above and below
-            c, up, down = rows[1 : n - 1 : 4], rows[0 : n - 2 : 4], rows[2:n:4]
-            lap = np.abs(4 * c[:, 1:-1] - up[:, 1:-1] - down[:, 1:-1] - c[:, :-2] - c[:, 2:])
-            if valid is None:
-                lap_total += float(lap.sum())
-                lap_count += lap.size
+            rows = read(b, y, 0, min(block, height - y), width)
+            if rows.dtype.kind in "iu" and rows.dtype.itemsize <= 2:
+                has = nodata is not None
+                s, k, ls, lk = _block_statistics(rows, float(nodata) if has else 0.0, has)
             else:
-                vc, vu, vd = valid[1 : n - 1 : 4], valid[0 : n - 2 : 4], valid[2:n:4]
-                ok = vc[:, 1:-1] & vu[:, 1:-1] & vd[:, 1:-1] & vc[:, :-2] & vc[:, 2:]
-                lap_total += float(lap[ok].sum())
-                lap_count += int(ok.sum())
+                s, k, ls, lk = _block_statistics_float(rows, nodata)
+            total += float(s)  # exact: integer sums far below 2**53
+            count += int(k)
+            lap_total += float(ls)
+            lap_count += int(lk)
         offsets.append(int(round(total / count)) if count else 0)
         laplacians.append(lap_total / lap_count if lap_count else 0.0)
     return offsets, laplacians
