@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import torch
 
 import satcodec
@@ -41,6 +42,7 @@ def test_tune_decoder_keeps_the_board_side_and_every_bitstream(tmp_path, sample_
     assert meta["decoder_only"] and meta["quant_steps"].startswith("2^U(-2.0, 1.0)")
     assert [h.get("kind") for h in meta["history"]] == [None, "decoder"]
     assert meta["command"].startswith("satcodec tune-decoder --init")
+    assert meta["normalisation"] == "texture" and "--normalisation texture" in meta["command"]
     img = sample_array[:, :128, :192]
     a = StreamReader(satcodec.encode(img, quality=50, model=init, tile=64))
     b = StreamReader(satcodec.encode(img, quality=50, model=out / "model.safetensors", tile=64))
@@ -57,3 +59,29 @@ def test_tune_decoder_refuses_a_bad_step_range(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 2 and "--step-range takes LO,HI" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_training_patches_are_the_encoders_inputs(sample_array):
+    """Patches are each band less its mean over the peak the encoder would give it: the bit
+    depth's, or with ``normalisation="texture"`` the texture rule's (bitstream flag 0x0004),
+    so a tuned decoder sees the latents it will decode."""
+    from satcodec.codec.data import Scene, band_samples
+    from satcodec.coding import Encoder, array_window_reader
+    from satcodec.coding.normalisation import band_statistics, peak_bits_for_texture
+
+    arr = np.ascontiguousarray(sample_array[:, :256, :256])
+    scene = Scene("s.tif", arr, np.ones(arr.shape[1:], bool), 12)
+    read = array_window_reader(arr)
+    offsets, laps = band_statistics(read, 1, 256, 256, None)
+    bits = peak_bits_for_texture(laps[0], 12)
+    assert bits != 12  # the sample's texture moves its peak: the two options differ
+    for normalisation, peak in (("bit-depth", 4095.0), ("texture", float(2**bits - 1))):
+        (s,) = band_samples(scene, normalisation=normalisation)
+        assert s.peak == peak
+        np.testing.assert_allclose(s.pixels, (arr[0] - float(offsets[0])) / peak, atol=1e-6)
+    # the encoder normalises the same band by the same peak
+    enc = Encoder(
+        tiny_stride8_model(11), None, read, height=256, width=256, bands=1, dtype="uint16",
+        bit_depth=12, nodata=None,
+    )  # fmt: skip
+    assert enc.peaks == [float(2**bits - 1)] and enc.offsets == offsets

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from satcodec.cli.options import add_command, add_group, progress, quiet, say
 from satcodec.codec.config import ACTIVATIONS
+from satcodec.coding.normalisation import NORMALISATIONS
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -32,6 +33,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         progress=not quiet(a),
         init=a.init,
         device=a.device,
+        normalisation=a.normalisation,
     )
     val = meta.get("val", {})
     say(
@@ -73,6 +75,7 @@ def cmd_tune_decoder(a: argparse.Namespace) -> int:
     command = (
         f"satcodec tune-decoder --init {a.init} --data DATA --steps {a.steps} --out {a.out}"
         f" --step-range={a.step_range} --lr {a.lr} --decay-start {a.decay_start}"
+        f" --normalisation {a.normalisation}"
     )
     meta = tune_decoder(
         a.init,
@@ -89,6 +92,7 @@ def cmd_tune_decoder(a: argparse.Namespace) -> int:
         progress=not quiet(a),
         device=a.device,
         command=command,
+        normalisation=a.normalisation,
     )
     say(a, f"decoder of {a.init} tuned {a.steps} steps -> {Path(a.out) / 'model.safetensors'}")
     _say_ship_hint(a, meta)
@@ -191,6 +195,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--init", help="start from a trained model (name or .safetensors path) instead of random"
     )
+    t.add_argument(
+        "--normalisation",
+        default="bit-depth",
+        choices=NORMALISATIONS,
+        help="each band's peak in the training patches: the bit depth's (default) or the one "
+        "the encoder's texture rule gives it",
+    )
 
     td = add_command(
         sub,
@@ -215,6 +226,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     td.add_argument("--seed", type=int, default=0)
     td.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU")
     td.add_argument("--resume", action="store_true")
+    td.add_argument(
+        "--normalisation",
+        default="texture",
+        choices=NORMALISATIONS,
+        help="each band's peak in the training patches: the encoder's default (texture) or "
+        "the bit depth's",
+    )
 
     te = add_command(
         sub,

@@ -55,13 +55,37 @@ def read_scene(path: str | Path, bit_depth: int | None = None) -> Scene:
     return Scene(path.name, data, valid, int(meta.bit_depth))
 
 
-def band_samples(scene: Scene, *, remove_mean: bool = True) -> list[BandSample]:
+def band_samples(
+    scene: Scene,
+    *,
+    remove_mean: bool = True,
+    normalisation: str = "bit-depth",
+    max_peak_shift_down: int | None = None,
+) -> list[BandSample]:
     """One :class:`BandSample` per band: ``(x - mean) / peak``, or ``x / peak`` when the
-    level matters (signal-dependent noise) and ``remove_mean`` is false."""
-    peak = float(2**scene.bit_depth - 1)
+    level matters (signal-dependent noise) and ``remove_mean`` is false.
+
+    ``normalisation``: the peak is the bit depth's (``"bit-depth"``), or the one the encoder's
+    default band normalisation gives the band (``"texture"``: bitstream flag 0x0004, so a
+    model trains on the amplitudes it will code); ``max_peak_shift_down`` as the encoder's
+    (default: a GDN analysis's)."""
+    # imported here: satcodec.coding imports this package
+    from satcodec.coding.normalisation import (
+        MAX_PEAK_SHIFT_DOWN,
+        band_texture,
+        check_normalisation,
+        peak_bits_for_texture,
+    )
+
+    check_normalisation(normalisation)
+    down = MAX_PEAK_SHIFT_DOWN if max_peak_shift_down is None else max_peak_shift_down
     out = []
     for b in range(scene.data.shape[0]):
         band = scene.data[b].astype(np.float32)
+        bits = scene.bit_depth
+        if normalisation == "texture":
+            bits = peak_bits_for_texture(band_texture(band, scene.valid), bits, down)
+        peak = float(2**bits - 1)
         mean = 0.0
         if remove_mean and scene.valid.any():
             mean = float(np.round(band[scene.valid].mean()))

@@ -13,6 +13,7 @@ from satcodec.codec.config import ACTIVATIONS
 from satcodec.codec.data import PatchSampler, Scene, band_samples, load_scenes
 from satcodec.codec.models import ModelConfig, ReducedVAE, complexity, widen_latent
 from satcodec.codec.registry import load_model, save_model
+from satcodec.coding.normalisation import MAX_PEAK_SHIFT_DOWN_RELU
 from satcodec.errors import ConfigError
 from satcodec.train import TrainConfig, Trainer
 
@@ -101,11 +102,13 @@ def decoder_steps(
     return torch.tensor(out, dtype=torch.float32)
 
 
-def val_patches(scenes: list[Scene], size: int = 256) -> list[tuple[np.ndarray, float]]:
+def val_patches(
+    scenes: list[Scene], size: int = 256, normalisation: str = "bit-depth"
+) -> list[tuple[np.ndarray, float]]:
     """Centre crops (size x size) of every band of the validation scenes."""
     out = []
     for scene in scenes:
-        for s in band_samples(scene):
+        for s in band_samples(scene, normalisation=normalisation):
             h, w = s.pixels.shape
             if min(h, w) < size:
                 continue
@@ -151,6 +154,7 @@ def fit_rd(
     progress: bool = True,
     device: str = "cpu",
     scenes: list[Scene] | None = None,
+    normalisation: str = "bit-depth",
 ) -> tuple[Trainer, dict[str, Any]]:
     """Rate–distortion training of any codec ``model`` (``forward`` -> ``x_hat``, ``bits``).
 
@@ -158,6 +162,8 @@ def fit_rd(
     models compared against each other are trained the same way. Returns the trainer and the
     training metadata (a model card's facts). ``scenes``: the scenes of ``data`` already
     loaded (with the default exclusions), so a caller that read them need not read them again.
+    ``normalisation``: each band's peak, as :func:`~satcodec.codec.data.band_samples`
+    (``"texture"``: the peaks the encoder's default normalisation gives it at inference).
     """
     val_names = DEFAULT_VAL if val_scenes is None else val_scenes
     if scenes is None:
@@ -166,7 +172,17 @@ def fit_rd(
     val_split = [s for s in scenes if s.name in val_names]
     if not train_scenes:
         raise ValueError(f"no training scenes in {data}")
-    sampler = PatchSampler([b for s in train_scenes for b in band_samples(s)], patch=patch)
+    # a ReLU analysis gets the encoder's smaller gain cap (normalisation.MAX_PEAK_SHIFT_DOWN_RELU)
+    relu = getattr(getattr(model, "config", None), "encoder_activation", None) == "relu"
+    down = MAX_PEAK_SHIFT_DOWN_RELU if relu else None
+    sampler = PatchSampler(
+        [
+            b
+            for s in train_scenes
+            for b in band_samples(s, normalisation=normalisation, max_peak_shift_down=down)
+        ],
+        patch=patch,
+    )
 
     def batch_fn(step: int, rank: int, world: int) -> torch.Tensor:
         return torch.from_numpy(sampler.batch(step, batch, seed=seed, rank=rank, world=world))
@@ -185,7 +201,9 @@ def fit_rd(
         progress=progress,
         device=device,
     )
-    val_fn = rd_validation(val_patches(val_split)) if val_split else None
+    val_fn = (
+        rd_validation(val_patches(val_split, normalisation=normalisation)) if val_split else None
+    )
     trainer = Trainer(model, rd_loss(lmbda), batch_fn, cfg, val_fn=val_fn)
     history = trainer.fit()
     final_val = next((r for r in reversed(history) if "val/bpp" in r), {})
@@ -199,6 +217,7 @@ def fit_rd(
         "lr": lr,
         "schedule": schedule,
         "seed": seed,
+        "normalisation": normalisation,
         "device": trainer.device.type,
         "train_scenes": [s.name for s in train_scenes],
         "val_scenes": [s.name for s in val_split],
@@ -229,6 +248,7 @@ def train_codec(
     init: str | Path | None = None,
     device: str = "cpu",
     schedule_kwargs: dict[str, float] | None = None,
+    normalisation: str = "bit-depth",
 ) -> dict[str, Any]:
     """Train a :class:`ReducedVAE` at rate–distortion trade-off ``lmbda``; write ``out/model.safetensors``.
 
@@ -272,6 +292,7 @@ def train_codec(
         ckpt_every=ckpt_every,
         progress=progress,
         device=device,
+        normalisation=normalisation,
     )
     meta["complexity"] = complexity(model)
     if init_info is not None:
@@ -327,6 +348,7 @@ def tune_decoder(
     progress: bool = True,
     device: str = "cpu",
     command: str | None = None,
+    normalisation: str = "texture",
 ) -> dict[str, Any]:
     """Fine-tune the decoder of a trained model at the quantisation steps rate control uses.
 
@@ -336,6 +358,8 @@ def tune_decoder(
     are really rounded at a step 2^U(``step_log2_range``) per patch, and the synthesis learns
     to reconstruct from them (:func:`decoder_loss`, MSE only: the rate cannot change). The
     bitstream of an image is the same symbol for symbol; only the model id differs.
+    The patches are what the encoder feeds the analysis: each band less its mean, divided by
+    the peak of ``normalisation`` (:func:`~satcodec.codec.data.band_samples`).
     Writes ``out/model.safetensors`` and ``out/model.json`` (for ``satcodec ship codec``).
     """
     out = Path(out)
@@ -343,10 +367,20 @@ def tune_decoder(
     train = [s for s in scenes if s.name not in DEFAULT_VAL]
     if not train:
         raise ConfigError(f"no training scenes in {data}")
-    sampler = PatchSampler(
-        [b for s in train for b in band_samples(s, remove_mean=False)], patch=patch
-    )
     source, info = load_model(init)
+    relu = source.config.encoder_activation == "relu"
+    sampler = PatchSampler(
+        [
+            b
+            for s in train
+            for b in band_samples(
+                s,
+                normalisation=normalisation,
+                max_peak_shift_down=MAX_PEAK_SHIFT_DOWN_RELU if relu else None,
+            )
+        ],
+        patch=patch,
+    )
     model = ReducedVAE(source.config)
     model.load_state_dict(source.state_dict())
     model.analysis_transform.requires_grad_(False)
@@ -370,6 +404,7 @@ def tune_decoder(
         "batch": f"{batch}x{patch}²",
         "lr": lr,
         "device": trainer.device.type,
+        "normalisation": normalisation,
     }
     meta = {
         "lmbda": info.meta.get("lmbda"),
@@ -380,6 +415,7 @@ def tune_decoder(
         "init": {"model": info.name, "model_id": info.model_id},
         "decoder_only": True,
         "quant_steps": f"2^U({lo}, {hi}) per patch",
+        "normalisation": normalisation,
         "history": [*info.meta.get("history", []), phase],
         "complexity": complexity(model),
     }
