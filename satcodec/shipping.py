@@ -75,6 +75,40 @@ def _train_command(
     return cmd
 
 
+def earlier_ids_decoded(model: Any, previous: Path, run_meta: dict[str, Any]) -> list[str]:
+    """The ids of earlier models whose streams ``model`` decodes because its analysis is
+    theirs, tensor for tensor: a decoder-only run's init, and the model shipped under the same
+    name before (``previous``), compared here, with the ids it decoded in turn. An archive of
+    streams then still decodes after a re-tuned decoder replaces the one that made them."""
+    import numpy as np
+
+    from satcodec.codec.registry import decoded_model_ids, load_weights, weights_id
+
+    ids: list[str] = []
+    init = run_meta.get("init")
+    if run_meta.get("decoder_only") and isinstance(init, dict) and init.get("model_id"):
+        ids.append(str(init["model_id"]))  # tune-decoder froze the analysis: same symbols
+    if previous.exists():
+        old = load_weights(previous)
+        new = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+        keys = [k for k in new if k.startswith("analysis_transform.")]
+        same = (
+            old.config == model.config
+            and bool(keys)
+            and all(
+                # in the stored precision (save_model writes float16)
+                k in old.state and np.array_equal(new[k].astype(old.state[k].dtype), old.state[k])
+                for k in keys
+            )
+        )
+        if same:
+            ids += [old.info.model_id, *decoded_model_ids(old.info)]
+    own = weights_id(
+        {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    )
+    return [i for i in dict.fromkeys(ids) if i != own]
+
+
 def _rates_text(rates: Sequence[float]) -> str:
     return ",".join(f"{float(r):g}" for r in rates)
 
@@ -102,7 +136,7 @@ def ship_codec(
 
     from satcodec.api import decode, encode
     from satcodec.codec.models import ModelConfig, ReducedVAE, complexity
-    from satcodec.codec.registry import MODELS_DIR, load_model, save_model
+    from satcodec.codec.registry import DECODES_KEY, MODELS_DIR, load_model, save_model
     from satcodec.codec.training import DEFAULT_VAL
     from satcodec.coding import Encoder, array_window_reader
     from satcodec.entropy import coding_overhead, estimate_scales
@@ -203,6 +237,9 @@ def ship_codec(
     }
     if init:
         meta["init"] = init
+    decodes = earlier_ids_decoded(model, folder / f"{name}.safetensors", run_meta)
+    if decodes:
+        meta[DECODES_KEY] = decodes
     for key in (
         "batch",
         "patch",
@@ -271,6 +308,16 @@ def ship_codec(
                     "MSE loss; the bitstream of an image is the init's symbol for symbol"
                 ]
                 if run_meta.get("decoder_only")
+                else []
+            ),
+            *(
+                [
+                    "- decodes the streams of the earlier models with the same analysis "
+                    "(ids "
+                    + ", ".join(f"`{i[:12]}`" for i in decodes)
+                    + "): their bitstreams are this model's, symbol for symbol"
+                ]
+                if decodes
                 else []
             ),
             *(

@@ -380,14 +380,32 @@ def find_model_by_id(
     return weights.module(), weights.info
 
 
+DECODES_KEY = "decodes_model_ids"
+"""Metadata key of a model whose analysis is, tensor for tensor, that of earlier models (a
+decoder re-tuned with the board side frozen): their ids, whose streams (the same symbols)
+it decodes. Written by ``satcodec ship codec`` after comparing the analysis tensors."""
+
+
+def decoded_model_ids(info: ModelInfo) -> list[str]:
+    """The ids of the earlier models whose streams ``info``'s model decodes (:data:`DECODES_KEY`);
+    malformed entries are ignored (the weights header is outside data)."""
+    ids = info.meta.get(DECODES_KEY, [])
+    if not isinstance(ids, list):
+        return []
+    return [i for i in ids if isinstance(i, str) and len(i) == 32]
+
+
 def find_weights_by_id(
     model_id: str, extra_paths: Iterable[str | Path] | None = None
 ) -> ModelWeights:
     """The model whose weights hash to ``model_id``: shipped models, shipped joint models,
-    ``$SATCODEC_MODEL_PATH``, then ``extra_paths``. Unreadable files are skipped and named in
-    the error when nothing matches (:class:`UnknownModelError`)."""
+    ``$SATCODEC_MODEL_PATH``, then ``extra_paths``; failing that, the model that decodes that
+    model's streams (:data:`DECODES_KEY`: a decoder re-tuned on the same analysis, which
+    replaced it). Unreadable files are skipped and named in the error when nothing matches
+    (:class:`UnknownModelError`)."""
     candidates = candidate_files(extra=extra_paths or (), joint=True)
     skipped = []
+    successor = None
     for path in candidates:
         try:
             weights = load_weights(path)
@@ -397,6 +415,10 @@ def find_weights_by_id(
             continue
         if weights.info.model_id == model_id:
             return weights
+        if successor is None and model_id in decoded_model_ids(weights.info):
+            successor = weights
+    if successor is not None:
+        return successor
     note = f"; unreadable model files skipped: {', '.join(skipped)}" if skipped else ""
     raise UnknownModelError(
         f"model {model_id} not installed ({len(candidates)} weights files searched{note}); "
