@@ -77,12 +77,24 @@ def test_a_weights_file_with_an_implausible_analysis_width_is_refused(tmp_path):
         load_model(tmp_path / "bad.safetensors")
 
 
-def test_the_analysis_width_leaves_older_weights_and_their_ids_alone():
+def test_the_analysis_width_leaves_older_weights_and_their_ids_alone(tmp_path):
     # weights files written before the field existed read as analysis_hidden 0 = hidden
     c = ModelConfig.from_dict({"bands": 1, "hidden": 16, "latent": 24, "activation": "sgdn"})
     assert c.analysis_hidden == 0 and c.encoder_hidden == 16
+    # such a file (its config without the field), and its id: the tensors' hash, unchanged
+    path = tmp_path / "m.safetensors"
+    model_id = save_model(path, tiny_stride8_model(3), {})
+    with safe_open(path, "pt") as fh:
+        metadata = fh.metadata()
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    config = json.loads(metadata["config"])
+    assert config.pop("analysis_hidden") == 0
+    metadata["config"] = json.dumps(config)
+    save_file(tensors, tmp_path / "old.safetensors", metadata=metadata)
+    _, info = load_model(tmp_path / "old.safetensors")
+    assert info.model_id == model_id and info.config.analysis_hidden == 0
+    # the shipped ladder's full analysis: 10.5k MAC/px
     _, info = load_model("reduced-s8-l1e-3")
-    assert info.model_id == "8f1197cb189e370d734245aecee7c4c6"
     assert np.isclose(complexity(ReducedVAE(info.config))["encoder_mac_per_pixel"], 10480)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from satcodec.cli.options import add_command, add_group, progress, quiet, say
 from satcodec.codec.config import ACTIVATIONS
-from satcodec.coding.normalisation import NORMALISATIONS
+from satcodec.codec.normalisation import NORMALISATIONS
 
 
 def cmd_train(a: argparse.Namespace) -> int:

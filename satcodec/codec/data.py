@@ -69,8 +69,7 @@ def band_samples(
     default band normalisation gives the band (``"texture"``: bitstream flag 0x0004, so a
     model trains on the amplitudes it will code); ``max_peak_shift_down`` as the encoder's
     (default: a GDN analysis's)."""
-    # imported here: satcodec.coding imports this package
-    from satcodec.coding.normalisation import (
+    from satcodec.codec.normalisation import (
         MAX_PEAK_SHIFT_DOWN,
         band_texture,
         check_normalisation,

@@ -12,8 +12,8 @@ import torch
 from satcodec.codec.config import ACTIVATIONS
 from satcodec.codec.data import PatchSampler, Scene, band_samples, load_scenes
 from satcodec.codec.models import ModelConfig, ReducedVAE, complexity, widen_latent
+from satcodec.codec.normalisation import MAX_PEAK_SHIFT_DOWN_RELU
 from satcodec.codec.registry import load_model, save_model
-from satcodec.coding.normalisation import MAX_PEAK_SHIFT_DOWN_RELU
 from satcodec.errors import ConfigError
 from satcodec.train import TrainConfig, Trainer
 

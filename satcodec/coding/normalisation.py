@@ -1,13 +1,10 @@
-"""Band normalisation: the peak each band (or spectral component) is divided by before the
-analysis transform, and the quantisation step that goes with it.
+"""Band normalisation on the encoder's side: the peak each band (or spectral component) is
+divided by before the analysis transform, and the quantisation step that goes with it.
 
-The transforms are not scale-invariant: a GDN analysis trained on bands divided by their
-bit depth's peak codes best at the texture amplitude it saw in training. A band whose
-pixel-to-pixel variation is a small fraction of its bit depth's range (a Sentinel-2 band in
-a 15-bit word, a smooth 12-bit scene) or a large one (8-bit Landsat 7) codes better with
-the peak that brings its texture to that amplitude. ``bench/band_peaks.py`` measures it:
-the best input gain puts each band's mean absolute Laplacian, in peak units, at about
-:data:`TARGET_LAPLACIAN`, on every sensor family of the development set.
+The rule (a band's texture -> its peak, :data:`TARGET_LAPLACIAN`) is
+:mod:`satcodec.codec.normalisation`'s, re-exported here: training patches apply it too. This
+module adds the encoder's one streaming pass over a scene (:func:`band_statistics`: offsets
+and textures in bounded memory) and the steps that go with the peaks.
 
 A peak is ``2**bits - 1`` with integer ``bits`` (bitstream flag 0x0004 carries them, one per
 band; a spectral transform's ``component_bits`` are the same thing for components), and a
@@ -17,40 +14,40 @@ band gets the same step in sensor units (powers of two: exact in floating point)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 from numba import njit
 
-from satcodec.errors import ConfigError
+from satcodec.codec.normalisation import (
+    MAX_PEAK_SHIFT_DOWN,
+    MAX_PEAK_SHIFT_DOWN_RELU,
+    MAX_PEAK_SHIFT_UP,
+    NORMALISATIONS,
+    TARGET_LAPLACIAN,
+    band_texture,
+    check_normalisation,
+    peak_bits_for_texture,
+)
+
+__all__ = [
+    "MAX_PEAK_SHIFT_DOWN",
+    "MAX_PEAK_SHIFT_DOWN_RELU",
+    "MAX_PEAK_SHIFT_UP",
+    "NORMALISATIONS",
+    "TARGET_LAPLACIAN",
+    "band_statistics",
+    "band_texture",
+    "check_normalisation",
+    "peak_bits_for_texture",
+    "peaks_of_bits",
+    "step_scales_of_bits",
+]
 
 WindowReader = Callable[[int, int, int, int, int], np.ndarray]
 
-# mean |4x - (left + right + up + down)| of a band divided by its peak that codes best, fitted
-# by bench/band_peaks.py over the development set's bands (median of the per-band optima:
-# 0.023, 0.020 and 0.025 at 0.5, 1 and 2 bpp; spread about half an octave)
-TARGET_LAPLACIAN = 0.024
-# how far the texture rule may move a band's peak from its bit depth's, in bits: beyond
-# this the fit has no data (the development set spans -3..+3)
-MAX_PEAK_SHIFT_DOWN = 5
-MAX_PEAK_SHIFT_UP = 3
-# a ReLU analysis (the fast encoders' --max-encoder-macs 3000) is unbounded where GDN divides:
-# at 8x gain two Sentinel-2 bands fell 1.6-3.2 dB at 1-3 bpp, its optimum there is ~4x
-# (bench/results/band_peaks_fast_relu.md)
-MAX_PEAK_SHIFT_DOWN_RELU = 2
-# the encoder's choices: peaks from the texture (flag 0x0004), or the bit depth's
-NORMALISATIONS = ("texture", "bit-depth")
 # rows read per block by band_statistics (bounded memory at any scene size)
 _BLOCK_PIXELS = 1 << 22
-
-
-def check_normalisation(normalisation: object) -> None:
-    """Refuse anything but one of :data:`NORMALISATIONS`."""
-    if normalisation not in NORMALISATIONS:
-        raise ConfigError(
-            f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {normalisation!r}"
-        )
 
 
 def peaks_of_bits(bits: Sequence[int]) -> list[float]:
@@ -63,35 +60,6 @@ def step_scales_of_bits(bits: Sequence[int]) -> list[float]:
     same step in sensor units for every band."""
     top = max(bits)
     return [float(2 ** (top - b)) for b in bits]
-
-
-def peak_bits_for_texture(
-    laplacian: float, bit_depth: int, max_shift_down: int = MAX_PEAK_SHIFT_DOWN
-) -> int:
-    """The peak bits that bring a band whose mean absolute Laplacian is ``laplacian`` (sensor
-    units) to :data:`TARGET_LAPLACIAN`, within ``bit_depth - max_shift_down`` ..
-    ``bit_depth + 3`` (a flat band keeps its bit depth's peak)."""
-    if not math.isfinite(laplacian) or laplacian <= 0:
-        return bit_depth
-    bits = round(math.log2(laplacian / TARGET_LAPLACIAN + 1))
-    lo = max(1, bit_depth - max_shift_down)
-    return int(min(max(bits, lo), bit_depth + MAX_PEAK_SHIFT_UP))
-
-
-def band_texture(band: np.ndarray, valid: np.ndarray | None = None) -> float:
-    """The mean absolute Laplacian of a whole band held in memory (training samples), by
-    :func:`band_statistics`' rule: every 4th row's pixels whose four neighbours are valid."""
-    rows = np.asarray(band, dtype=np.float64)
-    n, width = rows.shape
-    if n < 3 or width < 3:
-        return 0.0
-    c, up, down = rows[1 : n - 1 : 4], rows[0 : n - 2 : 4], rows[2:n:4]
-    lap = np.abs(4 * c[:, 1:-1] - up[:, 1:-1] - down[:, 1:-1] - c[:, :-2] - c[:, 2:])
-    if valid is None:
-        return float(lap.mean())
-    vc, vu, vd = valid[1 : n - 1 : 4], valid[0 : n - 2 : 4], valid[2:n:4]
-    ok = vc[:, 1:-1] & vu[:, 1:-1] & vd[:, 1:-1] & vc[:, :-2] & vc[:, 2:]
-    return float(lap[ok].mean()) if ok.any() else 0.0
 
 
 @njit(cache=True, nogil=True)
