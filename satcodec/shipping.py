@@ -248,6 +248,7 @@ def ship_codec(
         "history",
         "decoder_only",
         "quant_steps",
+        "normalisation",
         "encoder_only",
         "distill_steps",
     ):
@@ -305,7 +306,13 @@ def ship_codec(
                     "- last phase: decoder only (`satcodec tune-decoder`): the analysis (board "
                     "side) frozen, latents really rounded at quantisation steps "
                     f"{run_meta['quant_steps'].removesuffix(', latents rounded')}; "
-                    "MSE loss; the bitstream of an image is the init's symbol for symbol"
+                    + (
+                        "patches as the encoder feeds the analysis (band mean removed, peaks by "
+                        "texture: bitstream flag 0x0004); "
+                        if run_meta.get("normalisation") == "texture"
+                        else ""
+                    )
+                    + "MSE loss; the bitstream of an image is the init's symbol for symbol"
                 ]
                 if run_meta.get("decoder_only")
                 else []
@@ -338,7 +345,8 @@ def ship_codec(
             + ", ".join(val_names)
             + "; left out: the GPL-licensed rsgislib cube and the 2x pixel-duplicated "
             "WorldView-2 MS chip",
-            f"- native rate (quality 50, quantisation step 1) on the held-out scenes: "
+            f"- native rate (quality 50, quantisation step 1 at the bit depth's peak) on the held-out "
+            "scenes: "
             f"{np.mean(native):.3f} bpp; rate control scales the step about one octave either "
             "side",
             "- entropy coding overhead against the ideal code length (continuous-scale "
