@@ -112,7 +112,8 @@ def test_nodata_does_not_count_as_texture(wv3) -> None:
 
 def test_texture_peaks_code_a_band_better_whatever_its_word(wv3) -> None:
     """The same 12-bit pixels declared as 14-bit data: divided by the 14-bit peak the analysis
-    sees a quarter of its usual amplitude and loses ~0.7 dB at 1 bpp; the texture rule picks
+    sees a quarter of its usual amplitude and loses ~0.35 dB at 1 bpp (0.7 dB with the decoder
+    tuned before the texture rule); the texture rule picks
     the same 11-bit peak for either word and codes both alike."""
     results = {}
     for bit_depth in (12, 14):
@@ -124,7 +125,7 @@ def test_texture_peaks_code_a_band_better_whatever_its_word(wv3) -> None:
     assert results[12, "bit-depth"][0] is None and results[14, "bit-depth"][0] is None
     assert results[12, "texture"][0] == results[14, "texture"][0] == (11,)
     (_, r14, p14), (_, rt, pt) = results[14, "bit-depth"], results[14, "texture"]
-    assert rt <= r14 * 1.01 and pt >= p14 + 0.4
+    assert rt <= r14 * 1.01 and pt >= p14 + 0.25
     assert abs(results[12, "texture"][2] - pt) < 0.05  # the word no longer matters
 
 
