@@ -24,8 +24,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 MODELS = REPO / "satcodec" / "models"
@@ -49,17 +47,6 @@ def swapped(model: str, decoder: str):
     return net.eval(), info, dec_info
 
 
-def rd_of_card(text: str) -> list[list[float]]:
-    """The card's held-out table as ``rd`` metadata: mean (file bpp, PSNR) per target rate."""
-    by_rate: dict[float, list[tuple[float, float]]] = {}
-    for m in re.finditer(r"^\| [^|]+ \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \|", text, re.M):
-        by_rate.setdefault(float(m.group(1)), []).append((float(m.group(2)), float(m.group(3))))
-    return [
-        [float(np.mean([b for b, _ in v])), float(np.mean([p for _, p in v]))]
-        for _, v in sorted(by_rate.items())
-    ]
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="the shipped fast model")
@@ -68,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", type=Path, help="write the weights here instead of installing")
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore")
-    from remeasure_cards import remeasure
+    from remeasure_cards import rd_of_card, remeasure
 
     from satcodec.codec.registry import DECODES_KEY, decoded_model_ids, save_model
     from satcodec.shipping import install

@@ -77,6 +77,13 @@ def main() -> None:
         required=True,
         help="SHIPPED_NAME=PATH: a re-tuned decoder of that shipped model",
     )
+    ap.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        help="SHIPPED_NAME=PATH: encode and decode with these weights instead of the shipped "
+        "file of that name (an earlier version: git show REV:satcodec/models/NAME.safetensors)",
+    )
     ap.add_argument("--rates", default="0.5,1,1.5,2,3", help="target bpp, comma-separated")
     ap.add_argument("--limit-bands", type=int, default=None, help="first N bands per image")
     ap.add_argument("--images", default="*.tif", help="file name pattern in --data")
@@ -91,10 +98,12 @@ def main() -> None:
 
     t0 = time.time()
     rates = [float(r) for r in a.rates.split(",")]
+    baselines = dict(spec.split("=", 1) for spec in a.baseline)
     pairs = []
     for spec in a.candidate:
         name, path = spec.split("=", 1)
-        pairs.append((name, REPO / "satcodec" / "models" / f"{name}.safetensors", Path(path)))
+        base = baselines.get(name) or REPO / "satcodec" / "models" / f"{name}.safetensors"
+        pairs.append((name, Path(base), Path(path)))
     imgs = images(a.data, a.limit_bands, a.images)
     rows = []  # (model, image, split, rate, bpp, psnr shipped, psnr candidate)
     for name, shipped, cand in pairs:
