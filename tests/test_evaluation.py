@@ -227,6 +227,32 @@ def test_evaluate_real_sizes_and_bd(crop, tiny_model, tmp_path):
     assert (tmp_path / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_ladder_curve_is_the_apis_pick_even_beyond_a_models_nominal_range(crop, tmp_path):
+    """A card may measure a model beyond one octave of its native rate; rate control then
+    picks it there, and the eval's ladder curve must code what the API codes."""
+    from satcodec.codec.models import ModelConfig, ReducedVAE
+    from satcodec.codec.registry import load_model, save_model
+    from satcodec.coding import choose_model
+
+    torch.manual_seed(0)
+    # "reach": native 0.05 bpp (nominal range 0.025-0.1), its card measured up to 0.3 and best
+    reach, other = tmp_path / "reach.safetensors", tmp_path / "other.safetensors"
+    rd_reach = [[0.05, 40.0], [0.3, 50.0]]
+    save_model(
+        reach, ReducedVAE(ModelConfig(hidden=8, latent=16)), {"native_bpp": 0.05, "rd": rd_reach}
+    )
+    torch.manual_seed(1)
+    rd_other = [[0.1, 35.0], [0.5, 40.0]]
+    save_model(
+        other, ReducedVAE(ModelConfig(hidden=8, latent=16)), {"native_bpp": 0.25, "rd": rd_other}
+    )
+    infos = [load_model(p)[1] for p in (reach, other)]
+    assert choose_model(0.25, infos) == "reach"
+    rows = evaluate([crop], ["satcodec"], [0.25], model=[reach, other], progress=False)
+    picked = [r for r in rows if r["ladder"]]
+    assert [r["model"] for r in picked] == ["reach"]
+
+
 def test_cli_eval(crop, tmp_path, capsys):
     from satcodec.cli import main
 

@@ -137,7 +137,12 @@ def evaluate(
                     covering = [
                         m for m in infos if len(infos) == 1 or _covers(model_bpp_range(m.meta), b)
                     ]
-                    ladder = _ladder_choice(covering, b) if covering else None
+                    # the ladder is what the API picks among every model (its card may
+                    # cover a rate beyond its nominal range), coded even when outside it
+                    ladder = _ladder_choice(infos, b) if infos else None
+                    picked = next((m for m in infos if m.name == ladder), None)
+                    if picked is not None and picked not in covering:
+                        covering = [*covering, picked]
                     for m in covering:
                         if ladder_only and m.name != ladder:
                             continue
@@ -146,9 +151,9 @@ def evaluate(
                     covering = [
                         m for m in infos if len(infos) == 1 or _covers(model_bpp_range(m.meta), b)
                     ]
-                    if covering:  # the ladder's pick, as the API makes it
-                        pick = _ladder_choice(covering, b)
-                        m = next(m for m in covering if m.name == pick)
+                    if infos:  # the ladder's pick, as the API makes it
+                        pick = _ladder_choice(infos, b)
+                        m = next(m for m in infos if m.name == pick)
                         jobs.append((i, c, (m, False), b))
                 else:
                     jobs.append((i, c, None, b))
