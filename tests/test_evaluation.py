@@ -242,9 +242,11 @@ def test_the_ladder_curve_is_the_apis_pick_even_beyond_a_models_nominal_range(cr
         reach, ReducedVAE(ModelConfig(hidden=8, latent=16)), {"native_bpp": 0.05, "rd": rd_reach}
     )
     torch.manual_seed(1)
-    rd_other = [[0.1, 35.0], [0.5, 40.0]]
+    # "other": native 0.05 too, its card stops below 0.25: outside every nominal range, rate
+    # control takes the model whose card covers the target
+    rd_other = [[0.02, 35.0], [0.05, 38.0]]
     save_model(
-        other, ReducedVAE(ModelConfig(hidden=8, latent=16)), {"native_bpp": 0.25, "rd": rd_other}
+        other, ReducedVAE(ModelConfig(hidden=8, latent=16)), {"native_bpp": 0.05, "rd": rd_other}
     )
     infos = [load_model(p)[1] for p in (reach, other)]
     assert choose_model(0.25, infos) == "reach"
@@ -399,6 +401,12 @@ def test_ladder_pick_is_the_best_measured_model_at_each_rate():
     assert all(_ladder_choice(models, b) == p for b, p in picks.items())
     # outside every card's range: the best extrapolation among them, never an error
     assert choose_model(8.0, models) == "wide"
+    # a model stretched past an octave of its native rate loses to one within its own, even
+    # when its card measured it higher there (two pan scenes are not every sensor)
+    stretch = info("stretch", 0.4, [[0.252, 38.0], [0.502, 41.0], [1.0, 45.0]])
+    assert choose_model(1.0, [stretch, mid]) == "mid"
+    assert choose_model(0.5, [stretch, mid]) == "mid"  # both nominal: the card decides
+    assert choose_model(1.0, [stretch, near]) == "near"
 
 
 def test_an_encoder_budget_keeps_only_the_models_whose_analysis_fits():

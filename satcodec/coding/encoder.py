@@ -460,6 +460,18 @@ class Encoder:
         return rate_control.encode_at_bpp(self, bpp, never_exceed, tolerance)
 
 
+def nominal_bpp_range(meta: dict[str, Any]) -> tuple[float, float]:
+    """Rates a model serves by design: its card's ``bpp_range``, else one octave either side
+    of its ``native_bpp`` (what rate control's step scaling covers well), else any."""
+    if "bpp_range" in meta:
+        lo, hi = meta["bpp_range"]
+        return float(lo), float(hi)
+    if "native_bpp" in meta:
+        n = float(meta["native_bpp"])
+        return n / 2, n * 2
+    return 0.0, math.inf
+
+
 def choose_model(
     bpp: float | None,
     models: Sequence[ModelInfo] | None = None,
@@ -468,8 +480,14 @@ def choose_model(
     """The model (of ``models``, default: the shipped ones) expected to do best at ``bpp``.
 
     Uses each model card's measured rate–distortion curve (``rd``: [bpp, PSNR] on held-out
-    scenes), interpolated in log-rate; a model whose curve does not cover ``bpp`` is only
-    chosen when none does. Falls back to the nearest native rate when cards lack curves.
+    scenes), interpolated in log-rate, among the models whose nominal range
+    (:func:`nominal_bpp_range`: one octave either side of the native rate) and curve both
+    cover ``bpp``; then among those whose curve covers it; then any. The nominal range
+    comes first because the cards measure two pan scenes: a model stretched beyond an octave
+    of its native rate can win there and lose on other sensors (at 1 bpp the 0.4-bpp rung
+    won the cards by 0.15 dB and lost 6 % of rate on the multispectral bands:
+    ``bench/results/rd.md`` history). Falls back to the nearest native rate when cards lack
+    curves.
     ``max_encoder_macs`` keeps only models whose analysis costs at most that many MAC per
     pixel (a board's compute budget); the narrow-analysis models of ``satcodec tune-encoder``
     (card field ``encoder_only``) are candidates only under such a budget. Without ``bpp``
@@ -514,7 +532,10 @@ def choose_model(
         # cards hold real file rates, a hair off their targets (0.502 for 0.5): allow 3 %
         slack = math.log2(1.03)
         covered = rates[0] - slack <= math.log2(bpp) <= rates[-1] + slack
-        return (2 if covered else 1, float(np.interp(math.log2(bpp), rates, [q for _, q in rd])))
+        lo, hi = nominal_bpp_range(m.meta)
+        nominal = lo / 1.03 <= bpp <= hi * 1.03
+        tier = 3 if covered and nominal else 2 if covered else 1
+        return (tier, float(np.interp(math.log2(bpp), rates, [q for _, q in rd])))
 
     return max(models, key=predicted).name
 
@@ -528,5 +549,6 @@ __all__ = [
     "array_window_reader",
     "band_offsets_of",
     "choose_model",
+    "nominal_bpp_range",
     "require_stream_stride",
 ]

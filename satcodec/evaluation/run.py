@@ -32,14 +32,11 @@ RATE_TOLERANCE = 0.03  # a point counts only if its real rate is within ±3% of 
 
 
 def model_bpp_range(meta: dict[str, Any]) -> tuple[float, float]:
-    """Rates a model serves: ``meta["bpp_range"]``, else one octave either side of ``native_bpp``."""
-    if "bpp_range" in meta:
-        lo, hi = meta["bpp_range"]
-        return float(lo), float(hi)
-    if "native_bpp" in meta:
-        n = float(meta["native_bpp"])
-        return n / 2, n * 2
-    return 0.0, math.inf
+    """Rates a model serves: :func:`satcodec.coding.encoder.nominal_bpp_range` (the rule rate
+    control's model choice uses)."""
+    from satcodec.coding.encoder import nominal_bpp_range
+
+    return nominal_bpp_range(meta)
 
 
 def _satcodec_models(model: Any) -> list[Any]:
