@@ -56,17 +56,24 @@ def peak_bits_for_texture(
     return int(min(max(bits, lo), bit_depth + MAX_PEAK_SHIFT_UP))
 
 
-def band_texture(band: np.ndarray, valid: np.ndarray | None = None) -> float:
-    """The mean absolute Laplacian of a whole band held in memory (training samples), by
-    :func:`satcodec.coding.normalisation.band_statistics`' rule: every 4th row's pixels whose four neighbours are valid."""
-    rows = np.asarray(band, dtype=np.float64)
+def laplacian_sum(rows: np.ndarray, valid: np.ndarray | None = None) -> tuple[float, int]:
+    """(sum, count) of ``|4x - left - right - up - down|`` over rows 1, 5, 9, ... of ``rows``
+    (float64), at the pixels whose four neighbours are ``valid`` too (all, when None): the
+    texture statistic, in one block."""
     n, width = rows.shape
     if n < 3 or width < 3:
-        return 0.0
+        return 0.0, 0
     c, up, down = rows[1 : n - 1 : 4], rows[0 : n - 2 : 4], rows[2:n:4]
     lap = np.abs(4 * c[:, 1:-1] - up[:, 1:-1] - down[:, 1:-1] - c[:, :-2] - c[:, 2:])
     if valid is None:
-        return float(lap.mean())
+        return float(lap.sum()), lap.size
     vc, vu, vd = valid[1 : n - 1 : 4], valid[0 : n - 2 : 4], valid[2:n:4]
     ok = vc[:, 1:-1] & vu[:, 1:-1] & vd[:, 1:-1] & vc[:, :-2] & vc[:, 2:]
-    return float(lap[ok].mean()) if ok.any() else 0.0
+    return float(lap[ok].sum()), int(ok.sum())
+
+
+def band_texture(band: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """The mean absolute Laplacian of a whole band held in memory (training samples), by the
+    encoder's rule (:func:`satcodec.coding.normalisation.band_statistics`)."""
+    total, count = laplacian_sum(np.asarray(band, dtype=np.float64), valid)
+    return total / count if count else 0.0

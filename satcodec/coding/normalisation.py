@@ -27,6 +27,7 @@ from satcodec.codec.normalisation import (
     TARGET_LAPLACIAN,
     band_texture,
     check_normalisation,
+    laplacian_sum,
     peak_bits_for_texture,
 )
 
@@ -102,16 +103,8 @@ def _block_statistics_float(
     rows = rows.astype(np.float64)
     valid = None if nodata is None else rows != nodata
     kept = rows if valid is None else rows[valid]
-    n, width = rows.shape
-    if n < 3 or width < 3:
-        return float(kept.sum()), kept.size, 0.0, 0
-    c, up, down = rows[1 : n - 1 : 4], rows[0 : n - 2 : 4], rows[2:n:4]
-    lap = np.abs(4 * c[:, 1:-1] - up[:, 1:-1] - down[:, 1:-1] - c[:, :-2] - c[:, 2:])
-    if valid is None:
-        return float(kept.sum()), kept.size, float(lap.sum()), lap.size
-    vc, vu, vd = valid[1 : n - 1 : 4], valid[0 : n - 2 : 4], valid[2:n:4]
-    ok = vc[:, 1:-1] & vu[:, 1:-1] & vd[:, 1:-1] & vc[:, :-2] & vc[:, 2:]
-    return float(kept.sum()), kept.size, float(lap[ok].sum()), int(ok.sum())
+    lap_total, lap_count = laplacian_sum(rows, valid)
+    return float(kept.sum()), kept.size, lap_total, lap_count
 
 
 def band_statistics(
