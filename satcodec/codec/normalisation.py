@@ -35,6 +35,12 @@ MAX_PEAK_SHIFT_DOWN_RELU = 2
 NORMALISATIONS = ("texture", "bit-depth")
 
 
+def max_peak_shift_down(encoder_activation: str | None) -> int:
+    """How far the texture rule may lower a band's peak for an analysis with this activation:
+    a ReLU analysis is unbounded where GDN divides, so it gets the smaller cap."""
+    return MAX_PEAK_SHIFT_DOWN_RELU if encoder_activation == "relu" else MAX_PEAK_SHIFT_DOWN
+
+
 def check_normalisation(normalisation: object) -> None:
     """Refuse anything but one of :data:`NORMALISATIONS`."""
     if normalisation not in NORMALISATIONS:

@@ -12,7 +12,7 @@ import torch
 from satcodec.codec.config import ACTIVATIONS
 from satcodec.codec.data import PatchSampler, Scene, band_samples, load_scenes
 from satcodec.codec.models import ModelConfig, ReducedVAE, complexity, widen_latent
-from satcodec.codec.normalisation import MAX_PEAK_SHIFT_DOWN_RELU
+from satcodec.codec.normalisation import max_peak_shift_down
 from satcodec.codec.registry import load_model, save_model
 from satcodec.errors import ConfigError
 from satcodec.train import TrainConfig, Trainer
@@ -172,9 +172,8 @@ def fit_rd(
     val_split = [s for s in scenes if s.name in val_names]
     if not train_scenes:
         raise ValueError(f"no training scenes in {data}")
-    # a ReLU analysis gets the encoder's smaller gain cap (normalisation.MAX_PEAK_SHIFT_DOWN_RELU)
-    relu = getattr(getattr(model, "config", None), "encoder_activation", None) == "relu"
-    down = MAX_PEAK_SHIFT_DOWN_RELU if relu else None
+    # the encoder's cap on the texture gain for this analysis (smaller for ReLU)
+    down = max_peak_shift_down(getattr(getattr(model, "config", None), "encoder_activation", None))
     sampler = PatchSampler(
         [
             b
@@ -368,7 +367,6 @@ def tune_decoder(
     if not train:
         raise ConfigError(f"no training scenes in {data}")
     source, info = load_model(init)
-    relu = source.config.encoder_activation == "relu"
     sampler = PatchSampler(
         [
             b
@@ -376,7 +374,7 @@ def tune_decoder(
             for b in band_samples(
                 s,
                 normalisation=normalisation,
-                max_peak_shift_down=MAX_PEAK_SHIFT_DOWN_RELU if relu else None,
+                max_peak_shift_down=max_peak_shift_down(source.config.encoder_activation),
             )
         ],
         patch=patch,

@@ -47,10 +47,9 @@ from satcodec.coding.entropy_models import (
 )
 from satcodec.coding.framing import pack_payload
 from satcodec.coding.normalisation import (
-    MAX_PEAK_SHIFT_DOWN,
-    MAX_PEAK_SHIFT_DOWN_RELU,
     band_statistics,
     check_normalisation,
+    max_peak_shift_down,
     peak_bits_for_texture,
     peaks_of_bits,
     step_scales_of_bits,
@@ -232,8 +231,7 @@ class Encoder:
             bits = [bit_depth] * bands
             kind = info.meta.get("kind", "codec") if info is not None else "codec"
             if normalisation == "texture" and kind == "codec":
-                relu = model.config.encoder_activation == "relu"
-                down = MAX_PEAK_SHIFT_DOWN_RELU if relu else MAX_PEAK_SHIFT_DOWN
+                down = max_peak_shift_down(model.config.encoder_activation)
                 bits = [peak_bits_for_texture(lap, bit_depth, down) for lap in laplacians]
             if bits != [bit_depth] * bands:  # else no flag: the stream of the bit depth's peak
                 self.band_peak_bits = tuple(bits)

@@ -28,6 +28,7 @@ from satcodec.codec.normalisation import (
     band_texture,
     check_normalisation,
     laplacian_sum,
+    max_peak_shift_down,
     peak_bits_for_texture,
 )
 
@@ -40,6 +41,7 @@ __all__ = [
     "band_statistics",
     "band_texture",
     "check_normalisation",
+    "max_peak_shift_down",
     "peak_bits_for_texture",
     "peaks_of_bits",
     "step_scales_of_bits",
