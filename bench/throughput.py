@@ -298,7 +298,12 @@ def profile_encode(src: Path, enc: Any, steps: dict[str, float], repeats: int, t
                     ck = clocks[(lab, name)]
                     records = []
                     for (rr, cc, *_), lat in zip(wins, lats, strict=True):
-                        q = ck.add("quantise", lambda lat=lat, st=st: quantise_with_stats(lat, st))
+                        q = ck.add(
+                            "quantise",
+                            lambda lat=lat, st=st: quantise_with_stats(
+                                lat, st, enc.deadzone_at(st)
+                            ),
+                        )
                         sym = q.symbols
                         idx = ck.add("fit", lambda q=q, em=em: em.fit_quantised(q))
                         if em.channel_context:

@@ -325,11 +325,15 @@ d = t(lambda: satcodec.decode_file(out, dec, **dopts))
 size = len(open(out, "rb").read())
 # a fixed-step stream (no rate control): byte identity across revisions and runtimes
 import hashlib
-# (revisions with band peaks, flag 0x0004: the flag-free stream of the bit depth's peak)
+# (revisions with band peaks, flag 0x0004: the flag-free stream of the bit depth's peak;
+# revisions with a quantiser deadzone: plain rounding, the symbols of the revisions before)
 try:
-    satcodec.encode_file(src, out, quality=50.0, normalisation="bit-depth", **opts)
+    satcodec.encode_file(src, out, quality=50.0, normalisation="bit-depth", deadzone=0, **opts)
 except TypeError:
-    satcodec.encode_file(src, out, quality=50.0, **opts)
+    try:
+        satcodec.encode_file(src, out, quality=50.0, normalisation="bit-depth", **opts)
+    except TypeError:
+        satcodec.encode_file(src, out, quality=50.0, **opts)
 q50 = hashlib.sha256(open(out, "rb").read()).hexdigest()[:16]
 print(json.dumps({"encode_s": e, "decode_s": d, "bpp": rep.bpp, "bytes": size, "q50_sha": q50, "file": satcodec.__file__, "torch": "torch" in sys.modules}))
 """

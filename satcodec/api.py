@@ -202,6 +202,7 @@ def _build_encoder(
     channel_context: bool = True,
     spectral: str | SpectralTransform | None = None,
     normalisation: str = "texture",
+    deadzone: float | None = None,
 ) -> Encoder:
     """Load the model and its runtime, fit the spectral transform if asked, then run the
     analysis over every tile."""
@@ -234,6 +235,7 @@ def _build_encoder(
         workers=workers,
         spectral=transform,
         normalisation=normalisation,
+        deadzone=deadzone,
     )
 
 
@@ -272,6 +274,7 @@ def encode(
     max_encoder_macs: float | None = None,
     spectral: str | SpectralTransform | None = None,
     normalisation: str = "texture",
+    deadzone: float | None = None,
 ) -> bytes:
     """Compress a (bands, H, W) or (H, W) integer array into a satcodec bitstream.
 
@@ -297,6 +300,10 @@ def encode(
     texture to the amplitude the models code best (bitstream flag 0x0004 when that is not
     the bit depth's peak; :mod:`satcodec.coding.normalisation`); ``"bit-depth"`` by
     ``2**bit_depth - 1``, the streams readers before flag 0x0004 decode.
+    ``deadzone``: the quantiser's deadzone in steps at every step (``0 <= deadzone < 0.5``;
+    None: codec models get :func:`~satcodec.coding.step_deadzone` of each band's step, 0 to
+    0.12 growing with the step, 0-5 % fewer bits at equal PSNR); 0 rounds plainly, the streams
+    of earlier versions. Encoder-only: every decoder reads the streams either way.
     """
     _rate_options(bpp, max_bpp, quality)
     _check_model_option(model)
@@ -331,6 +338,7 @@ def encode(
         channel_context,
         spectral,
         normalisation,
+        deadzone,
     )
     return _encode(enc, bpp, max_bpp, quality)
 
@@ -440,6 +448,7 @@ def encode_file(
     max_encoder_macs: float | None = None,
     spectral: str | SpectralTransform | None = None,
     normalisation: str = "texture",
+    deadzone: float | None = None,
 ) -> EncodeReport:
     """Compress a GeoTIFF into a bitstream file (written atomically), reading it window by window.
 
@@ -475,6 +484,7 @@ def encode_file(
             channel_context,
             spectral,
             normalisation,
+            deadzone,
         )
         # inside the with: a large scene's encoder reads its tiles again while coding
         data = _encode(enc, bpp, max_bpp, quality)

@@ -51,6 +51,10 @@ def image() -> np.ndarray:
         {"tile": "512"},
         {"bit_depth": "12"},
         {"metadata": ["not", "a", "dict"]},
+        {"deadzone": 0.5},
+        {"deadzone": -0.1},
+        {"deadzone": math.nan},
+        {"deadzone": "0.1"},
     ],
 )
 def test_bad_api_options_are_refused_by_name(image: np.ndarray, kwargs: dict) -> None:
@@ -249,3 +253,38 @@ def test_decode_file_marks_damaged_tiles_outside_the_data(tmp_path: Path, full_w
             assert ds.nodata == 4096 and (ds.read(1)[64:, 64:] == 4096).all()
     assert not valid[64:, 64:].any()
     assert valid[:64, :64].all()  # the genuine zeros are data
+
+
+@requires_shipped_model
+def test_the_deadzone_saves_bits_and_only_the_encoder_changes() -> None:
+    """The default deadzone codes the same scene at the same (coarse) step in fewer bits, into
+    a stream every decoder reads (same header but the rate); deadzone=0 is plain rounding, and
+    joint models, where it was not measured, keep it by default."""
+    import rasterio
+
+    from satcodec.bitstream import StreamReader
+
+    with rasterio.open(Path(satcodec.__file__).parent / "data" / "pleiades_ventoux.tif") as ds:
+        img = ds.read()
+
+    def point(quality: float, deadzone: float | None) -> tuple[bytes, float, float]:
+        data = satcodec.encode(img, quality=quality, deadzone=deadzone)
+        out, _ = satcodec.decode(data)
+        mse = float(np.mean((out.astype(float) - img) ** 2))
+        return data, math.log(8 * len(data) / img.size), 10 * math.log10(4095**2 / mse)
+
+    plain, r0, p0 = point(40, 0)  # about twice the native step: where the deadzone works
+    dz, r1, p1 = point(40, None)
+    assert r1 < r0 - 0.01  # fewer bits at the same step
+    h0, h1 = StreamReader(plain).header, StreamReader(dz).header
+    assert h0.quant_step_q16 == h1.quant_step_q16 and h0.model_id == h1.model_id
+    _, r2, p2 = point(35, 0)  # plain rounding at a coarser step, fewer bits still
+    assert r2 < r1
+    # more PSNR than plain rounding gives at the same rate (log-rate interpolation)
+    assert p1 > p2 + (p0 - p2) * (r1 - r2) / (r0 - r2) + 0.05
+    joint = (
+        Path(satcodec.__file__).parent / "ground_segment/weights/codec/joint-s8-l1e-3.safetensors"
+    )
+    assert satcodec.encode(img, quality=50, model=joint) == satcodec.encode(
+        img, quality=50, model=joint, deadzone=0
+    )

@@ -277,3 +277,18 @@ def test_an_encoder_budget_no_model_fits_is_refused_plainly(small_tif, tmp_path)
     r = _cli("encode", small_tif, "--bpp", "1", "--max-encoder-macs", "100", "-o", tmp_path / "x")
     assert r.returncode == 2 and not (tmp_path / "x.satc").exists()
     assert b"no model's analysis fits 100 MAC/pixel" in r.stderr and b"Traceback" not in r.stderr
+
+
+def test_the_deadzone_option_reaches_the_encoder(small_tif, tmp_path):
+    r = _cli("encode", small_tif, "--quality", "50", "--deadzone", "0.7", "-o", tmp_path / "x")
+    assert r.returncode == 2 and not (tmp_path / "x.satc").exists()
+    assert b"deadzone must be in [0, 0.5)" in r.stderr and b"Traceback" not in r.stderr
+    sizes = []
+    for dz in ("0", "0.2"):
+        out = tmp_path / f"dz{dz}.satc"
+        assert (
+            _cli("encode", small_tif, "--quality", "50", "--deadzone", dz, "-o", out).returncode
+            == 0
+        )
+        sizes.append(out.stat().st_size)
+    assert sizes[1] < sizes[0]  # a wider deadzone, fewer bits at the same step

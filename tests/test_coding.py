@@ -9,6 +9,7 @@ decode stays identical. They depend on PyTorch's float results for the analysis 
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import numpy as np
@@ -34,22 +35,29 @@ SAMPLE = Path(satcodec.__file__).resolve().parent / "data" / "pleiades_ventoux.t
 # normalisation="bit-depth" is the stream of every revision before flag 0x0004; the default
 # (texture) gives this scene 11-bit peaks, a flag-0x0004 stream. Re-pinned when the default
 # model's decoder was re-tuned (decoder only): the streams differ from the previous pins in
-# the 16-byte model id and the header CRC alone, the decoded pixels in the new synthesis
+# the 16-byte model id and the header CRC alone, the decoded pixels in the new synthesis.
+# deadzone=0 is plain rounding, the quantiser of every revision before the default deadzone;
+# "default" pins today's defaults (texture peaks, the deadzone of each band's step)
 PINNED = {
     "context-q60-t256": (
-        dict(quality=60, tile=256, normalisation="bit-depth"),
+        dict(quality=60, tile=256, normalisation="bit-depth", deadzone=0),
         "cd11d3f9132d6ac7d8b3bcc86447c47f12151a88f77469dcd1a69fb9feb4a0e4",
         "763e4ed68d319d8560161727c2a3732ba36b5eab046c7337b1a34e860cdcdf9a",
     ),
     "per-channel-q40-t512": (
-        dict(quality=40, tile=512, channel_context=False, normalisation="bit-depth"),
+        dict(quality=40, tile=512, channel_context=False, normalisation="bit-depth", deadzone=0),
         "24c474c95c9778951ff0899afe931b931856420d3cf45d2ff0376c0d828e8c0a",
         "16dc662a27db27a619bfe170a385ca79ed76000a9c732d452178f73553afe8ea",
     ),
     "texture-q50-t512": (
-        dict(quality=50, tile=512),
+        dict(quality=50, tile=512, deadzone=0),
         "a981c465981da9874a23fa729634a0f88c22526379b329b343aadb046eca6f25",
         "3dddb44e2933d2da4e55f2ecf8855369983d3aa00986544f34f98a423f14dcd6",
+    ),
+    "default-q50-t512": (
+        dict(quality=50, tile=512),
+        "aae40f504f75598a0e60a0c6d79f7cbfac5ae6b546f27cfbfb4164ec4cc075ee",
+        "94b1383cb329932125ae29faa113a339c7c249547afbf86868ac0658bbca14d8",
     ),
 }
 
@@ -186,3 +194,14 @@ def test_a_wider_encode_halo_gives_the_same_stream(sample, monkeypatch) -> None:
     halo, ws = windows[0]
     inner = [w for w in ws if 0 < w.row < 3 and 0 < w.col < 3]
     assert inner and all(w.height == w.width == 128 + 4 * halo for w in inner)
+
+
+def test_the_default_deadzone_grows_with_the_step() -> None:
+    from satcodec.coding import step_deadzone
+
+    assert step_deadzone(0.5) == step_deadzone(0.7) == 0.0  # finer than 0.7: plain rounding
+    assert step_deadzone(1.0) == pytest.approx(0.06 * math.log2(1 / 0.7))
+    assert step_deadzone(1.4) == pytest.approx(0.06)
+    assert step_deadzone(2.8) == step_deadzone(100.0) == 0.12
+    steps = np.geomspace(0.1, 10, 50)
+    assert (np.diff([step_deadzone(s) for s in steps]) >= 0).all()

@@ -111,6 +111,45 @@ def test_quantise_and_fit_equals_numpy(step: float, real_latents: np.ndarray) ->
         np.testing.assert_array_equal(indices, model.fit(expected))
 
 
+@pytest.mark.parametrize("deadzone", [0.05, 0.2])
+def test_deadzone_quantiser_equals_numpy(deadzone: float, real_latents: np.ndarray) -> None:
+    """With a deadzone the symbols are sign(x) rint(max(|x| - deadzone, 0)) of numpy's clipped
+    x, the fits follow them, and the rate estimate counts those symbols (within 1 % of their
+    coded size, as without)."""
+    from satcodec.coding.entropy_models import ENTROPY_MODELS
+    from satcodec.entropy import MAX_ABS_SYMBOL
+
+    step = np.float32(0.6)
+    lat = real_latents.astype(np.float32)
+    # just inside and just outside the deadzone of the boundaries at 0.5 and 1.5
+    lat[0, 0, :4] = step * np.array([0.5 + 0.9 * deadzone, 0.5 + 1.1 * deadzone, -1.54, 1.56])
+    x = np.clip(lat / step, -MAX_ABS_SYMBOL, MAX_ABS_SYMBOL)
+    expected = (np.sign(x) * np.rint(np.maximum(np.abs(x) - np.float32(deadzone), 0))).astype(
+        np.int32
+    )
+    assert list(expected[0, 0, :2]) == [0, 1]
+    plain = np.rint(x).astype(np.int32)
+    assert (np.abs(expected) <= np.abs(plain)).all() and (expected != plain).any()
+    for model in ENTROPY_MODELS.values():
+        symbols, indices = model.quantise_and_fit(lat, float(step), deadzone)
+        np.testing.assert_array_equal(symbols, expected)
+        np.testing.assert_array_equal(indices, model.fit(expected))
+        coded = 8 * len(model.encode(symbols, indices))
+        estimate = model.estimate_bits_at_step(lat, float(step), deadzone)
+        assert abs(estimate / coded - 1) < 0.01, (model.name, estimate, coded)
+        assert estimate < model.estimate_bits_at_step(lat, float(step))  # fewer bits than plain
+
+
+def test_deadzone_out_of_range_is_refused() -> None:
+    from satcodec.entropy.quantiser import quantise_with_stats
+    from satcodec.errors import EntropyCodingError
+
+    lat = np.zeros((2, 3, 3), np.float32)
+    for bad in (-0.01, 0.5, 2.0):
+        with pytest.raises(EntropyCodingError, match="deadzone"):
+            quantise_with_stats(lat, 1.0, bad)
+
+
 def test_quantiser_refuses_nan_latents() -> None:
     from satcodec.entropy.quantiser import quantise_with_stats
     from satcodec.errors import EntropyCodingError

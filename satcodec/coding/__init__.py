@@ -39,6 +39,7 @@ from satcodec.coding.encoder import (
     band_offsets_of,
     choose_model,
     require_stream_stride,
+    step_deadzone,
 )
 from satcodec.coding.entropy_models import (
     DEFAULT_ENTROPY_MODEL,
@@ -88,6 +89,7 @@ __all__ = [
     "Transform",
     "WindowReader",
     "array_window_reader",
+    "step_deadzone",
     "band_offsets_of",
     "choose_model",
     "decode_halo",

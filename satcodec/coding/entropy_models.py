@@ -4,11 +4,11 @@ coding tables (as CompressAI's ``EntropyModel`` and constriction's model/coder s
 Contract (:class:`EntropyModel`), for the symbols of one tile, int32 (C, h, w):
 
 - ``fit(symbols) -> indices``: the uint8 side information sent with the tile (per-channel
-  scale indices, or the context model's base rows); ``quantise_and_fit(latents, step)``
+  scale indices, or the context model's base rows); ``quantise_and_fit(latents, step[, deadzone])``
   quantises and fits in one compiled pass (what the encoder calls);
 - ``estimate_bits(symbols, indices) -> float``: the payload's size from the integer tables,
   without coding (within about ±64 bits of ``8 * len(encode(...))``);
-- ``estimate_bits_at_step(latents, step) -> float``: rate control's estimate straight from a
+- ``estimate_bits_at_step(latents, step[, deadzone]) -> float``: rate control's estimate straight from a
   tile's float latents (quantise, fit and count in one compiled pass; ~0.1 % from the coded
   size on real tiles), so a step search never re-fits or codes;
 - ``encode(symbols, indices) -> bytes`` / ``decode(payload, indices, shape) -> symbols``;
@@ -60,17 +60,22 @@ class EntropyModel:
         """:meth:`fit` of ``q.symbols``, from the statistics the quantiser gathered."""
         return self.fit(q.symbols)
 
-    def quantise_and_fit(self, latents: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    def quantise_and_fit(
+        self, latents: np.ndarray, step: float, deadzone: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(symbols, side indices) of float latents (C, h, w) at ``step``: what the encoder
-        codes, the same as ``fit(rint(clip(latents / step)))`` in one compiled pass."""
-        q = quantise_with_stats(latents, step)
+        codes, the same as ``fit(rint(clip(latents / step)))`` in one compiled pass (with
+        ``deadzone``: :func:`~satcodec.entropy.quantiser.quantise_with_stats`'s)."""
+        q = quantise_with_stats(latents, step, deadzone)
         return q.symbols, self.fit_quantised(q)
 
     def estimate_bits(self, symbols: np.ndarray, indices: np.ndarray) -> float:
         raise NotImplementedError
 
-    def estimate_bits_at_step(self, latents: np.ndarray, step: float) -> float:
-        return estimated_bits_at_step(latents, step, self.channel_context)
+    def estimate_bits_at_step(
+        self, latents: np.ndarray, step: float, deadzone: float = 0.0
+    ) -> float:
+        return estimated_bits_at_step(latents, step, self.channel_context, deadzone)
 
     def encode(self, symbols: np.ndarray, indices: np.ndarray) -> bytes:
         raise NotImplementedError

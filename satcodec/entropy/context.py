@@ -245,12 +245,15 @@ def rows_symbol_bits(symbols: np.ndarray, rows: np.ndarray) -> float:
     return bits
 
 
-def estimated_bits_at_step(latents: np.ndarray, step: float, context: bool = True) -> float:
+def estimated_bits_at_step(
+    latents: np.ndarray, step: float, context: bool = True, deadzone: float = 0.0
+) -> float:
     """Rate control's estimate of a tile's payload bits at quantisation ``step``, straight from
     its float latents (C, h, w) at step 1: quantise, fit and count in one compiled pass, with
     the discretised-Laplace code length of the counts (no table lookups, no coding).
 
-    ``context=False`` estimates the per-channel model. Within ~1 % of the coded size on real
+    ``context=False`` estimates the per-channel model; ``deadzone`` quantises as
+    :func:`~satcodec.entropy.quantiser.quantise_with_stats` does with it. Within ~1 % of the coded size on real
     tiles (``tests/test_rate_control.py``); the encoder refines on the real size after."""
     lat = np.asarray(latents, np.float32)
     if lat.ndim != 3:
@@ -271,5 +274,6 @@ def estimated_bits_at_step(latents: np.ndarray, step: float, context: bool = Tru
             _WINDOW,
             MAX_ABS_SYMBOL,
             MAG_CAP,
+            float(deadzone),
         )
     )

@@ -265,13 +265,15 @@ def fit_bases(
 
 @njit(cache=True, nogil=True)
 def quantise_stats(
-    latents: np.ndarray, step: np.floating, max_symbol: np.floating
+    latents: np.ndarray, step: np.floating, max_symbol: np.floating, deadzone: np.floating
 ) -> tuple[np.ndarray, np.ndarray]:
     """(symbols int32 (C, n), stats float64 (C, 3)) of one tile.
 
     The symbols are numpy's ``rint(clip(latents / step, -max, max))``, bit for bit (the
-    division in the latents' precision: ``step`` and ``max_symbol`` come typed as the
-    latents are; round half to even); ``stats`` are each channel's zeros, non-zeros and sum
+    division in the latents' precision: ``step``, ``max_symbol`` and ``deadzone`` come typed
+    as the latents are; round half to even), with ``deadzone > 0``
+    ``sign(x) * rint(max(|x| - deadzone, 0))`` of that clipped ``x``; ``deadzone == 0``
+    leaves the first rule untouched. ``stats`` are each channel's zeros, non-zeros and sum
     of ``|k| - 1/2``: the per-channel fit's sufficient statistics, exact in float64 (integer
     and half-integer sums), so the fit made from them equals the numpy one. A NaN latent
     leaves NaN in its channel's zero count."""
@@ -288,6 +290,9 @@ def quantise_stats(
             if x != x:  # NaN: no integer stands for it (the caller refuses the tile)
                 stats[c, 0] = np.nan
                 x = 0.0
+            if deadzone > 0:
+                m = abs(x) - deadzone
+                x = (m if x > 0 else -m) if m > 0 else 0.0
             k = np.int32(np.rint(x))
             out[p] = k
             a = abs(k)
@@ -313,6 +318,7 @@ def estimate_bits_at_step(
     window: np.ndarray,
     max_symbol: int,
     cap: int,
+    deadzone: float,
 ) -> float:
     """Rate control's estimate of one tile's payload bits at ``step``, from counts.
 
@@ -324,7 +330,9 @@ def estimate_bits_at_step(
     C, n = latents.shape
     nl = levels_arr.size
     # the encoder's own quantiser (signed symbols: the level counts take |k| as they go)
-    symbols, st = quantise_stats(latents, np.float32(step), np.float32(max_symbol))
+    symbols, st = quantise_stats(
+        latents, np.float32(step), np.float32(max_symbol), np.float32(deadzone)
+    )
     plain = np.empty(C, np.int64)
     bits = 0.0
     for c in range(C):

@@ -24,9 +24,15 @@ class QuantisedTile(NamedTuple):
     stats: np.ndarray  # float64 (C, 3): zeros, non-zeros, sum of |k| - 1/2 per channel
 
 
-def quantise_with_stats(latents: np.ndarray, step: float) -> QuantisedTile:
+def quantise_with_stats(latents: np.ndarray, step: float, deadzone: float = 0.0) -> QuantisedTile:
     """Quantise float latents (C, h, w) at ``step`` (clipped to ±``MAX_ABS_SYMBOL``: beyond
-    it the coder refuses, and int32 would wrap), with each channel's statistics."""
+    it the coder refuses, and int32 would wrap), with each channel's statistics.
+
+    ``deadzone`` (in steps, ``0 <= deadzone < 0.5``): symbols ``sign(y) rint(|y|/step -
+    deadzone)``, an encoder-only choice (the decoder dequantises ``k * step`` either way);
+    0 is plain rounding."""
+    if not 0.0 <= deadzone < 0.5:
+        raise EntropyCodingError(f"deadzone must be in [0, 0.5) steps, got {deadzone}")
     lat = np.asarray(latents)
     if lat.ndim != 3 or lat.dtype.kind != "f":
         raise EntropyCodingError(f"latents must be float (C, h, w), got {lat.dtype} {lat.shape}")
@@ -36,7 +42,7 @@ def quantise_with_stats(latents: np.ndarray, step: float) -> QuantisedTile:
     flat = np.ascontiguousarray(lat.reshape(C, h * w))
     # divide in the latents' precision, as numpy does with a Python float step
     kind = lat.dtype.type
-    symbols, stats = kernels.quantise_stats(flat, kind(step), kind(MAX_ABS_SYMBOL))
+    symbols, stats = kernels.quantise_stats(flat, kind(step), kind(MAX_ABS_SYMBOL), kind(deadzone))
     if np.isnan(stats[:, 0]).any():
         raise EntropyCodingError("latents contain NaN: the analysis output is not a number")
     return QuantisedTile(symbols.reshape(C, h, w), stats)
