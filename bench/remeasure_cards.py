@@ -73,12 +73,13 @@ def remeasure(card: Path, data: Path) -> str:
         text,
     )
     note = (
-        "Re-measured {} with the encoder's default band normalisation by texture (bitstream "
-        "flag 0x0004) by `python bench/remeasure_cards.py`; the weights, their id and the "
+        "Re-measured {} with the encoder's defaults (band normalisation by texture, bitstream "
+        "flag 0x0004; the quantiser deadzone of each step, `step_deadzone`) by "
+        "`python bench/remeasure_cards.py`; the weights, their id and the "
         "`rd` metadata the ladder picks models by are the shipping measurement's."
     ).format(time.strftime("%Y-%m-%d", time.gmtime()))
     text = re.sub(
-        r"\nRe-measured [0-9-]+ with the encoder's default band normalisation[^\n]*\n", "\n", text
+        r"\nRe-measured [0-9-]+ with the encoder's default[^\n]*\n", "\n", text
     )
     head = "## Rate–distortion on the held-out scenes (real bitstreams, PSNR peak 4095)\n"
     return text.replace(head, head + "\n" + note + "\n", 1)
