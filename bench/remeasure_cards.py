@@ -78,9 +78,7 @@ def remeasure(card: Path, data: Path) -> str:
         "`python bench/remeasure_cards.py`; the weights, their id and the "
         "`rd` metadata the ladder picks models by are the shipping measurement's."
     ).format(time.strftime("%Y-%m-%d", time.gmtime()))
-    text = re.sub(
-        r"\nRe-measured [0-9-]+ with the encoder's default[^\n]*\n", "\n", text
-    )
+    text = re.sub(r"\nRe-measured [0-9-]+ with the encoder's default[^\n]*\n", "\n", text)
     head = "## Rate–distortion on the held-out scenes (real bitstreams, PSNR peak 4095)\n"
     return text.replace(head, head + "\n" + note + "\n", 1)
 

@@ -300,10 +300,11 @@ def encode(
     texture to the amplitude the models code best (bitstream flag 0x0004 when that is not
     the bit depth's peak; :mod:`satcodec.coding.normalisation`); ``"bit-depth"`` by
     ``2**bit_depth - 1``, the streams readers before flag 0x0004 decode.
-    ``deadzone``: the quantiser's deadzone in steps at every step (``0 <= deadzone < 0.5``;
-    None: codec models get :func:`~satcodec.coding.step_deadzone` of each band's step, 0 to
-    0.12 growing with the step, 0-5 % fewer bits at equal PSNR); 0 rounds plainly, the streams
-    of earlier versions. Encoder-only: every decoder reads the streams either way.
+    ``deadzone``: the quantiser's deadzone in steps at every step (``-0.5 < deadzone < 0.5``;
+    negative rounds magnitudes up; None: codec models get
+    :func:`~satcodec.coding.step_deadzone` of each band's step, -0.06 to 0.12 growing with
+    the step, 0-5 % fewer bits at equal PSNR); 0 rounds plainly, the streams of earlier
+    versions. Encoder-only: every decoder reads the streams either way.
     """
     _rate_options(bpp, max_bpp, quality)
     _check_model_option(model)

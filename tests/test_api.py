@@ -52,7 +52,7 @@ def image() -> np.ndarray:
         {"bit_depth": "12"},
         {"metadata": ["not", "a", "dict"]},
         {"deadzone": 0.5},
-        {"deadzone": -0.1},
+        {"deadzone": -0.5},
         {"deadzone": math.nan},
         {"deadzone": "0.1"},
     ],

@@ -282,7 +282,7 @@ def test_an_encoder_budget_no_model_fits_is_refused_plainly(small_tif, tmp_path)
 def test_the_deadzone_option_reaches_the_encoder(small_tif, tmp_path):
     r = _cli("encode", small_tif, "--quality", "50", "--deadzone", "0.7", "-o", tmp_path / "x")
     assert r.returncode == 2 and not (tmp_path / "x.satc").exists()
-    assert b"deadzone must be in [0, 0.5)" in r.stderr and b"Traceback" not in r.stderr
+    assert b"deadzone must be in (-0.5, 0.5)" in r.stderr and b"Traceback" not in r.stderr
     sizes = []
     for dz in ("0", "0.2"):
         out = tmp_path / f"dz{dz}.satc"

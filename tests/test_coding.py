@@ -199,9 +199,10 @@ def test_a_wider_encode_halo_gives_the_same_stream(sample, monkeypatch) -> None:
 def test_the_default_deadzone_grows_with_the_step() -> None:
     from satcodec.coding import step_deadzone
 
-    assert step_deadzone(0.5) == step_deadzone(0.7) == 0.0  # finer than 0.7: plain rounding
+    assert step_deadzone(0.7) == 0.0  # plain rounding at 0.7 of the training step
     assert step_deadzone(1.0) == pytest.approx(0.06 * math.log2(1 / 0.7))
-    assert step_deadzone(1.4) == pytest.approx(0.06)
+    assert step_deadzone(1.4) == pytest.approx(0.06) == -step_deadzone(0.35)
     assert step_deadzone(2.8) == step_deadzone(100.0) == 0.12
+    assert step_deadzone(0.1) == step_deadzone(0.01) == -0.06  # finer: magnitudes round up
     steps = np.geomspace(0.1, 10, 50)
     assert (np.diff([step_deadzone(s) for s in steps]) >= 0).all()

@@ -181,8 +181,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         metavar="STEPS",
-        help="quantiser deadzone in steps, 0 to 0.5, at every step (default for codec "
-        "models: 0 to 0.12 growing with the step, 0-5%% fewer bits at equal PSNR, "
+        help="quantiser deadzone in steps, -0.5 to 0.5, at every step (negative rounds "
+        "magnitudes up; default for codec models: -0.06 to 0.12 growing with the step, 0-5%% fewer bits at equal PSNR, "
         "bench/results/quantiser_offsets.md; 0: plain rounding, the streams of earlier "
         "versions); the decoder is the same either way",
     )

@@ -271,9 +271,9 @@ def quantise_stats(
 
     The symbols are numpy's ``rint(clip(latents / step, -max, max))``, bit for bit (the
     division in the latents' precision: ``step``, ``max_symbol`` and ``deadzone`` come typed
-    as the latents are; round half to even), with ``deadzone > 0``
-    ``sign(x) * rint(max(|x| - deadzone, 0))`` of that clipped ``x``; ``deadzone == 0``
-    leaves the first rule untouched. ``stats`` are each channel's zeros, non-zeros and sum
+    as the latents are; round half to even), with ``deadzone != 0``
+    ``sign(x) * rint(max(|x| - deadzone, 0))`` of that clipped ``x``, clipped again (a
+    negative deadzone rounds magnitudes up); ``deadzone == 0`` leaves the first rule untouched. ``stats`` are each channel's zeros, non-zeros and sum
     of ``|k| - 1/2``: the per-channel fit's sufficient statistics, exact in float64 (integer
     and half-integer sums), so the fit made from them equals the numpy one. A NaN latent
     leaves NaN in its channel's zero count."""
@@ -290,9 +290,10 @@ def quantise_stats(
             if x != x:  # NaN: no integer stands for it (the caller refuses the tile)
                 stats[c, 0] = np.nan
                 x = 0.0
-            if deadzone > 0:
+            if deadzone != 0:
                 m = abs(x) - deadzone
                 x = (m if x > 0 else -m) if m > 0 else 0.0
+                x = min(max(x, -max_symbol), max_symbol)
             k = np.int32(np.rint(x))
             out[p] = k
             a = abs(k)

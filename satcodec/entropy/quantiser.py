@@ -28,11 +28,11 @@ def quantise_with_stats(latents: np.ndarray, step: float, deadzone: float = 0.0)
     """Quantise float latents (C, h, w) at ``step`` (clipped to ±``MAX_ABS_SYMBOL``: beyond
     it the coder refuses, and int32 would wrap), with each channel's statistics.
 
-    ``deadzone`` (in steps, ``0 <= deadzone < 0.5``): symbols ``sign(y) rint(|y|/step -
+    ``deadzone`` (in steps, ``-0.5 < deadzone < 0.5``): symbols ``sign(y) rint(|y|/step -
     deadzone)``, an encoder-only choice (the decoder dequantises ``k * step`` either way);
-    0 is plain rounding."""
-    if not 0.0 <= deadzone < 0.5:
-        raise EntropyCodingError(f"deadzone must be in [0, 0.5) steps, got {deadzone}")
+    0 is plain rounding, a negative one rounds magnitudes up."""
+    if not -0.5 < deadzone < 0.5:
+        raise EntropyCodingError(f"deadzone must be in (-0.5, 0.5) steps, got {deadzone}")
     lat = np.asarray(latents)
     if lat.ndim != 3 or lat.dtype.kind != "f":
         raise EntropyCodingError(f"latents must be float (C, h, w), got {lat.dtype} {lat.shape}")
