@@ -407,6 +407,12 @@ def test_ladder_pick_is_the_best_measured_model_at_each_rate():
     assert choose_model(1.0, [stretch, mid]) == "mid"
     assert choose_model(0.5, [stretch, mid]) == "mid"  # both nominal: the card decides
     assert choose_model(1.0, [stretch, near]) == "near"
+    # just past every card's last point: the model built for the rate, not one whose card
+    # reaches a hair further (3 % slack) beyond its own octave
+    top = info("top", 2.4, [[1.5, 46.0], [3.0, 50.0]])
+    upper = info("upper", 1.5, [[0.75, 40.0], [3.03, 49.5]])
+    assert choose_model(3.11, [top, upper]) == "top"
+    assert choose_model(2.5, [top, upper]) == "top"  # both cover it, only "top" is nominal
 
 
 def test_an_encoder_budget_keeps_only_the_models_whose_analysis_fits():

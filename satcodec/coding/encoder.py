@@ -523,7 +523,8 @@ def choose_model(
     Uses each model card's measured rate–distortion curve (``rd``: [bpp, PSNR] on held-out
     scenes), interpolated in log-rate, among the models whose nominal range
     (:func:`nominal_bpp_range`: one octave either side of the native rate) and curve both
-    cover ``bpp``; then among those whose curve covers it; then any. The nominal range
+    cover ``bpp``; then among those whose nominal range covers it (a target just past every
+    card's last point); then among those whose curve covers it; then any. The nominal range
     comes first because the cards measure two pan scenes: a model stretched beyond an octave
     of its native rate can win there and lose on other sensors (at 1 bpp the 0.4-bpp rung
     won the cards by 0.15 dB and lost 6 % of rate on the multispectral bands:
@@ -575,7 +576,7 @@ def choose_model(
         covered = rates[0] - slack <= math.log2(bpp) <= rates[-1] + slack
         lo, hi = nominal_bpp_range(m.meta)
         nominal = lo / 1.03 <= bpp <= hi * 1.03
-        tier = 3 if covered and nominal else 2 if covered else 1
+        tier = 3 if covered and nominal else 2 if nominal else 1 if covered else 0
         return (tier, float(np.interp(math.log2(bpp), rates, [q for _, q in rd])))
 
     return max(models, key=predicted).name
