@@ -10,7 +10,8 @@ Two classic codec tricks that cost nothing on board:
   x1.12 either side); (2) the ladder with rate control at each target (which counts the
   deadzone in its estimate), real file sizes, BD-rate. Built from (1):
   ``encode(..., deadzone=None)``, the default, gives codec models
-  ``satcodec.coding.step_deadzone(step)``; a number fixes it at every step.
+  ``satcodec.coding.step_deadzone(step)`` (negative below 0.7 step: magnitudes round up);
+  a number fixes it at every step.
 - **decoder reconstruction offset** ``delta``: dequantise ``(k - delta * sign(k)) * step``
   instead of ``k * step`` (a Laplacian's mass in a bin sits nearer zero than its centre; this
   one would need a header field). Not built: it is patched into the decoder's dequantisation
@@ -59,8 +60,8 @@ IMAGES = [  # (label, file, band, how it relates to training)
 ]
 RATES = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 THETAS = (0.0, 0.05, 0.1)  # the ladder runs: fixed deadzones, plus the default rule
-STEPS = (0.5, 0.71, 1.0, 1.41, 2.0, 2.83)  # the per-step sweep: model-space steps
-STEP_THETAS = (0.025, 0.05, 0.1, 0.15, 0.2)
+STEPS = (0.35, 0.5, 0.71, 1.0, 1.41, 2.0, 2.83)  # the per-step sweep: model-space steps
+STEP_THETAS = (-0.05, -0.025, 0.025, 0.05, 0.1, 0.15)
 RUNGS = ("reduced-s8-l2.5e-4", "reduced-s8-l1e-3", "reduced-s8-l4e-3", "reduced-s8-l1.6e-2")
 DELTAS = (0.0, 0.05, 0.1, 0.15)
 
@@ -231,7 +232,7 @@ def main() -> None:
         f"`python bench/quantiser_offsets.py --data DATA --thetas {args.thetas}` "
         f"({time.time() - t0:.0f} s, 1 thread). What each trick is and how it is measured: "
         "the script's docstring. The deadzone is built: by default codec models quantise "
-        "with `step_deadzone(step)` = 0.06·log2(step / 0.7) clipped to [0, 0.12] "
+        "with `step_deadzone(step)` = 0.06·log2(step / 0.7) clipped to [−0.06, 0.12] "
         "(`satcodec/coding/encoder.py`), read off the first table; `--deadzone` fixes one. "
         "The reconstruction offset is not built.",
         "",
@@ -246,7 +247,8 @@ def main() -> None:
         "",
         "Reading: coded at its training step (1) or coarser, a rung saves bits with a deadzone, "
         "more the coarser the step and the wider the deadzone up to ~0.1; coded finer than "
-        "~0.7 step, every deadzone costs bits. The default follows the best column of each "
+        "~0.7 step, a deadzone costs bits, and half an octave finer still rounding magnitudes "
+        "up (a negative deadzone) saves some. The default follows the best column of each "
         "row.",
         "",
         "## 2. The ladder with rate control: BD-rate against plain rounding",
