@@ -593,4 +593,5 @@ __all__ = [
     "choose_model",
     "nominal_bpp_range",
     "require_stream_stride",
+    "step_deadzone",
 ]
