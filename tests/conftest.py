@@ -101,8 +101,11 @@ def check_tiled_decoding_needs_the_stage_halo(path, image: np.ndarray, monkeypat
     from satcodec.codec.registry import load_model
 
     net = load_model(path)[0]
-    # the bit depth's peak (no flag 0x0004): the reference below divides by it
-    data = satcodec.encode(image, quality=70, model=path, tile=64, normalisation="bit-depth")
+    # the bit depth's peak (no flag 0x0004) and plain rounding: the reference below divides
+    # by that peak and rounds
+    data = satcodec.encode(
+        image, quality=70, model=path, tile=64, normalisation="bit-depth", deadzone=0
+    )
     out, meta = satcodec.decode(data, model=path)
     direct = direct_decode(net, image[0].astype(np.float32), meta["quant_step"], 4095.0)
     err = np.abs(out[0].astype(np.float64) - direct)
