@@ -22,12 +22,12 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
 
 import satcodec  # noqa: E402
 from satcodec.benchmarks.harness import RESULTS, publish, shared_data  # noqa: E402
 from satcodec.errors import RateControlError  # noqa: E402
 from satcodec.evaluation.bd import bd_rate  # noqa: E402
+from satcodec.metrics import psnr  # noqa: E402
 from satcodec.raster import open_raster  # noqa: E402
 
 IMAGES = [  # (label, file, band, split)
@@ -45,11 +45,6 @@ IMAGES = [  # (label, file, band, split)
     ("tamilnadu (SAR)", "rio-tiler-pds_sentinel1-grd-vv_tamilnadu-sar.tif", 0, "in-sample"),
     ("kanto (Landsat 8 B4)", "rio-pansharpen_landsat8-b4-150m_kanto.tif", 0, "in-sample"),
 ]
-
-
-def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(peak**2 / mse)
 
 
 def main() -> None:
@@ -73,7 +68,6 @@ def main() -> None:
         with open_raster(data / name) as r:
             img = r.read(band)[:1024, :1024]
             bits = r.meta.bit_depth
-        peak = 2**bits - 1
         curves: dict[str, dict[float, tuple[float, float]]] = {}
         for model in args.models:
             curves[model] = {}
@@ -83,7 +77,7 @@ def main() -> None:
                 except RateControlError:
                     continue
                 out, _ = satcodec.decode(stream, threads=1, model=model)
-                curves[model][bpp] = (8 * len(stream) / img.size, psnr(out[0], img, peak))
+                curves[model][bpp] = (8 * len(stream) / img.size, psnr(img, out[0], bits))
         common = [b for b in rates if all(b in c for c in curves.values())]
         ref = args.models[0]
         bds = []

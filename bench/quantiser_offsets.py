@@ -48,6 +48,7 @@ from satcodec.benchmarks.harness import RESULTS, publish, shared_data  # noqa: E
 from satcodec.coding import array_window_reader, step_deadzone  # noqa: E402
 from satcodec.errors import RateControlError  # noqa: E402
 from satcodec.evaluation.bd import bd_rate  # noqa: E402
+from satcodec.metrics import psnr  # noqa: E402
 from satcodec.raster import open_raster  # noqa: E402
 
 IMAGES = [  # (label, file, band, how it relates to training)
@@ -81,11 +82,6 @@ def _offset_block_input(self, fetch: Callable, *args):  # noqa: ANN001, ANN202 -
     return _block_input(self, shrunk, *args)
 
 
-def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(peak**2 / mse)
-
-
 def step_sweep(data: Path) -> tuple[list[str], dict[tuple[float, float], list[float]]]:
     """Rate saved (%, negative = fewer bits) at equal PSNR by each deadzone at each
     model-space step, every rung, each image's top-left 640² (rows for the table, and the
@@ -95,7 +91,6 @@ def step_sweep(data: Path) -> tuple[list[str], dict[tuple[float, float], list[fl
         with open_raster(data / name) as r:
             img = r.read(band)[None, :640, :640]
             bits = r.meta.bit_depth
-        peak = 2**bits - 1
         layout = (1, img.shape[1], img.shape[2], str(img.dtype), bits, None)
         for rung in RUNGS:
             enc = _build_encoder(
@@ -103,12 +98,12 @@ def step_sweep(data: Path) -> tuple[list[str], dict[tuple[float, float], list[fl
             )
 
             def point(
-                step: float, theta: float, enc=enc, img=img, peak=peak
+                step: float, theta: float, enc=enc, img=img, bits=bits
             ) -> tuple[float, float]:
                 enc.deadzone = theta
                 stream = enc.encode(step / enc.step_scales[0])  # the model-space step
                 out, _ = satcodec.decode(stream, threads=1)
-                return np.log(8 * len(stream) / img.size), psnr(out[0], img[0], peak)
+                return np.log(8 * len(stream) / img.size), psnr(img[0], out[0], bits)
 
             for step in STEPS:
                 (l_lo, p_lo), (l0, p0), (l_hi, p_hi) = (
@@ -158,7 +153,6 @@ def main() -> None:
         with open_raster(data / name) as r:
             img = r.read(band)[:1024, :1024]
             bits = r.meta.bit_depth
-        peak = 2**bits - 1
         # (rate, PSNR) by target, per deadzone / per reconstruction offset
         curves: dict[float | None, dict[float, tuple[float, float]]] = {t: {} for t in thetas}
         recon: dict[float, dict[float, tuple[float, float]]] = {d: {} for d in DELTAS}
@@ -172,7 +166,7 @@ def main() -> None:
                     continue  # the ladder cannot reach this rate on this image
                 out, _ = satcodec.decode(stream, threads=1)
                 rate = 8 * len(stream) / img.size
-                curves[theta][bpp] = (rate, psnr(out[0], img, peak))
+                curves[theta][bpp] = (rate, psnr(img, out[0], bits))
                 if theta == 0.0:  # the plain-rounding stream, decoded with each offset
                     for delta in DELTAS:
                         _offsets["delta"] = delta
@@ -180,7 +174,7 @@ def main() -> None:
                             out, _ = satcodec.decode(stream, threads=1)
                         finally:
                             _offsets["delta"] = 0.0
-                        recon[delta][bpp] = (rate, psnr(out[0], img, peak))
+                        recon[delta][bpp] = (rate, psnr(img, out[0], bits))
         base = curves[0.0]
         # a target one deadzone cannot reach is left out of every curve of this image
         common = [b for b in base if all(b in curves[t] for t in thetas)]
