@@ -75,7 +75,7 @@ def cmd_tune_decoder(a: argparse.Namespace) -> int:
     command = (
         f"satcodec tune-decoder --init {a.init} --data DATA --steps {a.steps} --out {a.out}"
         f" --step-range={a.step_range} --lr {a.lr} --decay-start {a.decay_start}"
-        f" --normalisation {a.normalisation}"
+        f" --normalisation {a.normalisation} --quantiser {a.quantiser}"
     )
     meta = tune_decoder(
         a.init,
@@ -93,6 +93,7 @@ def cmd_tune_decoder(a: argparse.Namespace) -> int:
         device=a.device,
         command=command,
         normalisation=a.normalisation,
+        deadzone=a.quantiser == "deadzone",
     )
     say(a, f"decoder of {a.init} tuned {a.steps} steps -> {Path(a.out) / 'model.safetensors'}")
     _say_ship_hint(a, meta)
@@ -232,6 +233,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         choices=NORMALISATIONS,
         help="each band's peak in the training patches: the encoder's default (texture) or "
         "the bit depth's",
+    )
+    td.add_argument(
+        "--quantiser",
+        default="deadzone",
+        choices=["deadzone", "round"],
+        help="how the training latents are quantised: the encoder's default for codec models "
+        "(a deadzone that follows the step) or plain rounding",
     )
 
     te = add_command(

@@ -14,6 +14,8 @@ One module per concept:
   :class:`AnchorCache` of their points;
 * :mod:`.run` -- :func:`evaluate` (every image × codec × target rate, real file sizes) and
   :func:`run_evaluation` (evaluate, report, CSV and plot: what ``satcodec eval`` runs);
+* :mod:`.recompression` -- :func:`wavelet_grid_signature` (does a raster carry the grid of an
+  earlier 9/7-wavelet coder, which favours JPEG 2000 on it?) and :func:`grid_neutral_crop`;
 * :mod:`.report` -- :func:`bd_table`, :func:`write_csv` / :func:`read_csv`,
   :func:`format_table`, :func:`plot_rd`, :func:`report`;
 * :mod:`.peer_hyperprior` -- the full-complexity peer (Ballé et al. 2018 scale hyperprior) the
@@ -52,6 +54,11 @@ from satcodec.evaluation.anchors import (
 from satcodec.evaluation.bd import bd_overlap, bd_psnr, bd_rate
 from satcodec.evaluation.images import band_quality, load_image, nan_mean, valid_mask
 from satcodec.evaluation.msssim import MSSSIM_WEIGHTS, ms_ssim, msssim_db
+from satcodec.evaluation.recompression import (
+    WaveletGridSignature,
+    grid_neutral_crop,
+    wavelet_grid_signature,
+)
 from satcodec.evaluation.report import (
     LADDER,
     bd_summary,
@@ -73,6 +80,7 @@ from satcodec.evaluation.run import (
     evaluate,
     model_bpp_range,
     run_evaluation,
+    wavelet_coded_images,
 )
 
 __all__ = [
@@ -84,6 +92,7 @@ __all__ = [
     "RATE_TOLERANCE",
     "AnchorCache",
     "AnchorResult",
+    "WaveletGridSignature",
     "anchor_point",
     "band_quality",
     "bd_overlap",
@@ -95,6 +104,7 @@ __all__ = [
     "curves",
     "evaluate",
     "format_table",
+    "grid_neutral_crop",
     "jpeg2000_at_bpp",
     "jpegxl_at_bpp",
     "load_image",
@@ -109,5 +119,7 @@ __all__ = [
     "report",
     "run_evaluation",
     "valid_mask",
+    "wavelet_coded_images",
+    "wavelet_grid_signature",
     "write_csv",
 ]

@@ -214,6 +214,20 @@ def _covers(rng: tuple[float, float], bpp: float) -> bool:
     return rng[0] * 0.999 <= bpp <= rng[1] * 1.001
 
 
+def wavelet_coded_images(images: Sequence[str | os.PathLike]) -> list[str]:
+    """The names of ``images`` with a band that carries an earlier 9/7-wavelet coder's grid
+    (:func:`~satcodec.evaluation.recompression.wavelet_grid_signature`)."""
+    from satcodec.evaluation.recompression import wavelet_grid_signature
+
+    out = []
+    for path in images:
+        arr, _bits, nodata = load_image(path)
+        mask = valid_mask(arr, nodata)
+        if any(wavelet_grid_signature(band, mask).flagged for band in arr):
+            out.append(Path(path).name)
+    return out
+
+
 def run_evaluation(
     images: Sequence[str | os.PathLike],
     codecs: Sequence[str] = DEFAULT_CODECS,
@@ -239,6 +253,18 @@ def run_evaluation(
         raise RateControlError("no rate-distortion point could be measured")
     used = anchor if any(r["codec"] == anchor for r in rows) else "jpeg2000"
     text, bd = report(rows, anchor=used, method=bd_method)
+    if "jpeg2000" in codecs:
+        flagged = wavelet_coded_images(images)
+        if flagged:
+            text += (
+                "\n\nNote: "
+                + ", ".join(flagged)
+                + " look decoded from an earlier 9/7-wavelet codestream on their own pixel "
+                "grid (e.g. products delivered as JPEG 2000): JPEG 2000 re-quantises the "
+                "same coefficients there and is favoured near that coder's rate. For a "
+                "comparison as on raw sensor data, evaluate them one pixel off that grid "
+                "(satcodec.evaluation.recompression.grid_neutral_crop)."
+            )
     written: list[Path] = []
     if csv_path:
         write_csv(csv_path, rows)
