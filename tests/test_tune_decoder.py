@@ -43,7 +43,7 @@ def test_tune_decoder_keeps_the_board_side_and_every_bitstream(tmp_path, sample_
     assert [h.get("kind") for h in meta["history"]] == [None, "decoder"]
     assert meta["command"].startswith("satcodec tune-decoder --init")
     assert meta["normalisation"] == "texture" and "--normalisation texture" in meta["command"]
-    assert meta["quantiser"] == "step deadzone" and "--quantiser deadzone" in meta["command"]
+    assert meta["quantiser"] == "rounding" and "--quantiser round" in meta["command"]
     img = sample_array[:, :128, :192]
     a = StreamReader(satcodec.encode(img, quality=50, model=init, tile=64))
     b = StreamReader(satcodec.encode(img, quality=50, model=out / "model.safetensors", tile=64))

@@ -236,10 +236,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     td.add_argument(
         "--quantiser",
-        default="deadzone",
-        choices=["deadzone", "round"],
-        help="how the training latents are quantised: the encoder's default for codec models "
-        "(a deadzone that follows the step) or plain rounding",
+        default="round",
+        choices=["round", "deadzone"],
+        help="how the training latents are quantised: plain rounding (default) or the "
+        "encoder's deadzone that follows the step (measured on reduced-s8-l1e-3: no gain, "
+        "bench/results/decoder_retune.md)",
     )
 
     te = add_command(

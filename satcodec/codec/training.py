@@ -362,7 +362,7 @@ def tune_decoder(
     device: str = "cpu",
     command: str | None = None,
     normalisation: str = "texture",
-    deadzone: bool = True,
+    deadzone: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune the decoder of a trained model at the quantisation steps rate control uses.
 
@@ -370,8 +370,9 @@ def tune_decoder(
     rates by scaling the step, often to 0.3-0.6 at the top of a model's range, where its
     synthesis has never been trained. Here the analysis (board side) is frozen, the latents
     are really rounded at a step 2^U(``step_log2_range``) per patch, and the synthesis learns
-    to reconstruct from them (:func:`decoder_loss`, MSE only: the rate cannot change), with
-    the encoder's deadzone at each step (``deadzone``; False: plain rounding). The
+    to reconstruct from them (:func:`decoder_loss`, MSE only: the rate cannot change), by
+    plain rounding or with the encoder's deadzone at each step (``deadzone``: measured no
+    better, bench/results/decoder_retune.md). The
     bitstream of an image is the same symbol for symbol; only the model id differs.
     The patches are what the encoder feeds the analysis: each band less its mean, divided by
     the peak of ``normalisation`` (:func:`~satcodec.codec.data.band_samples`).
