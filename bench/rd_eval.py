@@ -478,8 +478,17 @@ def family_section(
             )
             + "; families without a held-out image: "
             + (", ".join(f for f in FAMILIES if f not in ho_fams) or "none")
-            + ". No CCSDS 122 encoder is installed here, so it is not measured.",
+            + ".",
         ]
+        jxl_fams = family_means("bd_vs_jpegxl_pct")
+        if jxl_fams:
+            j_worst = max(jxl_fams, key=jxl_fams.get)
+            lines.append(
+                "Held out, against JPEG XL: mean over families "
+                f"{np.mean(list(jxl_fams.values())):+.1f} %, worst family {j_worst} "
+                f"({jxl_fams[j_worst]:+.1f} %). No CCSDS 122 encoder is installed here (none in "
+                "the package index either), so it is not measured."
+            )
     klt = [r for r in group_rows.get("other", []) if r["codec"] == SPECTRAL_CODEC]
     if klt:
         lines.append(

@@ -79,3 +79,25 @@ def test_small_or_malformed_bands() -> None:
         wavelet_grid_signature(np.zeros((2, 64, 64), np.uint16))
     crop = grid_neutral_crop(np.zeros((3, 10, 12)), wavelet_grid_signature(np.zeros((40, 40))))
     assert crop.shape == (3, 9, 11)
+
+
+def test_the_evaluation_report_notes_a_wavelet_coded_image() -> None:
+    pytest.importorskip("imagecodecs")
+    from satcodec.evaluation import run_evaluation
+
+    text = run_evaluation([WV3], ["jpeg2000"], [1.0], progress=False)["text"]
+    assert f"{WV3.name} look decoded from an earlier 9/7-wavelet codestream" in text
+    assert (
+        "9/7-wavelet" not in run_evaluation([VENTOUX], ["jpeg2000"], [1.0], progress=False)["text"]
+    )
+
+
+def test_large_bands_are_tested_on_a_crop_with_the_same_parities() -> None:
+    band = _band(WV3)
+    big = np.tile(band, (3, 3))  # 1500 x 1500: cropped; the tiles keep the grid at (0, 0)
+    sig = wavelet_grid_signature(big)
+    assert sig.flagged and sig.aligned == (0, 0)
+    odd = wavelet_grid_signature(big[1:, 1:])
+    assert odd.flagged and odd.aligned == (1, 1)
+    with pytest.raises(ValueError, match="mask shape"):
+        wavelet_grid_signature(band, np.ones((3, 3), bool))

@@ -75,7 +75,7 @@ def cmd_tune_decoder(a: argparse.Namespace) -> int:
     command = (
         f"satcodec tune-decoder --init {a.init} --data DATA --steps {a.steps} --out {a.out}"
         f" --step-range={a.step_range} --lr {a.lr} --decay-start {a.decay_start}"
-        f" --normalisation {a.normalisation} --quantiser {a.quantiser}"
+        f" --normalisation {a.normalisation}"
     )
     meta = tune_decoder(
         a.init,
@@ -93,7 +93,6 @@ def cmd_tune_decoder(a: argparse.Namespace) -> int:
         device=a.device,
         command=command,
         normalisation=a.normalisation,
-        deadzone=a.quantiser == "deadzone",
     )
     say(a, f"decoder of {a.init} tuned {a.steps} steps -> {Path(a.out) / 'model.safetensors'}")
     _say_ship_hint(a, meta)
@@ -233,14 +232,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         choices=NORMALISATIONS,
         help="each band's peak in the training patches: the encoder's default (texture) or "
         "the bit depth's",
-    )
-    td.add_argument(
-        "--quantiser",
-        default="round",
-        choices=["round", "deadzone"],
-        help="how the training latents are quantised: plain rounding (default) or the "
-        "encoder's deadzone that follows the step (measured on reduced-s8-l1e-3: no gain, "
-        "bench/results/decoder_retune.md)",
     )
 
     te = add_command(

@@ -14,7 +14,6 @@ from satcodec.codec.data import PatchSampler, Scene, band_samples, load_scenes
 from satcodec.codec.models import ModelConfig, ReducedVAE, complexity, widen_latent
 from satcodec.codec.normalisation import max_peak_shift_down
 from satcodec.codec.registry import load_model, save_model
-from satcodec.entropy.quantiser import step_deadzone
 from satcodec.errors import ConfigError
 from satcodec.train import TrainConfig, Trainer
 
@@ -62,35 +61,22 @@ def parse_step_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
-def quantise_latents(y: torch.Tensor, step: torch.Tensor, deadzone: bool) -> torch.Tensor:
-    """Latents as the decoder receives them: quantised at ``step`` (one per patch) and
-    dequantised. ``deadzone``: the encoder's default quantiser for codec models,
-    ``sign(y) rint(|y|/step - step_deadzone(step))``; otherwise plain rounding (joint
-    models, ``deadzone=0``)."""
-    q = step.view(-1, 1, 1, 1)
-    if not deadzone:
-        return torch.round(y / q) * q
-    theta = torch.tensor([step_deadzone(float(v)) for v in step], dtype=y.dtype)
-    theta = theta.to(y.device).view(-1, 1, 1, 1)
-    mag = torch.round(torch.clamp(y.abs() / q - theta, min=0.0))
-    return torch.sign(y) * mag * q
-
-
-def decoder_loss(deadzone: bool = False):
+def decoder_loss():
     """Distortion of the decoder alone: ``b["noisy"]`` in (the clean patch itself for a codec,
     the noisy one for a joint model), ``b["clean"]`` as the target.
 
     The analysis (board side) is frozen, so the latents and the rate stay those of the model
-    it came from; the latents are really quantised at the patch's quantisation step
-    ``b["step"]`` (as the coder does at some rate, with its deadzone if ``deadzone``), not
-    replaced by additive noise: the decoder learns what it will be given.
+    it came from; the latents are really rounded at the patch's quantisation step
+    ``b["step"]`` (as the coder does at some rate), not replaced by additive noise: the
+    decoder learns what it will be given.
     """
 
     def loss_fn(model: torch.nn.Module, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         mean = b["noisy"].mean(dim=(2, 3), keepdim=True)
+        q = b["step"].view(-1, 1, 1, 1)
         with torch.no_grad():
             y = model.analysis_transform(b["noisy"] - mean)
-            y_hat = quantise_latents(y, b["step"], deadzone)
+            y_hat = torch.round(y / q) * q
         x_hat = model.restore(model.synthesis_transform(y_hat) + mean)
         mse = torch.mean((x_hat - b["clean"]) ** 2)
         psnr = -10 * torch.log10(mse.detach().clamp_min(1e-12))
@@ -362,7 +348,6 @@ def tune_decoder(
     device: str = "cpu",
     command: str | None = None,
     normalisation: str = "texture",
-    deadzone: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune the decoder of a trained model at the quantisation steps rate control uses.
 
@@ -370,9 +355,7 @@ def tune_decoder(
     rates by scaling the step, often to 0.3-0.6 at the top of a model's range, where its
     synthesis has never been trained. Here the analysis (board side) is frozen, the latents
     are really rounded at a step 2^U(``step_log2_range``) per patch, and the synthesis learns
-    to reconstruct from them (:func:`decoder_loss`, MSE only: the rate cannot change), by
-    plain rounding or with the encoder's deadzone at each step (``deadzone``: measured no
-    better, bench/results/decoder_retune.md). The
+    to reconstruct from them (:func:`decoder_loss`, MSE only: the rate cannot change). The
     bitstream of an image is the same symbol for symbol; only the model id differs.
     The patches are what the encoder feeds the analysis: each band less its mean, divided by
     the peak of ``normalisation`` (:func:`~satcodec.codec.data.band_samples`).
@@ -407,7 +390,7 @@ def tune_decoder(
         return {"clean": clean, "noisy": clean, "step": q}
 
     cfg = fine_tune_config(steps, lr, decay_start, seed, ckpt_every, out, resume, progress, device)
-    trainer = Trainer(model, decoder_loss(deadzone), batch_fn, cfg)
+    trainer = Trainer(model, decoder_loss(), batch_fn, cfg)
     trainer.fit()
     model.cpu().eval()
     lo, hi = step_log2_range
@@ -420,7 +403,6 @@ def tune_decoder(
         "lr": lr,
         "device": trainer.device.type,
         "normalisation": normalisation,
-        "quantiser": "step deadzone" if deadzone else "rounding",
     }
     meta = {
         "lmbda": info.meta.get("lmbda"),
@@ -431,7 +413,6 @@ def tune_decoder(
         "init": {"model": info.name, "model_id": info.model_id},
         "decoder_only": True,
         "quant_steps": f"2^U({lo}, {hi}) per patch",
-        "quantiser": "step deadzone" if deadzone else "rounding",
         "normalisation": normalisation,
         "history": [*info.meta.get("history", []), phase],
         "complexity": complexity(model),

@@ -59,6 +59,7 @@ NEAR_ZERO = 0.5  # |coefficient| below this counts as a zero of the earlier quan
 MIN_SPIKE = 0.10  # share of near-zero coefficients at the aligned parity, at least
 MIN_RATIO = 3.0  # ... and this many times the share at the least-zero parity
 MIN_SIDE = 32  # smaller bands are not tested
+MAX_SIDE = 1024  # larger bands are tested on a central crop (at even offsets: same parities)
 
 
 @dataclass(frozen=True)
@@ -116,10 +117,19 @@ def wavelet_grid_signature(
     """The near-zero share of ``band``'s level-1 9/7 detail coefficients at the four pixel
     parities. ``mask`` (True = valid, like the band) drops coefficients whose 2x2 block
     holds an invalid pixel, and blocks that are constant (collars, saturated areas): those are
-    zero at every parity and would only dilute the spike."""
+    zero at every parity and would only dilute the spike. Bands larger than ``MAX_SIDE`` are
+    tested on a central crop at even offsets (the same parities)."""
     a = np.asarray(band)
     if a.ndim != 2:
         raise ValueError(f"one band (H, W) expected, got shape {a.shape}")
+    if mask is not None and np.shape(mask) != a.shape:
+        raise ValueError(f"mask shape {np.shape(mask)} does not match the band's {a.shape}")
+    # a central crop bounds time and memory on large scenes; even offsets keep the parities
+    y0 = max(0, (a.shape[0] - MAX_SIDE) // 4 * 2)
+    x0 = max(0, (a.shape[1] - MAX_SIDE) // 4 * 2)
+    a = a[y0 : y0 + MAX_SIDE + 1, x0 : x0 + MAX_SIDE + 1]
+    if mask is not None:
+        mask = np.asarray(mask)[y0 : y0 + MAX_SIDE + 1, x0 : x0 + MAX_SIDE + 1]
     shares: dict[tuple[int, int], float] = {}
     for dy in (0, 1):
         for dx in (0, 1):
@@ -131,7 +141,7 @@ def wavelet_grid_signature(
             blocks = x.reshape(h // 2, 2, w // 2, 2)
             keep = blocks.max(axis=(1, 3)) != blocks.min(axis=(1, 3))
             if mask is not None:
-                m = np.asarray(mask)[dy:, dx:][:h, :w].reshape(h // 2, 2, w // 2, 2)
+                m = mask[dy:, dx:][:h, :w].reshape(h // 2, 2, w // 2, 2)
                 keep &= m.all(axis=(1, 3))
             d = np.abs(_level1_details(x)).reshape(3, h // 2, w // 2)
             n = int(keep.sum()) * 3
