@@ -112,14 +112,24 @@ def encode_at_bpp(
     step = step_for_bpp(enc, bpp, 0.01, below=never_exceed)
     data = enc.encode(step)
     best = data
+    aim = math.log2(1 - tolerance) if never_exceed else 0.0
+    real: list[tuple[float, float]] = []  # (log2 step, log2 size / budget) of each encode
     # refine on the real file size: the table estimate ignores the coder's termination
     for _ in range(8):
         ratio = len(data) / budget
         ok = ratio <= 1.0 if never_exceed else abs(ratio - 1) <= tolerance
         if ok and (not never_exceed or ratio >= 1 - 2 * tolerance):
             return data
-        # rate ~ −k·log2(step): at ~1 bit/latent the slope is about 1 bit per octave
-        step *= ratio ** (1.5 if ratio > 1 else 1.0)
+        real.append((math.log2(step), math.log2(ratio)))
+        (x0, f0), (x1, f1) = real[-2] if len(real) > 1 else (None, None), real[-1]
+        if x0 is not None and x0 != x1:
+            # a secant on the real sizes: the rate's slope varies (steep on speckle,
+            # flat at high rates), and a fixed one can oscillate around the target
+            slope = min(max((f1 - f0) / (x1 - x0), -4.0), -0.25)
+            step = 2 ** (x1 - (f1 - aim) / slope)
+        else:
+            # rate ~ −k·log2(step): at ~1 bit/latent the slope is about 1 bit per octave
+            step *= ratio ** (1.5 if ratio > 1 else 1.0)
         step = min(max(step, MIN_STEP), MAX_STEP)
         data = enc.encode(step)
         if (not never_exceed or len(data) <= budget) and abs(len(data) / budget - 1) < abs(
