@@ -79,6 +79,7 @@ def remeasure(card: Path, data: Path) -> str:
         "`rd` metadata the ladder picks models by are the shipping measurement's."
     ).format(time.strftime("%Y-%m-%d", time.gmtime()))
     text = re.sub(r"\nRe-measured [0-9-]+ with the encoder's default[^\n]*\n", "\n", text)
+    text = re.sub(r"\n{3,}", "\n\n", text)  # one blank line where the old note was
     head = "## Rate–distortion on the held-out scenes (real bitstreams, PSNR peak 4095)\n"
     return text.replace(head, head + "\n" + note + "\n", 1)
 
