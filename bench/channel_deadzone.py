@@ -37,6 +37,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+# the same images as the step rule's measurement (held out, never trained, in-sample)
+from quantiser_offsets import IMAGES  # noqa: E402  (bench/ is the script's folder)
+
 import satcodec  # noqa: E402
 import satcodec.coding.entropy_models as entropy_models  # noqa: E402
 from satcodec.api import _build_encoder  # noqa: E402
@@ -46,14 +49,6 @@ from satcodec.entropy.quantiser import QuantisedTile, quantise_with_stats  # noq
 from satcodec.metrics import psnr  # noqa: E402
 from satcodec.raster import open_raster  # noqa: E402
 
-IMAGES = [  # (label, file, band, how it relates to training)
-    ("ventoux (pan)", "shareloc_pleiades-pan_ventoux.tif", 0, "held out"),
-    ("giza (pan)", "shareloc_pleiades-pan_giza.tif", 0, "held out"),
-    ("aberystwyth B2 (VNIR)", "rsgislib_sentinel2-sr-10band_aberystwyth.tif", 0, "never trained"),
-    ("aberystwyth B11 (SWIR)", "rsgislib_sentinel2-sr-10band_aberystwyth.tif", 8, "never trained"),
-    ("tamilnadu (SAR)", "rio-tiler-pds_sentinel1-grd-vv_tamilnadu-sar.tif", 0, "in-sample"),
-    ("grenada B3 (VNIR)", "rio-color_landsat8-rgb-60m_grenada.tif", 1, "in-sample"),
-]
 RATES = (0.5, 1.0, 2.0, 3.0)
 ARMS = "rdoq:0.03,rdoq:0.045,rdoq:0.06,add:0.02,add:0.06"
 _arm = {"now": "rule"}

@@ -423,15 +423,23 @@ def family_section(
         "in-sample | ladder vs JPEG XL, held out | vs JPEG XL, in-sample |",
         "|---|---:|---:|---|---|---|---|",
     ]
-    for fam in FAMILIES:
-        items = [r for r in per if r["family"] == fam]
-        ho = [r for r in items if r["held_out"]]
-        ins = [r for r in items if not r["held_out"]]
-        lines.append(
-            f"| {fam} | {len(items)} | {len(ho)} | {stats(ho, 'bd_vs_jpeg2000_pct')} | "
-            f"{stats(ins, 'bd_vs_jpeg2000_pct')} | {stats(ho, 'bd_vs_jpegxl_pct')} | "
-            f"{stats(ins, 'bd_vs_jpegxl_pct')} |"
-        )
+
+    def family_rows(suffix: str, counts: bool) -> list[str]:
+        """One row per family: held out and in-sample BD-rates against both anchors, from
+        the ``bd_vs_<anchor>{suffix}`` columns."""
+        out = []
+        for fam in FAMILIES:
+            items = [r for r in per if r["family"] == fam]
+            ho = [r for r in items if r["held_out"]]
+            ins = [r for r in items if not r["held_out"]]
+            cells = [f"{len(items)}", f"{len(ho)}"] if counts else []
+            for anchor in ("jpeg2000", "jpegxl"):
+                key = f"bd_vs_{anchor}{suffix}"
+                cells += [stats(ho, key), stats(ins, key)]
+            out.append(f"| {fam} | " + " | ".join(cells) + " |")
+        return out
+
+    lines += family_rows("_pct", counts=True)
     flagged = [r for r in per if r["wavelet_grid"]]
     if flagged:
         lines += [
@@ -452,16 +460,7 @@ def family_section(
             "ladder vs JPEG XL, held out | vs JPEG XL, in-sample |",
             "|---|---|---|---|---|",
         ]
-        for fam in FAMILIES:
-            items = [r for r in per if r["family"] == fam]
-            ho = [r for r in items if r["held_out"]]
-            ins = [r for r in items if not r["held_out"]]
-            lines.append(
-                f"| {fam} | {stats(ho, 'bd_vs_jpeg2000_grid_neutral_pct')} | "
-                f"{stats(ins, 'bd_vs_jpeg2000_grid_neutral_pct')} | "
-                f"{stats(ho, 'bd_vs_jpegxl_grid_neutral_pct')} | "
-                f"{stats(ins, 'bd_vs_jpegxl_grid_neutral_pct')} |"
-            )
+        lines += family_rows("_grid_neutral_pct", counts=False)
         lines += [
             "",
             "Per flagged image, ladder vs JPEG 2000 as delivered → one pixel off the grid: "
