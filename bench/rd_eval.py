@@ -21,6 +21,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -309,7 +310,7 @@ def family_section(
     group_rows: dict[str, list[dict[str, Any]]],
     bpps: list[float],
     a: argparse.Namespace,
-    added: list[Path] = (),
+    added: Sequence[Path] = (),
 ) -> list[str]:
     """Issue 22's view: every band of every dev image (and of the ``added`` held-out images)
     as its own image, BD-rates of the ladder against JPEG 2000 and JPEG XL per sensor family,

@@ -4,8 +4,8 @@ Every benchmark uses it: the runnable scripts in ``bench/`` (thin entry points, 
 bench/NAME.py``, which import this module and each other's shared code from here, never
 through ``sys.path``) and the research benchmarks of this package (``satcodec research ...``).
 
-* Places: :data:`REPO`, :data:`RESULTS` (``bench/results``), :data:`SAMPLE` (the shipped
-  Pleiades sample), :func:`shared_data` (``../shared/data/<kind>`` beside the checkout),
+* Places: :data:`REPO`, :data:`RESULTS` (``bench/results``), :data:`HELD_OUT_DATA`
+  (``bench/data/heldout``), :data:`SAMPLE` (the shipped Pleiades sample), :func:`shared_data` (``../shared/data/<kind>`` beside the checkout),
   :func:`sat_data_or_sample`.
 * The dev images: :data:`PAN_IMAGES`, :data:`OTHER_IMAGES`, :data:`EXCLUDED_IMAGES`,
   :func:`dev_images`; the ground benchmarks' held-out crops (:func:`held_out_crops`) and
@@ -35,10 +35,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 """The checkout this package runs from (an editable install: ``pip install -e .``)."""
 RESULTS = REPO / "bench" / "results" if (REPO / "bench").is_dir() else Path("bench") / "results"
-# images added after every shipped model was trained (held out by construction; their
-# provenance: bench/data/heldout/SOURCES.md)
-HELD_OUT_DATA = REPO / "bench" / "data" / "heldout"
 """Where benchmark results are written: the checkout's ``bench/results``, else ./bench/results."""
+HELD_OUT_DATA = REPO / "bench" / "data" / "heldout"
+"""Images added after every shipped model was trained: held out by construction (provenance:
+``bench/data/heldout/SOURCES.md``)."""
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "pleiades_ventoux.tif"
 """The real Pleiades scene shipped in the package."""
 

@@ -58,13 +58,7 @@ from satcodec.coding.parallel import ordered_map, resolve_workers, torch_threads
 from satcodec.coding.rate_control import MAX_STEP, MIN_STEP
 from satcodec.coding.spectral import SpectralTransform, component_reader
 from satcodec.coding.transforms import TorchTransform, Transform
-from satcodec.entropy.quantiser import (  # noqa: F401  (re-exported: the encoder's rule)
-    DEADZONE_FROM_STEP,
-    DEADZONE_MAX,
-    DEADZONE_MIN,
-    DEADZONE_PER_OCTAVE,
-    step_deadzone,
-)
+from satcodec.entropy.quantiser import step_deadzone
 from satcodec.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -121,8 +121,8 @@ def encode_at_bpp(
         if ok and (not never_exceed or ratio >= 1 - 2 * tolerance):
             return data
         real.append((math.log2(step), math.log2(ratio)))
-        (x0, f0), (x1, f1) = real[-2] if len(real) > 1 else (None, None), real[-1]
-        if x0 is not None and x0 != x1:
+        if len(real) > 1 and real[-2][0] != real[-1][0]:
+            (x0, f0), (x1, f1) = real[-2:]
             # a secant on the real sizes: the rate's slope varies (steep on speckle,
             # flat at high rates), and a fixed one can oscillate around the target
             slope = min(max((f1 - f0) / (x1 - x0), -4.0), -0.25)
