@@ -30,10 +30,12 @@ import numpy as np
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from satcodec.benchmarks.harness import (  # noqa: E402
+    DECIMATED_IMAGES,
     EXCLUDED_IMAGES,
     HELD_OUT_DATA,
     OTHER_IMAGES,
     PAN_IMAGES,
+    REPO,
     RESULTS,
     dev_images,
     shared_data,
@@ -43,6 +45,12 @@ from satcodec.evaluation.run import SPECTRAL_CODEC  # noqa: E402
 
 CACHE = RESULTS / "rd_anchor_cache.json"
 DEFAULT_DATA = shared_data("sat")
+
+
+def _shown(path: str) -> str:
+    """A path as a report shows it: relative to the repository when inside it."""
+    p = Path(path).resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(path)
 
 
 def _model_infos(models: list[str] | None) -> list[Any]:
@@ -144,11 +152,12 @@ def cmd_ladder(a: argparse.Namespace) -> int:
         held_out |= set(i.meta.get("val_scenes", []))
     # images the training data loader leaves out of every run (their model cards say so):
     # never seen in training either
-    never = {
+    never_all = {
         p.name
         for p in data.glob("*.tif")
         if any(fnmatch.fnmatch(p.name, g) for g in TRAINING_EXCLUDE)
-    } - set(EXCLUDED_IMAGES)
+    }
+    never = never_all - set(EXCLUDED_IMAGES)
     held_out |= never
     added = sorted(Path(a.held_out_data).glob("*.tif")) if a.held_out_data else []
     held_out |= {p.name for p in added}
@@ -179,7 +188,7 @@ def cmd_ladder(a: argparse.Namespace) -> int:
             else ""
         )
         + (
-            f"; added after training (`{a.held_out_data}`, SOURCES.md there; per-family "
+            f"; added after training (`{_shown(a.held_out_data)}`, SOURCES.md there; per-family "
             f"section only): {', '.join(p.name for p in added)}"
             if added
             else ""
@@ -187,7 +196,16 @@ def cmd_ladder(a: argparse.Namespace) -> int:
         + ". **Every other image below was in the training set** (in-sample): those BD-rates "
         "are optimistic for unseen scenes.\n",
         "Excluded: "
-        + "; ".join(f"`{k}` ({v})" for k, v in EXCLUDED_IMAGES.items())
+        + "; ".join(
+            f"`{k}` ({v}"
+            + (
+                f"; the per-family section takes it at one pixel in {DECIMATED_IMAGES[k]}, its "
+                "native grid)"
+                if k in DECIMATED_IMAGES
+                else ")"
+            )
+            for k, v in EXCLUDED_IMAGES.items()
+        )
         + ". The `satcodec` curve is the ladder: at each target the model the API picks by "
         "default (best measured PSNR on its model card at that rate); `satcodec:<model>` curves are the single models. "
         "`satcodec-klt` (group `other`, images of two bands or more) is that ladder coding "
@@ -258,7 +276,9 @@ def cmd_ladder(a: argparse.Namespace) -> int:
         summary += section
         print("\n".join(section))
     if not a.pan_only and not a.reuse and "satcodec" in a.codecs.split(","):
-        section = family_section(data, infos, held_out, group_rows, bpps, a, added)
+        # an excluded image taken on its native grid there is as unseen as the others
+        family_held_out = held_out | (never_all & set(DECIMATED_IMAGES))
+        section = family_section(data, infos, family_held_out, group_rows, bpps, a, added)
         summary += section
         print("\n".join(section))
     out = RESULTS / f"{a.tag}.md"
@@ -332,10 +352,11 @@ def family_section(
     with tempfile.TemporaryDirectory() as tmp:
         paths, neutral = [], []
 
-        def write(path: Path, name: str, pixels: np.ndarray, bits: int) -> Path:
+        def write(path: Path, name: str, pixels: np.ndarray, bits: int, every: int = 1) -> Path:
             with rasterio.open(path) as src:
                 prof = src.profile.copy()
             prof.update(count=1, nbits=bits, compress="deflate", tiled=False)
+            prof.update(transform=prof["transform"] * rasterio.Affine.scale(every))
             prof.update(height=pixels.shape[0], width=pixels.shape[1])
             for k in ("blockxsize", "blockysize", "photometric"):
                 prof.pop(k, None)
@@ -344,18 +365,22 @@ def family_section(
                 dst.write(pixels[None])
             return out
 
-        for path in [*dev_images(data, PAN_IMAGES + OTHER_IMAGES), *added]:
+        decimated = dev_images(data, DECIMATED_IMAGES)
+        for path in [*dev_images(data, PAN_IMAGES + OTHER_IMAGES), *added, *decimated]:
             arr, bits, nodata = load_image(path)
+            every = DECIMATED_IMAGES.get(path.name, 1)
+            arr = arr[:, ::every, ::every]
             mask = valid_mask(arr, nodata)
+            stem = path.stem if every == 1 else f"{path.stem}@every{every}"
             for b in range(arr.shape[0]):
-                name = f"{path.stem}#b{b + 1}.tif" if arr.shape[0] > 1 else path.name
+                name = f"{stem}#b{b + 1}.tif" if arr.shape[0] > 1 else f"{stem}.tif"
                 if path.name not in PAN_IMAGES:  # pan images are group `pan`'s rows already
-                    paths.append(write(path, name, arr[b], bits))
+                    paths.append(write(path, name, arr[b], bits, every))
                     source[name] = (path.name, b)
                 sig = wavelet_grid_signature(arr[b], mask)
                 if sig.flagged:
                     crop = f"{Path(name).stem}@grid-neutral.tif"
-                    neutral.append(write(path, crop, grid_neutral_crop(arr[b], sig), bits))
+                    neutral.append(write(path, crop, grid_neutral_crop(arr[b], sig), bits, every))
                     neutral_of[name] = crop
                     source[crop] = (path.name, b)
         rows += _learned_rows(paths + neutral, "satcodec", infos, bpps, a, skipped, True)
@@ -418,6 +443,12 @@ def family_section(
             )
             if added
             else ""
+        )
+        + "; "
+        + ", ".join(
+            f"{n} (VNIR) at one pixel in {k} along each axis, its native grid (never trained on)"
+            for n, k in DECIMATED_IMAGES.items()
+            if (data / n).exists()
         )
         + "). Per-image values: `rd_families.csv`.\n",
         "| family | images (bands) | held out | ladder vs JPEG 2000, held out | vs JPEG 2000, "

@@ -557,3 +557,25 @@ def test_ms_ssim_matches_pytorch_msssim_on_decoded_images(decoded_pairs):
         got = ms_ssim(xf, yf, 12)
         assert 0.9 < got < 1, name
         assert got == pytest.approx(expected, abs=MSSSIM_TOLERANCE), name
+
+
+def test_every_family_image_has_a_family_per_band_and_decimated_images_stay_out_of_groups() -> None:
+    from satcodec.benchmarks.harness import (
+        DECIMATED_IMAGES,
+        EXCLUDED_IMAGES,
+        FAMILIES,
+        IMAGE_FAMILIES,
+        OTHER_IMAGES,
+        PAN_IMAGES,
+        band_family,
+    )
+
+    # a decimated image is an excluded one taken on its native grid: never in a group's table
+    assert set(DECIMATED_IMAGES) <= set(EXCLUDED_IMAGES)
+    assert not set(DECIMATED_IMAGES) & set(PAN_IMAGES + OTHER_IMAGES)
+    assert all(k >= 2 for k in DECIMATED_IMAGES.values())
+    for name in [*PAN_IMAGES, *OTHER_IMAGES, *DECIMATED_IMAGES]:
+        assert name in IMAGE_FAMILIES, name
+        assert all(f in FAMILIES for f in IMAGE_FAMILIES[name])
+    assert band_family("rsgislib_sentinel2-sr-10band_aberystwyth.tif", 8) == "red-edge / SWIR"
+    assert band_family("solaris-spacenet6_worldview2-ms4_rotterdam.tif", 3) == "multispectral VNIR"
