@@ -97,7 +97,7 @@ def main() -> None:
     torch.set_num_threads(1)
     paths = scene_paths(a.data, exclude=DEFAULT_EXCLUDE)
     val_split = [read_scene(p) for p in paths if p.name in DEFAULT_VAL]
-    crops = [c for c, _ in val_patches(val_split, size=256)]
+    crops = [p.pixels for p in val_patches(val_split, size=256)]
     rows = []
     for variant in a.variants.split(","):
         work = Path(a.work) / variant

@@ -38,10 +38,12 @@ from satcodec.benchmarks.gpu_jobs import JOBS, Job, job_command
 
 
 def cmd_pack(a: argparse.Namespace) -> int:
-    from satcodec.codec.data import load_scenes, save_scene_pack
-    from satcodec.codec.training import DEFAULT_EXCLUDE
+    from satcodec.codec.data import load_named_scenes, load_scenes, save_scene_pack
+    from satcodec.codec.training import DEFAULT_EXCLUDE, FAMILY_VAL
 
-    scenes = load_scenes(a.data, exclude=DEFAULT_EXCLUDE)
+    # the never-trained family validation scenes too: runs leave them out of training
+    # (DEFAULT_EXCLUDE) and validate on them per family
+    scenes = load_scenes(a.data, exclude=DEFAULT_EXCLUDE) + load_named_scenes(a.data, FAMILY_VAL)
     path = save_scene_pack(scenes, a.out)
     print(f"{len(scenes)} scenes -> {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return 0

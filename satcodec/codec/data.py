@@ -208,6 +208,27 @@ def load_scene_pack(path: str | Path) -> list[Scene]:
     return scenes
 
 
+def native_grid(scene: Scene) -> Scene:
+    """``scene`` on its native pixel grid: every k-th pixel of a raster stored k x
+    pixel-duplicated (:data:`satcodec.codec.families.PIXEL_DUPLICATION`), else itself."""
+    from satcodec.codec.families import PIXEL_DUPLICATION
+
+    k = PIXEL_DUPLICATION.get(scene.name, 1)
+    if k == 1:
+        return scene
+    return Scene(scene.name, scene.data[:, ::k, ::k], scene.valid[::k, ::k], scene.bit_depth)
+
+
+def load_named_scenes(data: str | Path, names: list[str]) -> list[Scene]:
+    """The scenes of ``names`` that a folder of GeoTIFFs or a scene pack holds (in the
+    order of ``names``; the others are skipped), whatever a training run excludes."""
+    data = Path(data)
+    if data.is_file() and data.suffix == ".npz":
+        by_name = {s.name: s for s in load_scene_pack(data)}
+        return [by_name[n] for n in names if n in by_name]
+    return [read_scene(data / n) for n in names if (data / n).is_file()]
+
+
 def load_scenes(data: str | Path, exclude: list[str] | None = None) -> list[Scene]:
     """Scenes of a folder of GeoTIFFs or of a scene pack (``.npz``), minus ``exclude`` globs."""
     data = Path(data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,15 @@ import numpy as np
 import torch
 
 from satcodec.codec.config import ACTIVATIONS
-from satcodec.codec.data import PatchSampler, Scene, band_samples, load_scenes
+from satcodec.codec.data import (
+    PatchSampler,
+    Scene,
+    band_samples,
+    load_named_scenes,
+    load_scenes,
+    native_grid,
+)
+from satcodec.codec.families import FAMILY_KEYS, band_family
 from satcodec.codec.models import ModelConfig, ReducedVAE, complexity, widen_latent
 from satcodec.codec.normalisation import max_peak_shift_down
 from satcodec.codec.registry import load_model, save_model
@@ -25,6 +34,13 @@ DISTORTION_PEAK = 4095.0
 DEFAULT_VAL = ["shareloc_pleiades-pan_ventoux.tif", "shareloc_pleiades-pan_giza.tif"]
 # Left out entirely: GPL-licenced rsgislib cube and the 2x pixel-duplicated WorldView-2 MS chip.
 DEFAULT_EXCLUDE = ["rsgislib_*", "solaris-spacenet6_worldview2-ms4_*"]
+# Never trained on (DEFAULT_EXCLUDE), so they validate, per family, what the pan scenes above
+# cannot: the Sentinel-2 cube (VNIR and red-edge / SWIR bands) and the WorldView-2 MS chip
+# (VNIR, on its native grid). Used when the data hold them and the run does not train on them.
+FAMILY_VAL = [
+    "rsgislib_sentinel2-sr-10band_aberystwyth.tif",
+    "solaris-spacenet6_worldview2-ms4_rotterdam.tif",
+]
 
 
 def rd_loss(lmbda: float):
@@ -102,32 +118,62 @@ def decoder_steps(
     return torch.tensor(out, dtype=torch.float32)
 
 
+@dataclass(frozen=True)
+class ValPatch:
+    """One validation crop: normalised pixels, the band's peak, where it comes from."""
+
+    pixels: np.ndarray
+    peak: float
+    scene: str
+    family: str | None  # satcodec.codec.families; None for a file it does not name
+    primary: bool  # from the run's validation scenes (val/bpp, val/psnr), not FAMILY_VAL
+
+
 def val_patches(
-    scenes: list[Scene], size: int = 256, normalisation: str = "bit-depth"
-) -> list[tuple[np.ndarray, float]]:
-    """Centre crops (size x size) of every band of the validation scenes."""
+    scenes: list[Scene], size: int = 256, normalisation: str = "bit-depth", primary: bool = True
+) -> list[ValPatch]:
+    """Centre crops of every band of the validation scenes (on their native grid): ``size``²,
+    or the largest multiple of 16 a smaller scene holds (none below 64)."""
     out = []
     for scene in scenes:
-        for s in band_samples(scene, normalisation=normalisation):
+        scene = native_grid(scene)
+        for b, s in enumerate(band_samples(scene, normalisation=normalisation)):
             h, w = s.pixels.shape
-            if min(h, w) < size:
+            side = min(size, h, w) // 16 * 16
+            if side < 64:
                 continue
-            y, x = (h - size) // 2, (w - size) // 2
-            out.append((s.pixels[y : y + size, x : x + size], s.peak))
+            y, x = (h - side) // 2, (w - side) // 2
+            crop = s.pixels[y : y + side, x : x + side]
+            out.append(ValPatch(crop, s.peak, scene.name, band_family(scene.name, b), primary))
     return out
 
 
-def rd_validation(patches: list[tuple[np.ndarray, float]]):
+def rd_validation(patches: list[ValPatch]):
+    """Mean rate (likelihood bits, rounded latents) and PSNR (normalised range) over the
+    primary patches (``bpp``, ``psnr``) and per sensor family (``vnir/bpp``, ...; ``other/``
+    for held-out scenes of no known family)."""
+
     def val_fn(model: torch.nn.Module) -> dict[str, float]:
-        bpps, psnrs = [], []
+        measured = []
         device = next(model.parameters()).device
-        for arr, _peak in patches:
-            x = torch.from_numpy(arr)[None, None].to(device)
+        for p in patches:
+            x = torch.from_numpy(p.pixels)[None, None].to(device)
             out = model(x)  # eval mode: rounded latents
-            bpps.append(float(out["bits"].sum()) / arr.size)
             mse = float(torch.mean((out["x_hat"] - x) ** 2))
-            psnrs.append(-10 * np.log10(max(mse, 1e-12)))
-        return {"bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))}
+            measured.append(
+                (p, float(out["bits"].sum()) / p.pixels.size, -10 * np.log10(max(mse, 1e-12)))
+            )
+        groups = {"": [m for m in measured if m[0].primary]}
+        for family, key in FAMILY_KEYS.items():
+            groups[f"{key}/"] = [m for m in measured if m[0].family == family]
+        # held-out scenes of no known family (a user's own --val-data) are not dropped
+        groups["other/"] = [m for m in measured if m[0].family is None and not m[0].primary]
+        metrics = {}
+        for prefix, items in groups.items():
+            if items:
+                metrics[f"{prefix}bpp"] = float(np.mean([b for _, b, _ in items]))
+                metrics[f"{prefix}psnr"] = float(np.mean([q for _, _, q in items]))
+        return metrics
 
     return val_fn
 
@@ -155,6 +201,8 @@ def fit_rd(
     device: str = "cpu",
     scenes: list[Scene] | None = None,
     normalisation: str = "bit-depth",
+    family_val: bool = True,
+    val_data: str | Path | None = None,
 ) -> tuple[Trainer, dict[str, Any]]:
     """Rate–distortion training of any codec ``model`` (``forward`` -> ``x_hat``, ``bits``).
 
@@ -164,6 +212,12 @@ def fit_rd(
     loaded (with the default exclusions), so a caller that read them need not read them again.
     ``normalisation``: each band's peak, as :func:`~satcodec.codec.data.band_samples`
     (``"texture"``: the peaks the encoder's default normalisation gives it at inference).
+
+    Validation reports the run's validation scenes (``val/bpp``, ``val/psnr``) and each
+    sensor family apart (``val/vnir/psnr``, ...: :mod:`satcodec.codec.families`), adding the
+    never-trained :data:`FAMILY_VAL` scenes ``data`` holds (``family_val``) and every scene of
+    ``val_data`` (a folder or scene pack of held-out scenes, e.g. ``bench/data/heldout``);
+    neither ever trains.
     """
     val_names = DEFAULT_VAL if val_scenes is None else val_scenes
     if scenes is None:
@@ -172,6 +226,17 @@ def fit_rd(
     val_split = [s for s in scenes if s.name in val_names]
     if not train_scenes:
         raise ValueError(f"no training scenes in {data}")
+    trained = {s.name for s in train_scenes}
+    family_split = []
+    if family_val:
+        wanted = [n for n in FAMILY_VAL if n not in trained and n not in val_names]
+        family_split = load_named_scenes(data, wanted)
+    if val_data is not None:
+        held = load_scenes(val_data)
+        both = sorted(trained & {s.name for s in held})
+        if both:
+            raise ConfigError(f"--val-data {val_data}: {', '.join(both)} also train")
+        family_split += [s for s in held if s.name not in {t.name for t in family_split}]
     # the encoder's cap on the texture gain for this analysis (smaller for ReLU)
     down = max_peak_shift_down(getattr(getattr(model, "config", None), "encoder_activation", None))
     sampler = PatchSampler(
@@ -200,9 +265,10 @@ def fit_rd(
         progress=progress,
         device=device,
     )
-    val_fn = (
-        rd_validation(val_patches(val_split, normalisation=normalisation)) if val_split else None
+    patches = val_patches(val_split, normalisation=normalisation) + val_patches(
+        family_split, normalisation=normalisation, primary=False
     )
+    val_fn = rd_validation(patches) if patches else None
     trainer = Trainer(model, rd_loss(lmbda), batch_fn, cfg, val_fn=val_fn)
     history = trainer.fit()
     final_val = next((r for r in reversed(history) if "val/bpp" in r), {})
@@ -220,6 +286,7 @@ def fit_rd(
         "device": trainer.device.type,
         "train_scenes": [s.name for s in train_scenes],
         "val_scenes": [s.name for s in val_split],
+        "family_val_scenes": [s.name for s in family_split],
         "val": {k: v for k, v in final_val.items() if k.startswith("val/")},
     }
     return trainer, meta
@@ -248,6 +315,7 @@ def train_codec(
     device: str = "cpu",
     schedule_kwargs: dict[str, float] | None = None,
     normalisation: str = "bit-depth",
+    val_data: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train a :class:`ReducedVAE` at rate–distortion trade-off ``lmbda``; write ``out/model.safetensors``.
 
@@ -292,6 +360,7 @@ def train_codec(
         progress=progress,
         device=device,
         normalisation=normalisation,
+        val_data=val_data,
     )
     meta["complexity"] = complexity(model)
     if init_info is not None:
