@@ -2,10 +2,13 @@
 
 A GPU lease here is minutes long and the node has no GDAL, so the work is split in two:
 
-    # here: decode the training scenes once into a scene pack (native pixels, masks, bit depths)
+    # here: decode the training scenes once into a scene pack (native pixels, masks, bit depths;
+    # with the never-trained family validation scenes), bench/data/heldout into a second
     python bench/train_gpu.py pack --data ../shared/data/sat --out .gpu/scenes.npz
-    # on the GPU node: every job in parallel, one process each, all ending by the deadline
-    python bench/train_gpu.py run --pack .gpu/scenes.npz --out $OUT/runs --budget 420
+    # on the GPU node: every job in parallel, one process each, all ending by the deadline,
+    # validated per sensor family (val/pan, val/vnir, val/swir, val/sar in metrics.jsonl)
+    python bench/train_gpu.py run --pack .gpu/scenes.npz --val-pack .gpu/scenes.heldout.npz \
+        --out $OUT/runs --budget 420
 
 ``run`` starts one process per job (``JOBS`` of :mod:`satcodec.benchmarks.gpu_jobs`, or
 ``--jobs a,b``). Each process loads the pack, then measures its own step rate for a fixed
@@ -35,6 +38,7 @@ import time
 from pathlib import Path
 
 from satcodec.benchmarks.gpu_jobs import JOBS, Job, job_command
+from satcodec.benchmarks.harness import HELD_OUT_DATA
 
 
 def cmd_pack(a: argparse.Namespace) -> int:
@@ -46,6 +50,10 @@ def cmd_pack(a: argparse.Namespace) -> int:
     scenes = load_scenes(a.data, exclude=DEFAULT_EXCLUDE) + load_named_scenes(a.data, FAMILY_VAL)
     path = save_scene_pack(scenes, a.out)
     print(f"{len(scenes)} scenes -> {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    if a.held_out:  # a pack of its own: jobs validate on it (--val-pack), never train
+        held = load_scenes(a.held_out)
+        path = save_scene_pack(held, Path(a.out).with_suffix(".heldout.npz"))
+        print(f"{len(held)} held-out scenes -> {path}")
     return 0
 
 
@@ -162,6 +170,7 @@ def cmd_job(a: argparse.Namespace) -> int:
             a.pack, job.lmbda, steps, out, lr=job.lr, batch=a.batch, patch=a.patch,
             config=_codec_config(job), init=job.init, val_every=2000, ckpt_every=200, progress=False,
             device=a.device, schedule_kwargs={"start": a.decay_start, "final": 0.3},
+            val_data=a.val_pack,
         )  # fmt: skip
     _finish(out, meta, command, a)
     return 0
@@ -210,7 +219,8 @@ def _last_record(out: Path) -> str:
     if not lines:
         return "-"
     r = json.loads(lines[-1])
-    keys = ("step", "bpp", "psnr", "val/bpp", "val/psnr", "skipped_steps")
+    keys = ("step", "bpp", "psnr", "val/bpp", "val/psnr", "val/vnir/psnr", "val/swir/psnr")
+    keys += ("val/sar/psnr", "skipped_steps")
     return " ".join(f"{k}={r[k]:.4g}" for k in keys if k in r)
 
 
@@ -231,6 +241,8 @@ def cmd_run(a: argparse.Namespace) -> int:
                "--deadline", str(deadline), "--calibrate-until", str(calibrate_until),
                "--reserve", str(a.reserve), "--batch", str(a.batch), "--patch", str(a.patch),
                "--decay-start", str(a.decay_start), "--device", a.device]  # fmt: skip
+        if a.val_pack:
+            cmd += ["--val-pack", a.val_pack]
         if a.equal_steps and n in a.equal_steps.split(","):
             cmd += ["--equal-steps", a.equal_steps]
         log = open(out / n / "job.log", "w")  # noqa: SIM115 - closed with the process
@@ -281,6 +293,12 @@ def main() -> int:
     p = sub.add_parser("pack", help="decode the training scenes into one .npz")
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument(
+        "--held-out",
+        default=str(HELD_OUT_DATA) if HELD_OUT_DATA.is_dir() else "",
+        help="images added after training (default bench/data/heldout): packed apart, as "
+        "OUT.heldout.npz, for --val-pack ('' for none)",
+    )
     p.set_defaults(func=cmd_pack)
     for name, func in (("run", cmd_run), ("job", cmd_job)):
         r = sub.add_parser(name)
@@ -292,6 +310,7 @@ def main() -> int:
         r.add_argument("--device", default="cuda")
         r.add_argument("--reserve", type=float, default=25.0, help="s kept for val + saving")
         r.add_argument("--equal-steps", help="comma-separated jobs that train equal steps")
+        r.add_argument("--val-pack", help="held-out scenes (pack --held-out) validated per family")
         r.set_defaults(func=func)
     run = sub.choices["run"]
     run.add_argument("--budget", type=float, required=True, help="s from start to the end")
