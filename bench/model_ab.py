@@ -25,8 +25,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import satcodec  # noqa: E402
 from satcodec.benchmarks.harness import (  # noqa: E402
+    DECIMATED_IMAGES,
     HELD_OUT_DATA,
-    PIXEL_DUPLICATION,
     RESULTS,
     publish,
     shared_data,
@@ -82,7 +82,7 @@ def main() -> None:
         if not path.exists():
             print(label, "skipped: not found", flush=True)
             continue
-        every = PIXEL_DUPLICATION.get(name, 1)  # a pixel-duplicated file on its native grid
+        every = DECIMATED_IMAGES.get(name, 1)  # a pixel-duplicated file on its native grid
         with open_raster(path) as r:
             img = r.read(band)[::every, ::every][:1024, :1024]
             bits = r.meta.bit_depth

@@ -399,7 +399,7 @@ def family_section(
         if image.endswith("@grid-neutral.tif"):
             continue
         src, band = source[image]
-        fam = band_family(src, band) if src in IMAGE_FAMILIES else "?"
+        fam = band_family(src, band) or "?"
         crop = neutral_of.get(image)
         per.append(
             {

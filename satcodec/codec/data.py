@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,19 +178,23 @@ def save_scene_pack(scenes: list[Scene], path: str | Path) -> Path:
     return path
 
 
-def load_scene_pack(path: str | Path) -> list[Scene]:
-    """Read a pack written by :func:`save_scene_pack`; a malformed one raises :class:`RasterError`."""
+def load_scene_pack(path: str | Path, names: Iterable[str] | None = None) -> list[Scene]:
+    """Read a pack written by :func:`save_scene_pack` (only the scenes of ``names``, when
+    given: the others are not decompressed); a malformed one raises :class:`RasterError`."""
+    wanted = None if names is None else set(names)
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             if "format" not in z.files or str(z["format"]) != _PACK_FORMAT:
                 raise RasterError(f"{path}: not a satcodec scene pack ({_PACK_FORMAT})")
-            names = [str(n) for n in z["names"]]
+            scene_names = [str(n) for n in z["names"]]
             depths = [int(d) for d in z["bit_depths"]]
-            if len(depths) != len(names):
-                raise RasterError(f"{path}: {len(names)} names but {len(depths)} bit depths")
+            if len(depths) != len(scene_names):
+                raise RasterError(f"{path}: {len(scene_names)} names but {len(depths)} bit depths")
             scenes = []
-            for i, (name, depth) in enumerate(zip(names, depths, strict=True)):
+            for i, (name, depth) in enumerate(zip(scene_names, depths, strict=True)):
+                if wanted is not None and name not in wanted:
+                    continue
                 if f"data{i}" not in z.files or f"valid{i}" not in z.files:
                     raise RasterError(f"{path}: scene {i} ({name}) has no data or valid mask")
                 data, valid = z[f"data{i}"], z[f"valid{i}"]
@@ -224,7 +229,7 @@ def load_named_scenes(data: str | Path, names: list[str]) -> list[Scene]:
     order of ``names``; the others are skipped), whatever a training run excludes."""
     data = Path(data)
     if data.is_file() and data.suffix == ".npz":
-        by_name = {s.name: s for s in load_scene_pack(data)}
+        by_name = {s.name: s for s in load_scene_pack(data, names)}
         return [by_name[n] for n in names if n in by_name]
     return [read_scene(data / n) for n in names if (data / n).is_file()]
 

@@ -236,7 +236,8 @@ def fit_rd(
         both = sorted(trained & {s.name for s in held})
         if both:
             raise ConfigError(f"--val-data {val_data}: {', '.join(both)} also train")
-        family_split += [s for s in held if s.name not in {t.name for t in family_split}]
+        known = {s.name for s in family_split}
+        family_split += [s for s in held if s.name not in known]
     # the encoder's cap on the texture gain for this analysis (smaller for ReLU)
     down = max_peak_shift_down(getattr(getattr(model, "config", None), "encoder_activation", None))
     sampler = PatchSampler(
